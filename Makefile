@@ -1,0 +1,28 @@
+# The two set-up commands of README.md: `make book` and `make test`.
+# Both create .venv at the repository root (Python 3.11+) and install everything into it.
+PROFILE ?= quick
+FORCE ?= 0
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: book test lint clean-book benchmark
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -e ".[test,book]"
+	@touch $@
+
+book: $(STAMP)
+	$(PY) -m mixer_lib.book --profile $(PROFILE) $(if $(filter 1,$(FORCE)),--force,)
+
+test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+benchmark: $(STAMP)
+	$(PY) benchmarks/throughput.py --preset cpu-small
+
+clean-book:
+	rm -rf book/_build book/chapters

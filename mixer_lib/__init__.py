@@ -1,0 +1,6 @@
+"""mixer_lib: an executable reproduction of MLP-Mixer (Tolstikhin et al., 2021)."""
+
+from mixer_lib.model import VARIANTS, MixerConfig, MlpMixer, create_model, get_config
+
+__all__ = ["VARIANTS", "MixerConfig", "MlpMixer", "create_model", "get_config"]
+__version__ = "0.1.0"

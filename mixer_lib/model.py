@@ -1,0 +1,303 @@
+"""MLP-Mixer (Tolstikhin et al., 2021, arXiv 2105.01601), Section 2 and Figure 1.
+
+Written to match the official Flax code (``vit_jax/models_mixer.py``) rather than common
+PyTorch habits:
+
+* the stem is one strided convolution (kernel = stride = patch size), "per-patch fully
+  connected" in the paper's words;
+* every block is pre-norm: ``x + TokenMLP(LN(x))^T`` then ``x + ChannelMLP(LN(x))`` (Eq. 1);
+* LayerNorm epsilon is 1e-6 (Flax's default, PyTorch's is 1e-5);
+* GELU uses the tanh approximation (``flax.linen.gelu`` default); ``gelu="exact"`` gives the
+  erf form that timm uses;
+* the head is zero-initialised, other Dense/Conv kernels use Flax's ``lecun_normal``
+  (truncated normal, variance 1/fan_in) and zero biases.
+
+Shapes: images ``(B, 3, H, W)`` -> patches ``(B, S, C)`` with ``S = (H/P)(W/P)`` tokens of
+``C`` channels -> logits ``(B, num_classes)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from einops.layers.torch import Rearrange, Reduce
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+GeluKind = Literal["tanh", "exact"]
+TokenMixingImpl = Literal["einops", "matmul"]
+
+
+@dataclass(frozen=True)
+class MixerConfig:
+    """Everything that defines a Mixer architecture (paper Table 1 plus run options)."""
+
+    name: str
+    patch_size: int  # P
+    num_blocks: int  # number of Mixer layers
+    hidden_dim: int  # C, channels per token
+    tokens_mlp_dim: int  # D_S, token-mixing MLP width
+    channels_mlp_dim: int  # D_C, channel-mixing MLP width
+    img_size: int = 224
+    in_chans: int = 3
+    num_classes: int = 1000
+    gelu: GeluKind = "tanh"
+    drop_rate: float = 0.0  # dropout inside MLPs and before the head
+    drop_path_rate: float = 0.0  # stochastic depth, linearly increasing over blocks
+    token_mixing: TokenMixingImpl = "matmul"  # numerically the same; "matmul" avoids copies
+    grad_checkpointing: bool = False  # recompute blocks in backward to save memory
+
+    def __post_init__(self) -> None:
+        if self.gelu not in ("tanh", "exact"):
+            raise ValueError(f"gelu must be 'tanh' (official) or 'exact', got {self.gelu!r}")
+        if self.token_mixing not in ("einops", "matmul"):
+            raise ValueError(
+                f"token_mixing must be 'einops' or 'matmul', got {self.token_mixing!r}"
+            )
+        if self.img_size % self.patch_size:
+            raise ValueError(
+                f"{self.name}: img_size {self.img_size} is not a multiple of the patch size "
+                f"{self.patch_size}; use a resolution divisible by {self.patch_size} "
+                f"(e.g. {self.patch_size * (self.img_size // self.patch_size)})."
+            )
+        for field in ("drop_rate", "drop_path_rate"):
+            value = getattr(self, field)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"{field} must be in [0, 1), got {value}")
+
+    @property
+    def grid_size(self) -> int:
+        """Patches per side, H/P."""
+        return self.img_size // self.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        """S, the number of tokens."""
+        return self.grid_size**2
+
+
+# Paper Table 1. "Mixer-B/16": B = size, 16 = patch resolution.
+VARIANTS: dict[str, MixerConfig] = {
+    cfg.name: cfg
+    for cfg in (
+        MixerConfig("Mixer-S/32", 32, 8, 512, 256, 2048),
+        MixerConfig("Mixer-S/16", 16, 8, 512, 256, 2048),
+        MixerConfig("Mixer-B/32", 32, 12, 768, 384, 3072),
+        MixerConfig("Mixer-B/16", 16, 12, 768, 384, 3072),
+        MixerConfig("Mixer-L/32", 32, 24, 1024, 512, 4096),
+        MixerConfig("Mixer-L/16", 16, 24, 1024, 512, 4096),
+        MixerConfig("Mixer-H/14", 14, 32, 1280, 640, 5120),
+    )
+}
+
+
+def get_config(variant: str, **overrides: object) -> MixerConfig:
+    """Table 1 config for ``variant`` (e.g. ``"Mixer-B/16"``) with fields overridden."""
+    if isinstance(variant, MixerConfig):
+        return replace(variant, **overrides)
+    key = variant if variant.startswith("Mixer-") else f"Mixer-{variant}"
+    key = key.replace("_", "/")
+    if key not in VARIANTS:
+        raise ValueError(
+            f"unknown Mixer variant {variant!r}; choose one of {', '.join(VARIANTS)}"
+        )
+    unknown = set(overrides) - set(MixerConfig.__dataclass_fields__)
+    if unknown:
+        raise TypeError(f"unknown MixerConfig option(s): {', '.join(sorted(unknown))}")
+    return replace(VARIANTS[key], **overrides)
+
+
+def lecun_normal_(tensor: torch.Tensor, fan_in: int) -> torch.Tensor:
+    """Flax ``lecun_normal``: truncated normal in [-2, 2] std with variance 1/fan_in."""
+    # std of a unit normal truncated to [-2, 2] is 0.8796...; divide it out as Flax does.
+    std = math.sqrt(1.0 / fan_in) / 0.87962566103423978
+    return nn.init.trunc_normal_(tensor, std=std, a=-2 * std, b=2 * std)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop a whole residual branch per sample (Huang et al., 2016)."""
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class MlpBlock(nn.Module):
+    """Dense -> GELU -> Dense on the last axis (paper Eq. 1, ``MlpBlock`` in Flax).
+
+    ``(..., dim) -> (..., dim)`` with hidden width ``mlp_dim``.
+    """
+
+    def __init__(self, dim: int, mlp_dim: int, gelu: GeluKind = "tanh", drop: float = 0.0):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, mlp_dim)
+        self.act = nn.GELU(approximate="tanh" if gelu == "tanh" else "none")
+        self.drop1 = nn.Dropout(drop)
+        self.fc2 = nn.Linear(mlp_dim, dim)
+        self.drop2 = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
+
+
+class TokenMixingMlp(MlpBlock):
+    """The token-mixing MLP: an ``MlpBlock`` over the token axis S, shared across channels.
+
+    ``(B, S, C) -> (B, S, C)``. Parameters are those of ``MlpBlock(S, D_S)``.
+    ``impl="einops"`` transposes to ``(B, C, S)`` and back (the paper's "transpose");
+    ``impl="matmul"`` multiplies the weights from the left, ``W1 @ x``, which is the same
+    arithmetic without materialising the transposed copies.
+    """
+
+    def __init__(self, num_tokens: int, mlp_dim: int, gelu: GeluKind, drop: float,
+                 impl: TokenMixingImpl) -> None:
+        super().__init__(num_tokens, mlp_dim, gelu, drop)
+        self.impl = impl
+        self.to_channels_last = Rearrange("b s c -> b c s")
+        self.to_tokens_last = Rearrange("b c s -> b s c")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.impl == "einops":
+            return self.to_tokens_last(super().forward(self.to_channels_last(x)))
+        h = torch.matmul(self.fc1.weight, x) + self.fc1.bias[:, None]  # (B, D_S, C)
+        h = self.drop1(self.act(h))
+        return self.drop2(torch.matmul(self.fc2.weight, h) + self.fc2.bias[:, None])
+
+
+class MixerBlock(nn.Module):
+    """One Mixer layer (paper Eq. 1), pre-norm residual. ``(B, S, C) -> (B, S, C)``.
+
+    U = X + W2 σ(W1 LN(X)^T)^T  (token mixing, per channel)
+    Y = U + W4 σ(W3 LN(U))      (channel mixing, per token)
+    """
+
+    def __init__(self, cfg: MixerConfig, drop_path: float = 0.0) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(cfg.hidden_dim, eps=1e-6)
+        self.mlp_tokens = TokenMixingMlp(cfg.num_patches, cfg.tokens_mlp_dim, cfg.gelu,
+                                         cfg.drop_rate, cfg.token_mixing)
+        self.norm2 = nn.LayerNorm(cfg.hidden_dim, eps=1e-6)
+        self.mlp_channels = MlpBlock(cfg.hidden_dim, cfg.channels_mlp_dim, cfg.gelu,
+                                     cfg.drop_rate)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.mlp_tokens(self.norm1(x)))
+        return x + self.drop_path(self.mlp_channels(self.norm2(x)))
+
+
+class MlpMixer(nn.Module):
+    """MLP-Mixer classifier. ``(B, in_chans, H, W)`` images -> ``(B, num_classes)`` logits.
+
+    Inputs are expected in [-1, 1] (``(x - 0.5) / 0.5`` after scaling to [0, 1]), the range
+    the official checkpoints were trained with.
+    """
+
+    def __init__(self, cfg: MixerConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        # Per-patch fully connected layer == strided convolution (Flax name: "stem").
+        self.stem = nn.Conv2d(cfg.in_chans, cfg.hidden_dim, cfg.patch_size, cfg.patch_size)
+        self.to_tokens = Rearrange("b c h w -> b (h w) c")
+        dpr = [cfg.drop_path_rate * i / max(cfg.num_blocks - 1, 1)
+               for i in range(cfg.num_blocks)]
+        self.blocks = nn.ModuleList(MixerBlock(cfg, p) for p in dpr)
+        self.norm = nn.LayerNorm(cfg.hidden_dim, eps=1e-6)  # "pre_head_layer_norm"
+        self.pool = Reduce("b s c -> b c", "mean")  # global average pooling over tokens
+        self.head_drop = nn.Dropout(cfg.drop_rate)
+        self.head = nn.Linear(cfg.hidden_dim, cfg.num_classes) if cfg.num_classes else None
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Flax defaults: lecun_normal kernels, zero biases, unit LN scale, zero head."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                lecun_normal_(module.weight, fan_in=module.weight[0].numel())
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        if self.head is not None:
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a clear error when ``x`` does not fit the model's patch grid."""
+        cfg = self.cfg
+        if x.ndim != 4:
+            raise ValueError(
+                f"{cfg.name} expects a batch of images (B, {cfg.in_chans}, H, W); got a tensor "
+                f"of shape {tuple(x.shape)}. Add a batch dimension with x.unsqueeze(0)."
+            )
+        if x.shape[1] != cfg.in_chans:
+            hint = " (channels-last? use x.permute(0, 3, 1, 2))" if x.shape[-1] == cfg.in_chans \
+                else ""
+            raise ValueError(
+                f"{cfg.name} expects {cfg.in_chans} input channels in dim 1, got shape "
+                f"{tuple(x.shape)}{hint}."
+            )
+        if tuple(x.shape[-2:]) != (cfg.img_size, cfg.img_size):
+            raise ValueError(
+                f"{cfg.name} was built for {cfg.img_size}x{cfg.img_size} images "
+                f"({cfg.grid_size}x{cfg.grid_size} patches of {cfg.patch_size} px); got "
+                f"{x.shape[-2]}x{x.shape[-1]}. The token-mixing MLP has a fixed number of "
+                f"tokens, so resize/crop inputs to {cfg.img_size} px, or build the model with "
+                f"create_model(..., img_size={x.shape[-1]}) and load weights with "
+                f"load_npz(...), which re-maps token-mixing weights for a new grid."
+            )
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W) -> (B, S, C)`` tokens after the final LayerNorm."""
+        self.check_input(x)
+        x = self.to_tokens(self.stem(x))
+        for block in self.blocks:
+            if self.cfg.grad_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
+        return self.norm(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """``(B, S, C) -> (B, num_classes)`` (or pooled ``(B, C)`` with ``pre_logits``)."""
+        x = self.head_drop(self.pool(x))
+        if pre_logits or self.head is None:
+            return x
+        return self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the head with a zero-initialised one for ``num_classes`` (fine-tuning)."""
+        self.cfg = replace(self.cfg, num_classes=num_classes)
+        self.head = nn.Linear(self.cfg.hidden_dim, num_classes) if num_classes else None
+        if self.head is not None:
+            self.head.to(self.stem.weight.device, self.stem.weight.dtype)
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+
+
+def create_model(variant: str | MixerConfig = "Mixer-B/16", **overrides: object) -> MlpMixer:
+    """Build a Mixer from the Table 1 registry, e.g.
+    ``create_model("Mixer-B/16", num_classes=1000, img_size=224)``."""
+    return MlpMixer(get_config(variant, **overrides))
+
+
+def gelu_fn(kind: GeluKind):
+    """The activation function used for ``kind`` (for references and tests)."""
+    return lambda x: F.gelu(x, approximate="tanh" if kind == "tanh" else "none")

@@ -1,0 +1,182 @@
+"""Architecture: Table 1 registry, parameter counts, block definition, input checks."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mixer_lib import VARIANTS, create_model, get_config
+from mixer_lib.flops import analytic_params
+
+# Paper Table 1, "Parameters (M)".
+PAPER_PARAMS_M = {"Mixer-S/32": 19, "Mixer-S/16": 18, "Mixer-B/32": 60, "Mixer-B/16": 59,
+                  "Mixer-L/32": 206, "Mixer-L/16": 208, "Mixer-H/14": 431}
+
+
+def count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_registry_is_table1():
+    assert list(VARIANTS) == list(PAPER_PARAMS_M)
+    b16 = VARIANTS["Mixer-B/16"]
+    assert (b16.num_blocks, b16.hidden_dim, b16.tokens_mlp_dim, b16.channels_mlp_dim,
+            b16.num_patches) == (12, 768, 384, 3072, 196)
+    h14 = VARIANTS["Mixer-H/14"]
+    assert (h14.num_blocks, h14.hidden_dim, h14.tokens_mlp_dim, h14.channels_mlp_dim,
+            h14.num_patches) == (32, 1280, 640, 5120, 256)
+
+
+@pytest.mark.parametrize("name", list(PAPER_PARAMS_M))
+def test_parameter_counts_match_table1(name):
+    """Counted from the built module (1000 classes, 224 px) and equal to the closed form.
+
+    The paper prints whole millions, truncated: that reproduces six of the seven entries.
+    Mixer-H/14 counts 432.35M with its 1000-class head; the paper's 431 is the count without
+    the head (431.07M), so for H/14 the test checks that explanation exactly.
+    """
+    with torch.device("meta"):
+        model = create_model(name, num_classes=1000, img_size=224)
+    n = count(model)
+    assert n == analytic_params(model.cfg)
+    if name == "Mixer-H/14":
+        head = 1280 * 1000 + 1000
+        assert math.floor(n / 1e6) == 432
+        assert math.floor((n - head) / 1e6) == PAPER_PARAMS_M[name]
+    else:
+        assert math.floor(n / 1e6) == PAPER_PARAMS_M[name]
+
+
+def test_official_defaults():
+    model = create_model("Mixer-S/32")
+    assert model.stem.kernel_size == (32, 32) and model.stem.stride == (32, 32)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert len(norms) == 2 * 8 + 1 and all(n.eps == 1e-6 for n in norms)
+    assert model.blocks[0].mlp_channels.act.approximate == "tanh"
+    assert create_model("Mixer-S/32", gelu="exact").blocks[0].mlp_channels.act.approximate == \
+        "none"
+    assert torch.count_nonzero(model.head.weight) == 0 and torch.count_nonzero(model.head.bias) \
+        == 0
+    # zero head -> zero logits at initialisation, for any input
+    assert torch.all(model(torch.randn(2, 3, 224, 224)) == 0)
+    # lecun_normal: variance 1/fan_in for the channel-mixing fc1 (fan_in = 512)
+    w = create_model("Mixer-B/16").blocks[0].mlp_channels.fc1.weight
+    assert abs(w.std().item() - (1 / 768) ** 0.5) < 0.05 * (1 / 768) ** 0.5
+
+
+def mixer_block_by_hand(block, x, gelu="tanh"):
+    """Paper Eq. (1) written out with explicit transposes."""
+    approx = "tanh" if gelu == "tanh" else "none"
+    t = block.mlp_tokens
+    y = F.layer_norm(x, x.shape[-1:], block.norm1.weight, block.norm1.bias, 1e-6)
+    y = y.transpose(1, 2)  # (B, C, S): mix across patches, per channel
+    y = F.linear(F.gelu(F.linear(y, t.fc1.weight, t.fc1.bias), approximate=approx),
+                 t.fc2.weight, t.fc2.bias)
+    u = x + y.transpose(1, 2)
+    c = block.mlp_channels
+    z = F.layer_norm(u, u.shape[-1:], block.norm2.weight, block.norm2.bias, 1e-6)
+    z = F.linear(F.gelu(F.linear(z, c.fc1.weight, c.fc1.bias), approximate=approx),
+                 c.fc2.weight, c.fc2.bias)
+    return u + z
+
+
+@pytest.mark.parametrize("impl", ["einops", "matmul"])
+@pytest.mark.parametrize("gelu", ["tanh", "exact"])
+def test_block_is_equation_1(impl, gelu):
+    cfg = get_config("Mixer-S/32", img_size=64, token_mixing=impl, gelu=gelu)
+    model = create_model(cfg).eval()
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    x = torch.randn(3, cfg.num_patches, cfg.hidden_dim)
+    torch.testing.assert_close(model.blocks[0](x), mixer_block_by_hand(model.blocks[0], x, gelu),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_token_mixing_impls_agree_in_train_and_grad():
+    a = create_model("Mixer-S/32", img_size=64, num_classes=5, token_mixing="einops")
+    b = create_model("Mixer-S/32", img_size=64, num_classes=5, token_mixing="matmul")
+    for p in a.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(4, 3, 64, 64)
+    a(x).square().sum().backward()
+    b(x).square().sum().backward()
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(pa.grad, pb.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_token_mixing_mixes_only_across_patches():
+    """Changing one patch changes other tokens only through token mixing."""
+    model = create_model("Mixer-S/32", img_size=64, num_classes=0).eval()
+    x = torch.randn(1, 3, 64, 64)
+    x2 = x.clone()
+    x2[..., :32, :32] += 1.0  # perturb patch 0 only
+    stem = model.to_tokens(model.stem(x)), model.to_tokens(model.stem(x2))
+    assert torch.equal(stem[0][:, 1:], stem[1][:, 1:])  # stem is per patch
+    out = model.blocks[0](stem[0]), model.blocks[0](stem[1])
+    assert not torch.allclose(out[0][:, 1:], out[1][:, 1:])  # token mixing spreads it
+
+
+def test_dropout_and_stochastic_depth_are_off_by_default_and_work_when_on():
+    model = create_model("Mixer-S/32", img_size=64, num_classes=3)
+    assert all(b.drop_path.p == 0 for b in model.blocks)
+    reg = create_model("Mixer-S/32", img_size=64, num_classes=3, drop_rate=0.1,
+                       drop_path_rate=0.2)
+    assert reg.blocks[0].drop_path.p == 0 and reg.blocks[-1].drop_path.p == pytest.approx(0.2)
+    for p in reg.head.parameters():
+        torch.nn.init.normal_(p)
+    x = torch.randn(2, 3, 64, 64)
+    reg.train()
+    assert not torch.equal(reg(x), reg(x))  # stochastic in training
+    reg.eval()
+    assert torch.equal(reg(x), reg(x))  # deterministic in eval
+
+
+def test_grad_checkpointing_gives_same_gradients():
+    a = create_model("Mixer-S/32", img_size=64, num_classes=3)
+    b = create_model("Mixer-S/32", img_size=64, num_classes=3, grad_checkpointing=True)
+    for p in a.head.parameters():
+        torch.nn.init.normal_(p)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    a(x).sum().backward()
+    b(x).sum().backward()
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(pa.grad, pb.grad)
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+def test_wrong_image_size_is_a_clear_error():
+    model = create_model("Mixer-B/16")
+    with pytest.raises(ValueError, match=r"built for 224x224 images \(14x14 patches of 16 px\); "
+                                         r"got 256x256.*img_size=256"):
+        model(torch.zeros(1, 3, 256, 256))
+
+
+def test_channels_last_and_unbatched_inputs_are_clear_errors():
+    model = create_model("Mixer-S/32", img_size=64)
+    with pytest.raises(ValueError, match="channels-last"):
+        model(torch.zeros(1, 64, 64, 3))
+    with pytest.raises(ValueError, match=r"unsqueeze\(0\)"):
+        model(torch.zeros(3, 64, 64))
+
+
+def test_unknown_variant_and_option_are_clear_errors():
+    with pytest.raises(ValueError, match=r"unknown Mixer variant 'Mixer-XL/8'.*Mixer-B/16"):
+        create_model("Mixer-XL/8")
+    with pytest.raises(TypeError, match="unknown MixerConfig option"):
+        create_model("Mixer-B/16", hidden=3)
+    with pytest.raises(ValueError, match="gelu must be"):
+        create_model("Mixer-B/16", gelu="quick")
+    with pytest.raises(ValueError, match="not a multiple of the patch size 16"):
+        create_model("Mixer-B/16", img_size=200)
+
+
+def test_variant_name_spellings():
+    assert get_config("B/16").name == "Mixer-B/16"
+    assert get_config("Mixer-B_16").name == "Mixer-B/16"
