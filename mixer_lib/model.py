@@ -23,7 +23,6 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from einops.layers.torch import Rearrange, Reduce
 from torch import nn
 from torch.utils.checkpoint import checkpoint
@@ -95,20 +94,27 @@ VARIANTS: dict[str, MixerConfig] = {
 }
 
 
+# Small variants for CPU experiments; not in the paper.
+EXTRA_VARIANTS: dict[str, MixerConfig] = {
+    "Mixer-T/4": MixerConfig("Mixer-T/4", 4, 4, 128, 64, 512, img_size=32),
+}
+
+
 def get_config(variant: str, **overrides: object) -> MixerConfig:
     """Table 1 config for ``variant`` (e.g. ``"Mixer-B/16"``) with fields overridden."""
     if isinstance(variant, MixerConfig):
         return replace(variant, **overrides)
     key = variant if variant.startswith("Mixer-") else f"Mixer-{variant}"
     key = key.replace("_", "/")
-    if key not in VARIANTS:
+    known = VARIANTS | EXTRA_VARIANTS
+    if key not in known:
         raise ValueError(
-            f"unknown Mixer variant {variant!r}; choose one of {', '.join(VARIANTS)}"
+            f"unknown Mixer variant {variant!r}; choose one of {', '.join(known)}"
         )
     unknown = set(overrides) - set(MixerConfig.__dataclass_fields__)
     if unknown:
         raise TypeError(f"unknown MixerConfig option(s): {', '.join(sorted(unknown))}")
-    return replace(VARIANTS[key], **overrides)
+    return replace(known[key], **overrides)
 
 
 def lecun_normal_(tensor: torch.Tensor, fan_in: int) -> torch.Tensor:
@@ -296,8 +302,3 @@ def create_model(variant: str | MixerConfig = "Mixer-B/16", **overrides: object)
     """Build a Mixer from the Table 1 registry, e.g.
     ``create_model("Mixer-B/16", num_classes=1000, img_size=224)``."""
     return MlpMixer(get_config(variant, **overrides))
-
-
-def gelu_fn(kind: GeluKind):
-    """The activation function used for ``kind`` (for references and tests)."""
-    return lambda x: F.gelu(x, approximate="tanh" if kind == "tanh" else "none")

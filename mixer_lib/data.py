@@ -1,0 +1,333 @@
+"""Datasets and the paper's preprocessing (fine-tuning protocol of the official vit_jax code).
+
+* train: Inception-style random crop (area 5%-100%, aspect 3/4-4/3, as
+  ``tf.image.sample_distorted_bounding_box`` in ``vit_jax/input_pipeline.py``), resized to
+  the target resolution, random horizontal flip;
+* eval: resize to the target resolution (``crop_pct=1``, the official code's plain resize;
+  ``crop_pct<1`` gives resize + center crop, the timm/ImageNet habit);
+* pixels scaled to [-1, 1] by ``(x - 127.5) / 127.5``, what the released checkpoints expect.
+
+One data root: the ``root`` argument, else ``$MIXER_DATA_ROOT``, else ``./data``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torchvision import datasets as tvd
+from torchvision import transforms as T
+
+MEAN = STD = (0.5, 0.5, 0.5)  # (x/255 - 0.5) / 0.5 == (x - 127.5) / 127.5
+
+
+class DataError(RuntimeError):
+    """Data that is missing, misplaced or unreadable; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A named dataset: where it lives under the data root and how it is split."""
+
+    name: str
+    num_classes: int
+    folder: str  # sub-folder of the data root
+    val_fraction: float  # held out from train as the "val" split (official minival)
+    downloadable: bool
+    how_to_get: str  # what to put where when offline
+
+
+DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (
+    DatasetSpec("cifar10", 10, "cifar10", 0.02, True,
+                "cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/ extracted so "
+                "that {root}/cifar-10-batches-py/data_batch_1 exists"),
+    DatasetSpec("cifar100", 100, "cifar100", 0.02, True,
+                "cifar-100-python.tar.gz from https://www.cs.toronto.edu/~kriz/ extracted so "
+                "that {root}/cifar-100-python/train exists"),
+    DatasetSpec("pets", 37, "pets", 0.1, True,
+                "images.tar.gz and annotations.tar.gz from "
+                "https://www.robots.ox.ac.uk/~vgg/data/pets/ extracted into "
+                "{root}/oxford-iiit-pet/ (images/*.jpg, annotations/trainval.txt, test.txt)"),
+    DatasetSpec("flowers102", 102, "flowers102", 0.0, True,
+                "102flowers.tgz, imagelabels.mat and setid.mat from "
+                "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/ into "
+                "{root}/flowers-102/ (jpg/*.jpg, imagelabels.mat, setid.mat)"),
+    DatasetSpec("imagenet1k", 1000, "imagenet", 0.01, False,
+                "ImageNet-1k (ILSVRC2012) from https://image-net.org as class folders "
+                "{root}/train/<wnid>/*.JPEG and {root}/val/<wnid>/*.JPEG, or the archives "
+                "ILSVRC2012_img_{{train,val}}.tar + ILSVRC2012_devkit_t12.tar.gz for "
+                "torchvision.datasets.ImageNet"),
+    DatasetSpec("cifar10-jpeg", 10, "cifar10-jpeg", 0.02, False,
+                "the CIFAR-10 JPEG copy as {root}/train/<class>/*.jpg and "
+                "{root}/test/<class>/*.jpg (see shared/data/README.md)"),
+)}
+SPLITS = ("train", "val", "test")
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """The data root: ``root`` if given, else ``$MIXER_DATA_ROOT``, else ``./data``."""
+    return Path(root or os.environ.get("MIXER_DATA_ROOT") or "data").expanduser()
+
+
+def spec_for(dataset: str) -> DatasetSpec:
+    """The registry entry for ``dataset``; any existing folder path means an ImageFolder."""
+    if dataset in DATASETS:
+        return DATASETS[dataset]
+    if dataset.startswith("imagefolder:"):
+        return DatasetSpec(dataset, 0, dataset.split(":", 1)[1], 0.02, False,
+                           "class folders {root}/train/<class>/* and {root}/test/<class>/*")
+    raise DataError(
+        f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)} or "
+        f"'imagefolder:/path/to/tree' (with train/ and test/ class folders)"
+    )
+
+
+def train_transform(img_size: int, randaugment: tuple[int, int] | None = None) -> Callable:
+    """Inception crop + flip (+ optional RandAugment(num_ops, magnitude)) -> [-1, 1] tensor."""
+    ops: list = [T.RandomResizedCrop(img_size, scale=(0.05, 1.0), ratio=(3 / 4, 4 / 3),
+                                     interpolation=T.InterpolationMode.BILINEAR),
+                 T.RandomHorizontalFlip()]
+    if randaugment:
+        ops.append(T.RandAugment(num_ops=randaugment[0], magnitude=randaugment[1]))
+    return T.Compose([*ops, T.ToTensor(), T.Normalize(MEAN, STD)])
+
+
+def eval_transform(img_size: int, crop_pct: float = 1.0) -> Callable:
+    """Resize to ``img_size`` (official) or resize ``img_size/crop_pct`` + center crop."""
+    if crop_pct >= 1.0:
+        resize = [T.Resize((img_size, img_size), interpolation=T.InterpolationMode.BILINEAR)]
+    else:
+        resize = [T.Resize(int(math.floor(img_size / crop_pct)),
+                           interpolation=T.InterpolationMode.BILINEAR), T.CenterCrop(img_size)]
+    return T.Compose([*resize, T.ToTensor(), T.Normalize(MEAN, STD)])
+
+
+def checked_loader(path: str) -> Image.Image:
+    """PIL loader that names the file when an image cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            img = Image.open(f)
+            return img.convert("RGB")
+    except Exception as err:  # noqa: BLE001 - re-raised with the file named
+        raise DataError(
+            f"cannot read image file {path} ({type(err).__name__}: {err}). The file is "
+            f"corrupt or not an image: replace it with a valid copy or delete it."
+        ) from err
+
+
+def _image_folder(path: Path, spec: DatasetSpec, root: Path) -> tvd.ImageFolder:
+    if not path.is_dir():
+        raise DataError(
+            f"{spec.name}: folder {path} not found under data root {root}. Put "
+            + spec.how_to_get.format(root=root / spec.folder)
+            + " or set MIXER_DATA_ROOT / the data_root parameter to the folder that holds it."
+        )
+    try:
+        return tvd.ImageFolder(str(path), loader=checked_loader)
+    except (FileNotFoundError, RuntimeError) as err:
+        raise DataError(f"{spec.name}: {path} is not a class-folder tree ({err})") from err
+
+
+def _torchvision(spec: DatasetSpec, root: Path, train: bool, download: bool) -> Dataset:
+    base = root / spec.folder
+    try:
+        if spec.name == "cifar10":
+            return tvd.CIFAR10(str(base), train=train, download=download)
+        if spec.name == "cifar100":
+            return tvd.CIFAR100(str(base), train=train, download=download)
+        if spec.name == "pets":
+            return tvd.OxfordIIITPet(str(base), split="trainval" if train else "test",
+                                     download=download)
+        if spec.name == "flowers102":
+            if train:  # the paper (BiT protocol) trains on train + val
+                return torch.utils.data.ConcatDataset([
+                    tvd.Flowers102(str(base), split=s, download=download)
+                    for s in ("train", "val")])
+            return tvd.Flowers102(str(base), split="test", download=download)
+    except Exception as err:  # noqa: BLE001 - torchvision raises many types here
+        raise DataError(
+            f"{spec.name} not found or incomplete under {base}"
+            f"{' and the download failed (offline?)' if download else ''}: {err}. Put "
+            + spec.how_to_get.format(root=base)
+            + ", or set MIXER_DATA_ROOT / data_root to the folder that holds it."
+        ) from err
+    raise AssertionError(spec.name)
+
+
+def base_dataset(dataset: str, split: str, root: str | os.PathLike | None = None,
+                 download: bool = False) -> Dataset:
+    """The raw dataset (PIL images, int labels) for ``split`` in train/test ("val" comes from
+    :func:`build_split`)."""
+    spec, root = spec_for(dataset), data_root(root)
+    train = split == "train"
+    if spec.name.startswith("imagefolder:"):
+        folder = Path(spec.folder)
+        return _image_folder(folder / ("train" if train else "test"), spec, folder)
+    if spec.name == "cifar10-jpeg":
+        return _image_folder(root / spec.folder / ("train" if train else "test"), spec, root)
+    if spec.name == "imagenet1k":
+        base = root / spec.folder
+        if (base / "meta.bin").exists() or (base / "ILSVRC2012_devkit_t12.tar.gz").exists():
+            ds = tvd.ImageNet(str(base), split="train" if train else "val",
+                              loader=checked_loader)
+            return ds
+        return _image_folder(base / ("train" if train else "val"), spec, root)
+    return _torchvision(spec, root, train, download)
+
+
+def dataset_targets(ds: Dataset) -> list[int]:
+    """Integer labels of every sample without decoding images."""
+    if isinstance(ds, torch.utils.data.ConcatDataset):
+        return [t for d in ds.datasets for t in dataset_targets(d)]
+    for attr in ("targets", "_labels"):
+        if hasattr(ds, attr):
+            return [int(t) for t in getattr(ds, attr)]
+    raise TypeError(f"cannot read labels of {type(ds).__name__}")
+
+
+def class_names(ds: Dataset) -> list[str]:
+    if isinstance(ds, torch.utils.data.ConcatDataset):
+        return class_names(ds.datasets[0])
+    names = getattr(ds, "classes", None)
+    if names is None:
+        return [str(i) for i in range(max(dataset_targets(ds)) + 1)]
+    return [n if isinstance(n, str) else n[0] for n in names]
+
+
+def balanced_subset(targets: Sequence[int], limit: int | None, seed: int) -> list[int]:
+    """Deterministic class-balanced subset of indices: ``limit`` samples, round-robin over
+    classes in a seeded order. Returns all indices (seeded order) when limit is None."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(targets))
+    if limit is None or limit >= len(targets):
+        return sorted(order.tolist())
+    by_class: dict[int, list[int]] = {}
+    for i in order.tolist():
+        by_class.setdefault(targets[i], []).append(i)
+    picked: list[int] = []
+    queues = [by_class[c] for c in sorted(by_class)]
+    depth = 0
+    while len(picked) < limit:
+        for q in queues:
+            if depth < len(q) and len(picked) < limit:
+                picked.append(q[depth])
+        depth += 1
+    return sorted(picked)
+
+
+class TransformedSubset(Dataset):
+    """``indices`` of ``base`` with a transform; each item's randomness comes from a seed that
+    the sampler passes with the index, so augmentation is identical across resumes."""
+
+    def __init__(self, base: Dataset, indices: Sequence[int], transform: Callable) -> None:
+        self.base, self.indices, self.transform = base, list(indices), transform
+        targets = dataset_targets(base)
+        self.targets = [targets[i] for i in self.indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        index, seed = item if isinstance(item, tuple) else (item, None)
+        img, label = self.base[self.indices[index]]
+        if seed is None:
+            return self.transform(img), label
+        state = random.getstate()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            random.seed(seed)
+            out = self.transform(img)
+        random.setstate(state)
+        return out, label
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What data a run uses. ``train_limit``/``eval_limit``: class-balanced seeded subsets."""
+
+    dataset: str = "cifar10-jpeg"
+    root: str | None = None
+    img_size: int = 224
+    train_limit: int | None = None
+    eval_limit: int | None = None
+    seed: int = 0
+    crop_pct: float = 1.0
+    randaugment: tuple[int, int] | None = None
+    download: bool = False
+
+
+def build_split(cfg: DataConfig, split: str) -> TransformedSubset:
+    """``split`` in train / val / test, preprocessed as the paper does.
+
+    "val" is the official held-out slice of train (e.g. 2% for CIFAR, as ``train[98%:]`` in
+    vit_jax), chosen by a fixed seeded permutation so it is class-mixed; "train" excludes it.
+    """
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    spec = spec_for(cfg.dataset)
+    base = base_dataset(cfg.dataset, "test" if split == "test" else "train", cfg.root,
+                        cfg.download)
+    targets = dataset_targets(base)
+    if split == "test":
+        pool = list(range(len(targets)))
+    else:
+        perm = np.random.default_rng(12345).permutation(len(targets)).tolist()
+        n_val = int(round(spec.val_fraction * len(targets)))
+        if split == "val" and n_val == 0:
+            raise DataError(f"{spec.name} has no held-out validation slice; use split='test'")
+        pool = sorted(perm[len(perm) - n_val:] if split == "val" else perm[:len(perm) - n_val])
+    limit = cfg.train_limit if split == "train" else cfg.eval_limit
+    sub = balanced_subset([targets[i] for i in pool], limit, cfg.seed)
+    transform = (train_transform(cfg.img_size, cfg.randaugment) if split == "train"
+                 else eval_transform(cfg.img_size, cfg.crop_pct))
+    return TransformedSubset(base, [pool[i] for i in sub], transform)
+
+
+class EpochSampler(Sampler[tuple[int, int]]):
+    """Seeded per-epoch shuffling that can start mid-run: yields ``(index, item_seed)`` for
+    global sample positions ``start, start+1, ...``. Same seed -> same order and augmentation,
+    whether or not the run was interrupted."""
+
+    def __init__(self, n: int, seed: int, start: int = 0, total: int | None = None) -> None:
+        self.n, self.seed, self.start, self.total = n, seed, start, total
+
+    def _perm(self, epoch: int) -> list[int]:
+        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        return torch.randperm(self.n, generator=g).tolist()
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        pos = self.start
+        epoch, perm = -1, []
+        while self.total is None or pos < self.total:
+            if pos // self.n != epoch:
+                epoch = pos // self.n
+                perm = self._perm(epoch)
+            yield perm[pos % self.n], (self.seed * 1_000_003 + pos) % (2**63)
+            pos += 1
+
+    def __len__(self) -> int:
+        return (self.total - self.start) if self.total is not None else 2**62
+
+
+def loader_kwargs(device: torch.device, num_workers: int | None) -> dict:
+    """Workers, pinned memory and persistent workers so data keeps up with a GPU."""
+    if num_workers is None:
+        num_workers = min(8, os.cpu_count() or 1) if device.type == "cuda" else 2
+    kw: dict = {"num_workers": num_workers, "pin_memory": device.type == "cuda"}
+    if num_workers > 0:
+        kw.update(persistent_workers=True, prefetch_factor=4)
+    return kw
+
+
+def make_eval_loader(ds: Dataset, batch_size: int, device: torch.device,
+                     num_workers: int | None = None) -> DataLoader:
+    return DataLoader(ds, batch_size=batch_size, shuffle=False,
+                      **loader_kwargs(device, num_workers))

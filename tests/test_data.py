@@ -1,0 +1,233 @@
+"""Data: preprocessing, subsetting, splits, on-disk formats (generated here), errors."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision import datasets as tvd
+
+from mixer_lib.data import (
+    DataConfig,
+    DataError,
+    EpochSampler,
+    balanced_subset,
+    base_dataset,
+    build_split,
+    class_names,
+    eval_transform,
+    train_transform,
+)
+
+
+def _img(color, size=(40, 30)) -> Image.Image:
+    return Image.new("RGB", size, color)
+
+
+def make_image_folder(root: Path, classes=("cat", "dog", "emu"), per_class=6,
+                      splits=("train", "test")) -> Path:
+    rng = np.random.default_rng(0)
+    for split in splits:
+        for c in classes:
+            (root / split / c).mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                arr = rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)
+                Image.fromarray(arr).save(root / split / c / f"{i}.jpg")
+    return root
+
+
+# ----------------------------------------------------------------------- preprocessing
+
+
+def test_pixels_are_scaled_to_minus_one_one_as_official():
+    black, white = eval_transform(224)(_img((0, 0, 0))), eval_transform(224)(_img((255,) * 3))
+    assert black.shape == (3, 224, 224)
+    assert torch.all(black == -1.0) and torch.all(white == 1.0)
+    gray = eval_transform(8)(_img((51, 51, 51)))
+    assert torch.allclose(gray, torch.full_like(gray, (51 - 127.5) / 127.5), atol=1e-6)
+
+
+def test_eval_resize_and_center_crop():
+    img = Image.fromarray(np.arange(64 * 32 * 3, dtype=np.uint8).reshape(32, 64, 3) % 255)
+    assert eval_transform(16)(img).shape == (3, 16, 16)  # official: plain resize (squash)
+    assert eval_transform(16, crop_pct=0.875)(img).shape == (3, 16, 16)
+
+
+def test_train_transform_is_inception_crop_and_flip():
+    t = train_transform(32)
+    crop = t.transforms[0]
+    assert crop.scale == (0.05, 1.0) and crop.ratio == pytest.approx((0.75, 4 / 3))
+    assert type(t.transforms[1]).__name__ == "RandomHorizontalFlip"
+    x = t(_img((10, 20, 30), (50, 50)))
+    assert x.shape == (3, 32, 32) and x.min() >= -1 and x.max() <= 1
+
+
+# -------------------------------------------------------------------------- subsetting
+
+
+def test_balanced_subset_is_deterministic_and_balanced():
+    targets = [i % 4 for i in range(400)]
+    a, b = balanced_subset(targets, 40, seed=3), balanced_subset(targets, 40, seed=3)
+    assert a == b and len(a) == 40
+    assert np.bincount([targets[i] for i in a]).tolist() == [10, 10, 10, 10]
+    assert balanced_subset(targets, 40, seed=4) != a
+    assert len(balanced_subset(targets, None, 0)) == 400
+
+
+def test_epoch_sampler_resumes_mid_run():
+    full = list(EpochSampler(10, seed=1, start=0, total=35))
+    resumed = list(EpochSampler(10, seed=1, start=17, total=35))
+    assert resumed == full[17:]
+    assert sorted(i for i, _ in full[:10]) == list(range(10))  # each epoch is a permutation
+
+
+def test_splits_are_disjoint_and_val_is_held_out_of_train(tmp_path):
+    root = make_image_folder(tmp_path / "tree", per_class=50)
+    cfg = DataConfig(dataset=f"imagefolder:{root}", img_size=16)
+    train, val = build_split(cfg, "train"), build_split(cfg, "val")
+    assert len(val) == 3 and len(train) == 147  # 2% of 150 held out
+    assert not set(train.indices) & set(val.indices)
+    assert len(build_split(cfg, "test")) == 150
+
+
+# ----------------------------------------------------------------- real data (shared/)
+
+
+def test_real_cifar10_jpeg(cifar_root):
+    cfg = DataConfig(dataset="cifar10-jpeg", root=str(cifar_root), img_size=32,
+                     train_limit=100, eval_limit=50)
+    train, test = build_split(cfg, "train"), build_split(cfg, "test")
+    assert len(base_dataset("cifar10-jpeg", "train", cifar_root)) == 50_000
+    assert len(base_dataset("cifar10-jpeg", "test", cifar_root)) == 10_000
+    assert class_names(train.base)[:3] == ["airplane", "automobile", "bird"]
+    assert np.bincount(train.targets).tolist() == [10] * 10
+    x, y = test[0]
+    assert x.shape == (3, 32, 32) and 0 <= y < 10
+
+
+# ------------------------------------------------------- torchvision formats, generated
+
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("name,cls,folder,label_key,n", [
+    ("cifar10", tvd.CIFAR10, "cifar-10-batches-py", "labels", 10),
+    ("cifar100", tvd.CIFAR100, "cifar-100-python", "fine_labels", 100),
+])
+def test_cifar_python_format(tmp_path, monkeypatch, name, cls, folder, label_key, n):
+    base = tmp_path / name / folder
+    base.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+
+    def batch(path, count):
+        with open(path, "wb") as f:
+            pickle.dump({"data": rng.integers(0, 255, (count, 3072), dtype=np.uint8),
+                         label_key: [i % n for i in range(count)]}, f)
+
+    files = [f for f, _ in cls.train_list] + [f for f, _ in cls.test_list]
+    for f in files:
+        batch(base / f, 2 * n)
+    meta_key = cls.meta["key"]
+    with open(base / cls.meta["filename"], "wb") as f:
+        pickle.dump({meta_key: [f"class{i}" for i in range(n)]}, f)
+    # the generated files have their own checksums
+    monkeypatch.setattr(cls, "train_list", [[f, _md5(base / f)] for f, _ in cls.train_list])
+    monkeypatch.setattr(cls, "test_list", [[f, _md5(base / f)] for f, _ in cls.test_list])
+    monkeypatch.setitem(cls.meta, "md5", _md5(base / cls.meta["filename"]))
+    cfg = DataConfig(dataset=name, root=str(tmp_path), img_size=16)
+    test = build_split(cfg, "test")
+    assert len(test) == 2 * n * len(cls.test_list)
+    assert class_names(test.base)[1] == "class1"
+    x, y = test[3]
+    assert x.shape == (3, 16, 16) and y == 3 % n
+
+
+def test_pets_format(tmp_path):
+    base = tmp_path / "pets" / "oxford-iiit-pet"
+    (base / "images").mkdir(parents=True)
+    (base / "annotations").mkdir()
+    breeds = ["Abyssinian", "american_bulldog"]
+    for split in ("trainval", "test"):
+        lines = []
+        for b, breed in enumerate(breeds):
+            for i in range(3):
+                image_id = f"{breed}_{split}{i}"
+                _img((b * 100, 0, 0)).save(base / "images" / f"{image_id}.jpg")
+                lines.append(f"{image_id} {b + 1} {b + 1} 1")
+        (base / "annotations" / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    train = build_split(DataConfig(dataset="pets", root=str(tmp_path), img_size=16), "train")
+    assert len(train) == 6 - 1  # 10% held out as val
+    assert class_names(train.base) == ["Abyssinian", "American Bulldog"]
+
+
+def test_flowers102_format(tmp_path, monkeypatch):
+    from scipy.io import savemat
+
+    base = tmp_path / "flowers102" / "flowers-102"
+    (base / "jpg").mkdir(parents=True)
+    for i in range(1, 10):
+        _img((i * 20, 0, 0)).save(base / "jpg" / f"image_{i:05d}.jpg")
+    savemat(base / "imagelabels.mat", {"labels": np.array([[1, 2, 3, 1, 2, 3, 1, 2, 3]])})
+    savemat(base / "setid.mat", {"trnid": np.array([[1, 2, 3]]), "valid": np.array([[4, 5, 6]]),
+                                 "tstid": np.array([[7, 8, 9]])})
+    files = dict(tvd.Flowers102._file_dict)
+    files["label"] = ("imagelabels.mat", _md5(base / "imagelabels.mat"))
+    files["setid"] = ("setid.mat", _md5(base / "setid.mat"))
+    monkeypatch.setattr(tvd.Flowers102, "_file_dict", files)
+    cfg = DataConfig(dataset="flowers102", root=str(tmp_path), img_size=16)
+    assert len(build_split(cfg, "train")) == 6  # train + val, as the paper's protocol
+    test = build_split(cfg, "test")
+    assert len(test) == 3 and test.targets == [0, 1, 2]
+
+
+def test_imagenet_class_folder_layout(tmp_path):
+    root = tmp_path / "imagenet"
+    make_image_folder(root, classes=("n01440764", "n01443537"), per_class=3,
+                      splits=("train", "val"))
+    cfg = DataConfig(dataset="imagenet1k", root=str(tmp_path), img_size=16)
+    assert len(build_split(cfg, "test")) == 6
+    assert class_names(build_split(cfg, "test").base) == ["n01440764", "n01443537"]
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+def test_missing_data_offline_says_what_to_put_where(tmp_path):
+    with pytest.raises(DataError, match=r"cifar10 not found or incomplete under .*cifar10.*"
+                                        r"cifar-10-python.tar.gz.*MIXER_DATA_ROOT"):
+        build_split(DataConfig(dataset="cifar10", root=str(tmp_path)), "test")
+    with pytest.raises(DataError, match=r"imagenet1k: folder .*imagenet/val not found.*"
+                                        r"ILSVRC2012"):
+        build_split(DataConfig(dataset="imagenet1k", root=str(tmp_path)), "test")
+
+
+def test_wrong_data_root_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("MIXER_DATA_ROOT", str(tmp_path / "nowhere"))
+    with pytest.raises(DataError, match=r"cifar10-jpeg: folder .*nowhere/cifar10-jpeg/train "
+                                        r"not found under data root .*nowhere"):
+        build_split(DataConfig(dataset="cifar10-jpeg"), "train")
+
+
+def test_unknown_dataset_and_split_are_clear_errors(tmp_path):
+    with pytest.raises(DataError, match=r"unknown dataset 'cifar11'; choose one of cifar10"):
+        build_split(DataConfig(dataset="cifar11"), "train")
+    root = make_image_folder(tmp_path / "t")
+    with pytest.raises(DataError, match="unknown split 'valid'"):
+        build_split(DataConfig(dataset=f"imagefolder:{root}"), "valid")
+
+
+def test_corrupt_image_names_the_file(tmp_path):
+    root = make_image_folder(tmp_path / "tree", per_class=2)
+    bad = root / "train" / "cat" / "0.jpg"
+    bad.write_bytes(b"this is not a jpeg")
+    ds = build_split(DataConfig(dataset=f"imagefolder:{root}", img_size=8), "train")
+    index = ds.indices.index(ds.base.samples.index((str(bad), 0)))
+    with pytest.raises(DataError, match=rf"cannot read image file {bad}.*replace it"):
+        ds[index]
