@@ -26,6 +26,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import datasets as tvd
 from torchvision import transforms as T
 
+from mixer_lib.permute import FixedPermutation
+
 MEAN = STD = (0.5, 0.5, 0.5)  # (x/255 - 0.5) / 0.5 == (x - 127.5) / 127.5
 
 
@@ -262,6 +264,8 @@ class DataConfig:
     crop_pct: float = 1.0
     randaugment: tuple[int, int] | None = None
     download: bool = False
+    permutation: str = "none"  # paper Section 3.4: none, patch_pixel or global
+    permutation_patch: int = 4
 
 
 def build_split(cfg: DataConfig, split: str) -> TransformedSubset:
@@ -288,6 +292,9 @@ def build_split(cfg: DataConfig, split: str) -> TransformedSubset:
     sub = balanced_subset([targets[i] for i in pool], limit, cfg.seed)
     transform = (train_transform(cfg.img_size, cfg.randaugment) if split == "train"
                  else eval_transform(cfg.img_size, cfg.crop_pct))
+    if cfg.permutation != "none":
+        transform = T.Compose([transform, FixedPermutation(cfg.permutation, cfg.img_size,
+                                                           cfg.permutation_patch)])
     return TransformedSubset(base, [pool[i] for i in sub], transform)
 
 

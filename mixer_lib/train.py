@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import json
 import math
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -32,6 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from mixer_lib.baselines import BASELINES
 from mixer_lib.checkpoints import (
     WEIGHTS,
     checkpoint_info,
@@ -49,8 +51,9 @@ from mixer_lib.data import (
     spec_for,
 )
 from mixer_lib.evaluate import evaluate
-from mixer_lib.model import MlpMixer, create_model, get_config
+from mixer_lib.model import create_model, get_config
 from mixer_lib.optim import clip_grad_norm, lr_at, make_optimizer, mixup
+from mixer_lib.permute import PERMUTATIONS
 from mixer_lib.provenance import atomic_torch_save, environment, write_json
 
 # Per-dataset fine-tuning defaults (ViT/Mixer papers' appendix and the vit_jax configs):
@@ -76,8 +79,8 @@ class RunConfig:
 
     dataset: str = _opt("dataset name (" + ", ".join(DATASETS) + ") or imagefolder:/path",
                         "cifar10-jpeg")
-    variant: str = _opt("Mixer variant: Table 1 name (Mixer-B/16, ...) or Mixer-T/4",
-                        "Mixer-B/16")
+    variant: str = _opt("Mixer variant: Table 1 name (Mixer-B/16, ...), Mixer-T/4, or the "
+                        "ResNet-S baseline", "Mixer-B/16")
     weights: str = _opt("random, a released pre-training (" + ", ".join(WEIGHTS)
                         + ") or a path to an official-layout .npz", "random")
     recipe: str = _opt("finetune (momentum SGD, cosine, no weight decay) or scratch "
@@ -117,15 +120,20 @@ class RunConfig:
                                    "on GPU)")
     data_root: str | None = _opt("data root (default $MIXER_DATA_ROOT or ./data)")
     download: bool = _opt("let torchvision download datasets it can", False)
+    permutation: str = _opt("fixed input shuffle of paper Section 3.4: none, patch_pixel, "
+                            "global", "none")
+    permutation_patch: int = _opt("patch size of the patch_pixel shuffle", 4)
 
     def __post_init__(self) -> None:
         spec_for(self.dataset)  # raises a clear error for unknown names
-        get_config(self.variant)
+        if self.variant not in BASELINES:
+            get_config(self.variant)
         checks = {"recipe": (self.recipe, RECIPES), "gelu": (self.gelu, ("tanh", "exact")),
                   "eval_split": (self.eval_split, ("test", "val")),
                   "precision": (self.precision, ("auto", "bf16", "fp32")),
                   "decay": (self.decay, (None, "cosine", "linear", "constant")),
-                  "optimizer": (self.optimizer, (None, "sgd", "adamw"))}
+                  "optimizer": (self.optimizer, (None, "sgd", "adamw")),
+                  "permutation": (self.permutation, PERMUTATIONS)}
         for name, (value, allowed) in checks.items():
             if value not in allowed:
                 shown = ", ".join(str(a) for a in allowed if a is not None)
@@ -185,12 +193,17 @@ def pick_device(name: str) -> torch.device:
 def data_config(cfg: RunConfig) -> DataConfig:
     return DataConfig(dataset=cfg.dataset, root=cfg.data_root, img_size=cfg.img_size,
                       train_limit=cfg.train_limit, eval_limit=cfg.eval_limit, seed=cfg.seed,
-                      randaugment=_parse_randaugment(cfg.randaugment), download=cfg.download)
+                      randaugment=_parse_randaugment(cfg.randaugment), download=cfg.download,
+                      permutation=cfg.permutation, permutation_patch=cfg.permutation_patch)
 
 
-def build_model(cfg: RunConfig, num_classes: int) -> tuple[MlpMixer, str]:
+def build_model(cfg: RunConfig, num_classes: int) -> tuple[nn.Module, str]:
     """The model for ``cfg`` with its weights loaded; returns it and a load report."""
     torch.manual_seed(cfg.seed)
+    if cfg.variant in BASELINES:
+        if cfg.weights != "random":
+            raise ValueError(f"{cfg.variant} is trained from scratch only (weights=random)")
+        return BASELINES[cfg.variant](num_classes), "random initialisation (PyTorch defaults)"
     model = create_model(cfg.variant, num_classes=num_classes, img_size=cfg.img_size,
                          gelu=cfg.gelu, drop_rate=cfg.drop_rate,
                          drop_path_rate=cfg.drop_path_rate)
@@ -348,6 +361,22 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False,
     }
     write_json(out / "results.json", result)
     return result
+
+
+def run_or_resume(cfg: RunConfig, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+    """Finish the run in ``out_dir``: resume it when it holds the same config (a finished run
+    is only re-evaluated), start afresh when its config differs or it holds no run."""
+    out = Path(out_dir)
+    config_path = out / "config.json"
+    if config_path.exists():
+        previous = json.loads(config_path.read_text())["config"]
+        if previous != json.loads(json.dumps(asdict(cfg.resolved()))):
+            shutil.rmtree(out)
+    results = out / "results.json"
+    if results.exists() and json.loads(results.read_text())["config"] == \
+            json.loads(json.dumps(asdict(cfg.resolved()))):
+        return json.loads(results.read_text())
+    return train(cfg, out, resume=True, progress=progress)
 
 
 def _ckpt_step(path: Path) -> int:
