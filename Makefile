@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: book test lint clean-book benchmark
+.PHONY: book test notebooks clean-book benchmark
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ book: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+notebooks: $(STAMP)
+	$(VENV)/bin/jupytext --to ipynb notebooks/*.md
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/throughput.py --preset cpu-small

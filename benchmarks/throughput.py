@@ -1,0 +1,208 @@
+"""Throughput, memory, parameters and FLOPs of Mixer variants against peers (issue: compute).
+
+Measures, for each model, inference and training images/s (median of repeats after warm-up,
+synchronised on GPU), peak GPU memory, parameters and forward FLOPs (counted with
+``torch.utils.flop_counter``; for Mixer also checked against the closed form), for each dtype
+(fp32, bf16 autocast) and mode (eager, torch.compile). Peers in the same run: timm's
+``mixer_b16_224``, ``vit_base_patch16_224`` and ``resnet50`` (random weights). On a GPU it
+also measures the bf16 matmul peak and reports achieved TFLOP/s and MFU.
+
+    python benchmarks/throughput.py --preset cpu-small     # a few minutes on a laptop CPU
+    python benchmarks/throughput.py --preset gpu            # the full table on a GPU
+
+Prints a table and writes a JSON record (environment, device, commit) to ``results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from mixer_lib import VARIANTS, create_model  # noqa: E402
+from mixer_lib.flops import analytic_flops  # noqa: E402
+from mixer_lib.provenance import environment, write_json  # noqa: E402
+
+PEERS = ("timm:mixer_b16_224", "timm:vit_base_patch16_224", "timm:resnet50")
+PRESETS = {
+    "cpu-small": dict(models=["Mixer-S/32", "Mixer-B/16", *PEERS], batch=8, img_size=224,
+                      dtypes=["fp32"], modes=["eager", "compile"], repeats=5, warmup=2,
+                      compile_models=["Mixer-B/16", "timm:mixer_b16_224"]),
+    "gpu": dict(models=[*VARIANTS, *PEERS], batch=256, img_size=224, dtypes=["fp32", "bf16"],
+                modes=["eager", "compile"], repeats=20, warmup=5, compile_models=None),
+    "tiny": dict(models=["Mixer-S/32", "timm:mixer_s32_224"], batch=2, img_size=224,
+                 dtypes=["fp32"], modes=["eager"], repeats=2, warmup=1, compile_models=[]),
+}
+
+
+@dataclass
+class Row:
+    model: str
+    dtype: str
+    mode: str
+    batch: int
+    params_m: float
+    gflops_fwd: float
+    infer_img_s: float
+    train_img_s: float
+    peak_mem_gib: float | None
+    train_tflops: float | None = None
+    mfu: float | None = None
+
+
+def build(name: str, img_size: int) -> torch.nn.Module:
+    if name.startswith("timm:"):
+        import timm
+
+        return timm.create_model(name[5:], num_classes=1000, img_size=img_size) \
+            if "resnet" not in name else timm.create_model(name[5:], num_classes=1000)
+    return create_model(name, num_classes=1000, img_size=img_size)
+
+
+def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    return counter.get_total_flops()
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device, warmup: int, repeats: int, batch: int) -> float:
+    """Median images/s of ``fn`` over ``repeats`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t)
+    return batch / statistics.median(times)
+
+
+def matmul_peak_tflops(device: torch.device, n: int = 8192, repeats: int = 20) -> float:
+    """Measured bf16 dense matmul throughput (TFLOP/s) of the device."""
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    rate = timed(lambda: a @ b, device, 5, repeats, 1)
+    return 2 * n**3 * rate / 1e12
+
+
+def measure(name: str, dtype: str, mode: str, args, device, peak: float | None) -> Row:
+    torch.manual_seed(0)
+    model = build(name, args.img_size).to(device)
+    x = torch.randn(args.batch, 3, args.img_size, args.img_size, device=device)
+    y = torch.randint(0, 1000, (args.batch,), device=device)
+    params = sum(p.numel() for p in model.parameters())
+    flops = forward_flops(model.eval(), x[:1])
+    if not name.startswith("timm:"):
+        analytic = analytic_flops(model.cfg)
+        if abs(flops - analytic) > 0.01 * analytic:
+            raise AssertionError(f"{name}: flop_counter {flops} != closed form {analytic}")
+    fwd = torch.compile(model) if mode == "compile" else model
+    amp = dict(device_type=device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+    def infer():
+        with torch.no_grad(), torch.autocast(**amp):
+            fwd(x)
+
+    def step():
+        with torch.autocast(**amp):
+            loss = torch.nn.functional.cross_entropy(fwd(x).float(), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    model.eval()
+    infer_rate = timed(infer, device, args.warmup, args.repeats, args.batch)
+    model.train()
+    train_rate = timed(step, device, args.warmup, args.repeats, args.batch)
+    mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    train_tflops = 3 * flops * train_rate / 1e12  # forward + backward = 3x forward FLOPs
+    return Row(name, dtype, mode, args.batch, params / 1e6, flops / 1e9, infer_rate,
+               train_rate, mem, train_tflops, train_tflops / peak if peak else None)
+
+
+def print_table(rows: list[Row], peak: float | None) -> None:
+    head = (f"{'model':26s} {'dtype':5s} {'mode':7s} {'params M':>8s} {'GFLOPs':>7s} "
+            f"{'infer img/s':>11s} {'train img/s':>11s} {'mem GiB':>7s} {'TFLOP/s':>7s} "
+            f"{'MFU':>5s}")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        mem = f"{r.peak_mem_gib:.1f}" if r.peak_mem_gib is not None else "n/a"
+        mfu = f"{100 * r.mfu:.0f}%" if r.mfu is not None else "n/a"
+        print(f"{r.model:26s} {r.dtype:5s} {r.mode:7s} {r.params_m:8.1f} {r.gflops_fwd:7.1f} "
+              f"{r.infer_img_s:11.1f} {r.train_img_s:11.1f} {mem:>7s} "
+              f"{r.train_tflops:7.3f} {mfu:>5s}")
+    if peak:
+        print(f"measured bf16 matmul peak: {peak:.0f} TFLOP/s")
+    print()
+    for r in rows:  # ratios against timm's Mixer-B/16 in the same dtype and mode
+        if r.model != "Mixer-B/16":
+            continue
+        peer = next((p for p in rows if p.model == "timm:mixer_b16_224" and p.dtype == r.dtype
+                     and p.mode == r.mode), None)
+        if peer:
+            print(f"Mixer-B/16 ours / timm mixer_b16_224 [{r.dtype}, {r.mode}]: inference "
+                  f"{r.infer_img_s / peer.infer_img_s:.2f}x, training "
+                  f"{r.train_img_s / peer.train_img_s:.2f}x")
+
+
+def main(argv: list[str] | None = None) -> list[Row]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-small")
+    parser.add_argument("--models", nargs="*", help="override the preset's models")
+    parser.add_argument("--batch", type=int)
+    parser.add_argument("--repeats", type=int)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", default=str(REPO / "results"),
+                        help="folder for the JSON record ('' = do not write)")
+    args = parser.parse_args(argv)
+    preset = dict(PRESETS[args.preset])
+    for key in ("models", "batch", "repeats"):
+        if getattr(args, key):
+            preset[key] = getattr(args, key)
+    for key, value in preset.items():
+        setattr(args, key, value)
+    device = torch.device(args.device)
+    peak = matmul_peak_tflops(device) if device.type == "cuda" else None
+    rows = []
+    for name in args.models:
+        for dtype in args.dtypes:
+            for mode in args.modes:
+                if mode == "compile" and args.compile_models is not None and \
+                        name not in args.compile_models:
+                    continue
+                print(f"... {name} {dtype} {mode}", file=sys.stderr, flush=True)
+                rows.append(measure(name, dtype, mode, args, device, peak))
+    print_table(rows, peak)
+    if args.out:
+        env = environment(device)
+        tag = env["device"].split(" (")[0].replace(" ", "-")
+        path = Path(args.out) / f"benchmark-{args.preset}-{tag}.json"
+        write_json(path, {"preset": args.preset, "img_size": args.img_size,
+                          "matmul_peak_tflops": peak, "environment": env,
+                          "rows": [asdict(r) for r in rows]})
+        print(f"record: {path}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
