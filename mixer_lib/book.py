@@ -138,7 +138,7 @@ def execute(job: Job, extra: dict, force: bool) -> bool:
 
 def build_html() -> None:
     """``jupyter-book build`` with Sphinx warnings as errors."""
-    cmd = [sys.executable, "-m", "jupyter_book", "build", str(REPO), "--path-output",
+    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(REPO), "--path-output",
            str(REPO / "book"), "-W", "-n", "--keep-going"]
     if subprocess.run(cmd, cwd=REPO).returncode:
         raise SystemExit("jupyter-book build failed (warnings are errors); see above")

@@ -17,8 +17,8 @@ HTML = REPO / "book" / "_build" / "html"
 @pytest.fixture(scope="module")
 def html_dir():
     if not (HTML / "index.html").exists():
-        if os.environ.get("CI"):
-            pytest.fail("CI must build the book (make book) before the tests")
+        if os.environ.get("MIXER_BOOK_REQUIRED"):
+            pytest.fail("the book must be built (make book) before these tests")
         pytest.skip("book not built; run `make book` first")
     return HTML
 
@@ -49,7 +49,7 @@ def test_figures_are_embedded_images(html_dir):
 
 def test_no_notebook_cell_errored():
     notebooks = sorted(CHAPTERS.glob("*.ipynb"))
-    if not notebooks:
+    if not notebooks and not os.environ.get("MIXER_BOOK_REQUIRED"):
         pytest.skip("no executed notebooks; run `make book` first")
     for path in notebooks:
         nb = json.loads(path.read_text())
