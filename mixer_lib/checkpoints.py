@@ -314,6 +314,13 @@ def _describe(cfg: MixerConfig) -> str:
             f"D_C={cfg.channels_mlp_dim}, patch {cfg.patch_size}, {cfg.num_patches} tokens)")
 
 
+def _variant_mismatch(source: str, ckpt: MixerConfig, cfg: MixerConfig) -> CheckpointError:
+    return CheckpointError(
+        f"checkpoint {source} is {_describe(ckpt)}, but the model is {_describe(cfg)}. "
+        f"Create the matching model, e.g. create_model({ckpt.name!r}, ...)."
+    )
+
+
 @dataclass
 class LoadReport:
     """What ``load_npz``/``load_timm_state_dict`` did to each parameter."""
@@ -413,10 +420,7 @@ def load_state(model: MlpMixer, weights: dict[str, torch.Tensor], ckpt: MixerCon
     report = LoadReport(source)
     arch = ("patch_size", "num_blocks", "hidden_dim", "channels_mlp_dim", "in_chans")
     if any(getattr(cfg, a) != getattr(ckpt, a) for a in arch):
-        raise CheckpointError(
-            f"checkpoint {source} is {_describe(ckpt)}, but the model is {_describe(cfg)}. "
-            f"Create the matching model, e.g. create_model({ckpt.name!r}, ...)."
-        )
+        raise _variant_mismatch(source, ckpt, cfg)
     if cfg.num_patches != ckpt.num_patches:
         k2 = (cfg.grid_size // ckpt.grid_size) ** 2
         if (cfg.grid_size % ckpt.grid_size == 0 and cfg.grid_size > ckpt.grid_size
@@ -425,10 +429,7 @@ def load_state(model: MlpMixer, weights: dict[str, torch.Tensor], ckpt: MixerCon
             cfg = model.cfg
         _widen_token_mixing(weights, cfg, ckpt, report)
     elif cfg.tokens_mlp_dim != ckpt.tokens_mlp_dim:
-        raise CheckpointError(
-            f"checkpoint {source} is {_describe(ckpt)}, but the model is {_describe(cfg)}. "
-            f"Create the matching model, e.g. create_model({ckpt.name!r}, ...)."
-        )
+        raise _variant_mismatch(source, ckpt, cfg)
     if "head.weight" in weights and (not cfg.num_classes or
                                      weights["head.weight"].shape[0] != cfg.num_classes):
         why = (f"checkpoint head has {weights['head.weight'].shape[0]} classes, model has "

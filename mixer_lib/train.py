@@ -158,8 +158,8 @@ class RunConfig:
         steps = self.steps if self.steps is not None else steps
         if self.warmup_steps is not None:
             warmup = self.warmup_steps
-        elif warmup is None or self.steps is not None:
-            warmup = max(1, steps // 10) if not ft or self.steps is not None else warmup
+        elif warmup is None or self.steps is not None:  # scratch, or steps set by hand
+            warmup = max(1, steps // 10)
         return dataclasses.replace(
             self, steps=steps, warmup_steps=min(warmup, steps),
             lr=self.lr if self.lr is not None else (0.03 if ft else 1e-3),
@@ -216,6 +216,11 @@ def build_model(cfg: RunConfig, num_classes: int) -> tuple[nn.Module, str]:
     return model, str(load_npz(model, path))
 
 
+def _config_record(cfg: RunConfig) -> dict[str, Any]:
+    """``cfg`` as it reads back from ``config.json`` (tuples become lists), for comparison."""
+    return json.loads(json.dumps(asdict(cfg)))
+
+
 def _step_seed(seed: int, step: int) -> int:
     return (seed * 7_919 + step * 104_729) % (2**31)
 
@@ -249,7 +254,7 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False,
                               f"continue it or choose another output folder")
     if resume and config_path.exists():
         previous = json.loads(config_path.read_text())["config"]
-        if previous != json.loads(json.dumps(asdict(cfg))):
+        if previous != _config_record(cfg):
             changed = sorted(k for k in previous if previous[k] != asdict(cfg).get(k))
             raise ValueError(f"cannot resume {out}: its config differs in {changed}")
     env = environment(device)
@@ -370,11 +375,11 @@ def run_or_resume(cfg: RunConfig, out_dir: str | Path, progress: bool = True) ->
     config_path = out / "config.json"
     if config_path.exists():
         previous = json.loads(config_path.read_text())["config"]
-        if previous != json.loads(json.dumps(asdict(cfg.resolved()))):
+        if previous != _config_record(cfg.resolved()):
             shutil.rmtree(out)
     results = out / "results.json"
     if results.exists() and json.loads(results.read_text())["config"] == \
-            json.loads(json.dumps(asdict(cfg.resolved()))):
+            _config_record(cfg.resolved()):
         return json.loads(results.read_text())
     return train(cfg, out, resume=True, progress=progress)
 
