@@ -19,7 +19,7 @@ import argparse
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -28,17 +28,20 @@ from torch.utils.flop_counter import FlopCounterMode
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mixer_lib import VARIANTS, create_model  # noqa: E402
+from mixer_lib import VARIANTS, MixerConfig, create_model  # noqa: E402
 from mixer_lib.flops import analytic_flops  # noqa: E402
 from mixer_lib.provenance import environment, write_json  # noqa: E402
 
 PEERS = ("timm:mixer_b16_224", "timm:vit_base_patch16_224", "timm:resnet50")
 PRESETS = {
-    "cpu-small": dict(models=["Mixer-S/32", "Mixer-B/16", *PEERS], batch=8, img_size=224,
-                      dtypes=["fp32"], modes=["eager", "compile"], repeats=5, warmup=2,
-                      compile_models=["Mixer-B/16", "timm:mixer_b16_224"]),
-    "gpu": dict(models=[*VARIANTS, *PEERS], batch=256, img_size=224, dtypes=["fp32", "bf16"],
-                modes=["eager", "compile"], repeats=20, warmup=5, compile_models=None),
+    "cpu-small": dict(models=["Mixer-S/32", "Mixer-B/16", "Mixer-B/16@token_mixing=einops",
+                              "Mixer-B/16@gelu=exact", *PEERS], batch=8, img_size=224,
+                      dtypes=["fp32"], modes=["eager", "compile"], repeats=7, warmup=3,
+                      compile_models=["Mixer-B/16", "Mixer-B/16@gelu=exact",
+                                      "timm:mixer_b16_224"]),
+    "gpu": dict(models=[*VARIANTS, "Mixer-B/16@token_mixing=einops", *PEERS], batch=256,
+                img_size=224, dtypes=["fp32", "bf16"], modes=["eager", "compile"], repeats=20,
+                warmup=5, compile_models=None),
     "tiny": dict(models=["Mixer-S/32", "timm:mixer_s32_224"], batch=2, img_size=224,
                  dtypes=["fp32"], modes=["eager"], repeats=2, warmup=1, compile_models=[]),
 }
@@ -59,13 +62,32 @@ class Row:
     mfu: float | None = None
 
 
+def parse_spec(name: str) -> tuple[str, dict[str, object]]:
+    """``"Mixer-B/16@token_mixing=einops,grad_checkpointing=true"`` ->
+    ``("Mixer-B/16", {"token_mixing": "einops", "grad_checkpointing": True})``."""
+    base, _, opts = name.partition("@")
+    defaults = {f.name: f.default for f in fields(MixerConfig)}
+    overrides: dict[str, object] = {}
+    for item in filter(None, opts.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or key not in defaults:
+            raise ValueError(f"bad model option {item!r} in {name!r}; write key=value with "
+                             f"a MixerConfig field ({', '.join(defaults)})")
+        kind = type(defaults[key])
+        overrides[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+    return base, overrides
+
+
 def build(name: str, img_size: int) -> torch.nn.Module:
+    """A model with random weights: ``timm:<name>`` for a timm peer, else a Mixer variant with
+    optional ``@key=value,...`` config overrides (e.g. ``Mixer-B/16@token_mixing=einops``)."""
     if name.startswith("timm:"):
         import timm
 
         return timm.create_model(name[5:], num_classes=1000, img_size=img_size) \
             if "resnet" not in name else timm.create_model(name[5:], num_classes=1000)
-    return create_model(name, num_classes=1000, img_size=img_size)
+    base, overrides = parse_spec(name)
+    return create_model(base, num_classes=1000, img_size=img_size, **overrides)
 
 
 def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
@@ -99,6 +121,14 @@ def matmul_peak_tflops(device: torch.device, n: int = 8192, repeats: int = 20) -
     b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
     rate = timed(lambda: a @ b, device, 5, repeats, 1)
     return 2 * n**3 * rate / 1e12
+
+
+def matmul_seconds(device: torch.device, seconds: float, n: int = 1024) -> None:
+    """Run fp32 matmuls for about ``seconds`` (device warm-up)."""
+    a = torch.randn(n, n, device=device)
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        a @ a
 
 
 def measure(name: str, dtype: str, mode: str, args, device, peak: float | None) -> Row:
@@ -155,12 +185,12 @@ def print_table(rows: list[Row], peak: float | None) -> None:
         print(f"measured bf16 matmul peak: {peak:.0f} TFLOP/s")
     print()
     for r in rows:  # ratios against timm's Mixer-B/16 in the same dtype and mode
-        if r.model != "Mixer-B/16":
+        if parse_spec(r.model)[0] != "Mixer-B/16":
             continue
         peer = next((p for p in rows if p.model == "timm:mixer_b16_224" and p.dtype == r.dtype
                      and p.mode == r.mode), None)
         if peer:
-            print(f"Mixer-B/16 ours / timm mixer_b16_224 [{r.dtype}, {r.mode}]: inference "
+            print(f"{r.model} (ours) / timm mixer_b16_224 [{r.dtype}, {r.mode}]: inference "
                   f"{r.infer_img_s / peer.infer_img_s:.2f}x, training "
                   f"{r.train_img_s / peer.train_img_s:.2f}x")
 
@@ -182,7 +212,11 @@ def main(argv: list[str] | None = None) -> list[Row]:
     for key, value in preset.items():
         setattr(args, key, value)
     device = torch.device(args.device)
+    # Warm the device up (clocks, thread pool, allocator) so the first model measured is not
+    # penalised; on GPU this also measures the bf16 matmul peak used for MFU.
     peak = matmul_peak_tflops(device) if device.type == "cuda" else None
+    if device.type == "cpu":
+        matmul_seconds(device, seconds=3.0)
     rows = []
     for name in args.models:
         for dtype in args.dtypes:

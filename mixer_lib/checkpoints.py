@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from mixer_lib.model import VARIANTS, MixerConfig, MlpMixer, TokenMixingMlp
 

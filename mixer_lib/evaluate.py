@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 # Paper Table 2: "Avg 5" = mean top-1 over these five downstream tasks.
 AVG5_DATASETS = ("imagenet1k", "cifar10", "cifar100", "pets", "flowers102")

@@ -165,8 +165,8 @@ class TokenMixingMlp(MlpBlock):
 
     ``(B, S, C) -> (B, S, C)``. Parameters are those of ``MlpBlock(S, D_S)``.
     ``impl="einops"`` transposes to ``(B, C, S)`` and back (the paper's "transpose");
-    ``impl="matmul"`` multiplies the weights from the left, ``W1 @ x``, which is the same
-    arithmetic without materialising the transposed copies.
+    ``impl="matmul"`` multiplies the weights from the left, ``W1 @ x`` (batched, bias fused),
+    which is the same arithmetic without materialising transposed copies.
     """
 
     def __init__(self, num_tokens: int, mlp_dim: int, gelu: GeluKind, drop: float,
@@ -179,9 +179,14 @@ class TokenMixingMlp(MlpBlock):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.impl == "einops":
             return self.to_tokens_last(super().forward(self.to_channels_last(x)))
-        h = torch.matmul(self.fc1.weight, x) + self.fc1.bias[:, None]  # (B, D_S, C)
-        h = self.drop1(self.act(h))
-        return self.drop2(torch.matmul(self.fc2.weight, h) + self.fc2.bias[:, None])
+        # Batched W @ x with the bias fused: (B, D_S, S) @ (B, S, C) + (1, D_S, 1).
+        # expand() is a view, so no weight copies; measured faster than the transpose form
+        # and than a broadcast torch.matmul (whose weight gradient is a slow batched reduce).
+        b = x.shape[0]
+        h = torch.baddbmm(self.fc1.bias[None, :, None], self.fc1.weight.expand(b, -1, -1), x)
+        h = self.drop1(self.act(h))  # (B, D_S, C)
+        out = torch.baddbmm(self.fc2.bias[None, :, None], self.fc2.weight.expand(b, -1, -1), h)
+        return self.drop2(out)
 
 
 class MixerBlock(nn.Module):

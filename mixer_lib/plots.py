@@ -19,7 +19,7 @@ def read_metrics(path: str | Path) -> tuple[list[dict], list[dict]]:
 def training_curves(metrics_path: str | Path, title: str = ""):
     """Loss and learning rate per update, and evaluation top-1 over updates."""
     train, evals = read_metrics(metrics_path)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.2))
     steps = [r["step"] for r in train]
     axes[0].plot(steps, [r["loss"] for r in train])
     axes[0].set(xlabel="update", ylabel="training loss", title="loss")
@@ -38,7 +38,7 @@ def confusion_matrix(result: dict):
     cm = np.asarray(result["confusion"], dtype=float)
     cm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     names = result["class_names"]
-    fig, ax = plt.subplots(figsize=(0.5 * len(names) + 3, 0.5 * len(names) + 2.5))
+    fig, ax = plt.subplots(figsize=(0.35 * len(names) + 2.5, 0.35 * len(names) + 2))
     im = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right")
     ax.set_yticks(range(len(names)), names)
@@ -66,30 +66,32 @@ def token_mixing_units(weight: torch.Tensor, grid: int, n_units: int = 32, cols:
 
 def mixer_data_flow(cfg):
     """Diagram of the data flow through a Mixer with the shapes of ``cfg``."""
+    s, c = cfg.num_patches, cfg.hidden_dim
     steps = [
-        ("image", f"3 x {cfg.img_size} x {cfg.img_size}"),
+        ("image", f"{cfg.in_chans} x {cfg.img_size} x {cfg.img_size}"),
         (f"stem: {cfg.patch_size}x{cfg.patch_size} conv, stride {cfg.patch_size}",
-         f"S={cfg.num_patches} tokens x C={cfg.hidden_dim}"),
-        ("LayerNorm -> transpose -> token-mixing MLP\n(S -> D_S -> S, shared over channels)",
-         f"{cfg.hidden_dim} x {cfg.tokens_mlp_dim} -> {cfg.hidden_dim} x {cfg.num_patches}"),
-        ("+ skip; LayerNorm -> channel-mixing MLP\n(C -> D_C -> C, shared over tokens)",
-         f"{cfg.num_patches} x {cfg.channels_mlp_dim} -> {cfg.num_patches} x {cfg.hidden_dim}"),
-        (f"x {cfg.num_blocks} Mixer layers, then LayerNorm", f"{cfg.num_patches} x "
-                                                              f"{cfg.hidden_dim}"),
-        ("global average pooling -> linear head", f"{cfg.hidden_dim} -> {cfg.num_classes}"),
+         f"X: S={s} tokens x C={c}"),
+        ("LayerNorm -> token-mixing MLP on each column\n(shared over the C channels)",
+         f"per channel: {s} -> {cfg.tokens_mlp_dim} -> {s}"),
+        ("+ skip; LayerNorm -> channel-mixing MLP on each row\n(shared over the S tokens)",
+         f"per token: {c} -> {cfg.channels_mlp_dim} -> {c}"),
+        (f"+ skip; x {cfg.num_blocks} Mixer layers, then LayerNorm", f"{s} x {c}"),
+        ("global average pooling -> linear head", f"{c} -> {cfg.num_classes}"),
     ]
-    fig, ax = plt.subplots(figsize=(8, 6.5))
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    ax.set(xlim=(0, 1), ylim=(0.1, 1.05))
     ax.axis("off")
     for i, (what, shape) in enumerate(steps):
         y = 1 - i / len(steps)
         color = "#dbe9f6" if "mixing" not in what else "#fde2c8"
-        ax.text(0.05, y, what, va="center", fontsize=10,
+        ax.text(0.02, y, what, va="center", fontsize=10,
                 bbox=dict(boxstyle="round", fc=color, ec="gray"))
-        ax.text(0.72, y, shape, va="center", fontsize=10, family="monospace")
+        ax.text(0.62, y, shape, va="center", fontsize=10, family="monospace")
         if i < len(steps) - 1:
-            ax.annotate("", xy=(0.2, y - 0.115), xytext=(0.2, y - 0.055),
+            ax.annotate("", xy=(0.15, y - 1 / len(steps) + 0.05), xytext=(0.15, y - 0.05),
                         arrowprops=dict(arrowstyle="->"))
-    ax.set_title(f"{cfg.name}: data flow and shapes (batch dimension omitted)")
+    fig.suptitle(f"{cfg.name}: data flow and shapes (batch dimension omitted)")
+    fig.tight_layout()
     return fig
 
 
@@ -106,5 +108,32 @@ def bar_compare(groups: dict[str, dict[str, float]], ylabel: str, title: str = "
     ax.set_xticks(x, conditions)
     ax.set(ylabel=ylabel, title=title)
     ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def compute_tradeoff(rows: list[dict], accuracy: dict[str, list[tuple[float, str]]],
+                     title: str = ""):
+    """Paper Figure 2 / Table 2 trade-off from benchmark rows (``benchmarks/throughput.py``).
+
+    Left: forward GFLOPs vs measured inference images/s, one point per model. Right: measured
+    inference images/s vs ImageNet top-1 for the models in ``accuracy``
+    (``model -> [(top1, label), ...]``); models without an accuracy figure are left out.
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for r in rows:
+        left.scatter(r["gflops_fwd"], r["infer_img_s"], color="tab:blue")
+        left.annotate(r["model"].removeprefix("timm:"), (r["gflops_fwd"], r["infer_img_s"]),
+                      fontsize=7, xytext=(3, 3), textcoords="offset points")
+    left.set(xscale="log", yscale="log", xlabel="GFLOPs per image (forward)",
+             ylabel="inference images/s", title="cost")
+    for r in rows:
+        for top1, label in accuracy.get(r["model"], []):
+            right.scatter(r["infer_img_s"], top1, color="tab:orange")
+            right.annotate(f"{r['model']} ({label})", (r["infer_img_s"], top1), fontsize=7,
+                           xytext=(3, 3), textcoords="offset points")
+    right.set(xscale="log", xlabel="inference images/s", ylabel="ImageNet top-1 (%)",
+              title="accuracy vs throughput")
+    fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from mixer_lib.baselines import BASELINES
 from mixer_lib.checkpoints import (

@@ -6,15 +6,23 @@ import importlib.util
 import json
 import sys
 
+import pytest
+
 from tests.conftest import REPO
 
 
-def test_throughput_benchmark_runs_at_tiny_size(tmp_path, capsys, monkeypatch):
+@pytest.fixture(scope="module")
+def bench():
     spec = importlib.util.spec_from_file_location("throughput",
                                                   REPO / "benchmarks" / "throughput.py")
-    bench = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "throughput", bench)
-    spec.loader.exec_module(bench)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["throughput"] = module  # dataclasses need the module registered
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("throughput", None)
+
+
+def test_throughput_benchmark_runs_at_tiny_size(bench, tmp_path, capsys):
     rows = bench.main(["--preset", "tiny", "--device", "cpu", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert "Mixer-S/32" in out and "timm:mixer_s32_224" in out
@@ -23,3 +31,16 @@ def test_throughput_benchmark_runs_at_tiny_size(tmp_path, capsys, monkeypatch):
     assert ours.gflops_fwd > 0 and ours.infer_img_s > 0 and ours.train_img_s > 0
     record = json.loads(next(tmp_path.glob("benchmark-tiny-*.json")).read_text())
     assert record["environment"]["torch"] and len(record["rows"]) == 2
+
+
+def test_model_specs_parse_config_overrides(bench):
+    assert bench.parse_spec("Mixer-B/16") == ("Mixer-B/16", {})
+    assert bench.parse_spec("Mixer-B/16@token_mixing=einops,grad_checkpointing=true") == (
+        "Mixer-B/16", {"token_mixing": "einops", "grad_checkpointing": True})
+    assert bench.parse_spec("Mixer-S/32@drop_rate=0.1")[1] == {"drop_rate": 0.1}
+    model = bench.build("Mixer-S/32@token_mixing=einops", 64)
+    assert model.cfg.token_mixing == "einops" and model.cfg.img_size == 64
+    with pytest.raises(ValueError, match="MixerConfig field"):
+        bench.parse_spec("Mixer-B/16@tokens=3")
+    with pytest.raises(ValueError, match="key=value"):
+        bench.parse_spec("Mixer-B/16@einops")

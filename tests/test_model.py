@@ -148,6 +148,23 @@ def test_grad_checkpointing_gives_same_gradients():
         torch.testing.assert_close(pa.grad, pb.grad)
 
 
+@pytest.mark.parametrize("impl", ["matmul", "einops"])
+@pytest.mark.parametrize("training", [False, True])
+def test_model_compiles_as_one_graph(impl, training):
+    """torch.compile friendliness: dynamo captures the whole forward, no graph breaks, in
+    eval and in training (dropout, stochastic depth, activation checkpointing on)."""
+    import torch._dynamo as dynamo
+
+    dynamo.reset()
+    model = create_model("Mixer-T/4", num_classes=10, token_mixing=impl,
+                         drop_rate=0.1 if training else 0.0,
+                         drop_path_rate=0.1 if training else 0.0, grad_checkpointing=training)
+    model.train(training)
+    explanation = dynamo.explain(model)(torch.randn(2, 3, 32, 32))
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    assert explanation.graph_count == 1
+
+
 # ---------------------------------------------------------------------------- bad input
 
 
