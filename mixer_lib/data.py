@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,27 +141,35 @@ def _image_folder(path: Path, spec: DatasetSpec, root: Path) -> tvd.ImageFolder:
 
 def _torchvision(spec: DatasetSpec, root: Path, train: bool, download: bool) -> Dataset:
     base = root / spec.folder
+    existed = base.exists()
     try:
-        if spec.name == "cifar10":
-            return tvd.CIFAR10(str(base), train=train, download=download)
-        if spec.name == "cifar100":
-            return tvd.CIFAR100(str(base), train=train, download=download)
-        if spec.name == "pets":
-            return tvd.OxfordIIITPet(str(base), split="trainval" if train else "test",
-                                     download=download)
-        if spec.name == "flowers102":
-            if train:  # the paper (BiT protocol) trains on train + val
-                return torch.utils.data.ConcatDataset([
-                    tvd.Flowers102(str(base), split=s, download=download)
-                    for s in ("train", "val")])
-            return tvd.Flowers102(str(base), split="test", download=download)
+        return _torchvision_dataset(spec, base, train, download)
     except Exception as err:  # noqa: BLE001 - torchvision raises many types here
+        if not existed and base.is_dir() and not any(p.is_file() for p in base.rglob("*")):
+            shutil.rmtree(base)  # a failed download leaves no empty folders behind
         raise DataError(
             f"{spec.name} not found or incomplete under {base}"
             f"{' and the download failed (offline?)' if download else ''}: {err}. Put "
             + spec.how_to_get.format(root=base)
             + ", or set MIXER_DATA_ROOT / data_root to the folder that holds it."
         ) from err
+
+
+def _torchvision_dataset(spec: DatasetSpec, base: Path, train: bool, download: bool) -> Dataset:
+    """The torchvision dataset object for ``spec`` (may download into ``base``)."""
+    if spec.name == "cifar10":
+        return tvd.CIFAR10(str(base), train=train, download=download)
+    if spec.name == "cifar100":
+        return tvd.CIFAR100(str(base), train=train, download=download)
+    if spec.name == "pets":
+        return tvd.OxfordIIITPet(str(base), split="trainval" if train else "test",
+                                 download=download)
+    if spec.name == "flowers102":
+        if train:  # the paper (BiT protocol) trains on train + val
+            return torch.utils.data.ConcatDataset([
+                tvd.Flowers102(str(base), split=s, download=download)
+                for s in ("train", "val")])
+        return tvd.Flowers102(str(base), split="test", download=download)
     raise AssertionError(spec.name)
 
 
@@ -183,6 +192,35 @@ def base_dataset(dataset: str, split: str, root: str | os.PathLike | None = None
             return ds
         return _image_folder(base / ("train" if train else "val"), spec, root)
     return _torchvision(spec, root, train, download)
+
+
+# Stand-ins a book chapter may use when the requested dataset cannot be had (offline).
+OFFLINE_STAND_INS = {"cifar10": "cifar10-jpeg"}
+
+
+def resolve_dataset(dataset: str, root: str | os.PathLike | None = None,
+                    download: bool = False) -> tuple[str, str | None]:
+    """The dataset to run on, and a note when it is not the one requested.
+
+    ``dataset`` itself when its files are there (or ``download`` fetches them); for a dataset
+    with an offline stand-in (CIFAR-10 -> the JPEG copy under the same data root) the stand-in
+    when the original cannot be had. Anything else raises the dataset's :class:`DataError`.
+    """
+    spec_for(dataset)  # unknown names fail here, with the list of known ones
+    stand_in = OFFLINE_STAND_INS.get(dataset)
+    if stand_in is None:
+        return dataset, None
+    try:
+        base_dataset(dataset, "test", root, download=download)
+        return dataset, None
+    except DataError as err:
+        folder = data_root(root) / DATASETS[stand_in].folder
+        if not folder.is_dir():
+            raise
+        reason = str(err).split(":")[0]
+        return stand_in, (f"{dataset} is not available here ({reason}); using the stand-in "
+                          f"{stand_in!r} from {folder} instead. Results are labelled "
+                          f"{stand_in} and do not count as {dataset}.")
 
 
 def dataset_targets(ds: Dataset) -> list[int]:

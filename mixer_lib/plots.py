@@ -124,16 +124,21 @@ def compute_tradeoff(rows: list[dict], accuracy: dict[str, list[tuple[float, str
     for r in rows:
         left.scatter(r["gflops_fwd"], r["infer_img_s"], color="tab:blue")
         left.annotate(r["model"].removeprefix("timm:"), (r["gflops_fwd"], r["infer_img_s"]),
-                      fontsize=7, xytext=(3, 3), textcoords="offset points")
-    left.set(xscale="log", yscale="log", xlabel="GFLOPs per image (forward)",
-             ylabel="inference images/s", title="cost")
-    for r in rows:
-        for top1, label in accuracy.get(r["model"], []):
-            right.scatter(r["infer_img_s"], top1, color="tab:orange")
-            right.annotate(f"{r['model']} ({label})", (r["infer_img_s"], top1), fontsize=7,
-                           xytext=(3, 3), textcoords="offset points")
-    right.set(xscale="log", xlabel="inference images/s", ylabel="ImageNet top-1 (%)",
+                      fontsize=8, xytext=(4, 4), textcoords="offset points")
+    left.set(xlabel="GFLOPs per image (forward)", ylabel="inference images/s", title="cost")
+    left.set_xlim(0, 1.25 * max((r["gflops_fwd"] for r in rows), default=1))
+    left.set_ylim(0, 1.2 * max((r["infer_img_s"] for r in rows), default=1))
+    points = [(r["infer_img_s"], top1, f"{r['model']} ({label})")
+              for r in rows for top1, label in accuracy.get(r["model"], [])]
+    for x, y, label in points:
+        right.scatter(x, y, color="tab:orange")
+        right.annotate(label, (x, y), fontsize=8, xytext=(4, 4), textcoords="offset points")
+    right.set(xlabel="inference images/s", ylabel="ImageNet top-1 (%)",
               title="accuracy vs throughput")
+    if points:
+        right.set_xlim(0, 1.6 * max(p[0] for p in points))
+        low, high = min(p[1] for p in points), max(p[1] for p in points)
+        right.set_ylim(low - 2, high + 2)
     fig.suptitle(title)
     fig.tight_layout()
     return fig

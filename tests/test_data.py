@@ -21,6 +21,7 @@ from mixer_lib.data import (
     build_split,
     class_names,
     eval_transform,
+    resolve_dataset,
     train_transform,
 )
 
@@ -206,6 +207,31 @@ def test_missing_data_offline_says_what_to_put_where(tmp_path):
     with pytest.raises(DataError, match=r"imagenet1k: folder .*imagenet/val not found.*"
                                         r"ILSVRC2012"):
         build_split(DataConfig(dataset="imagenet1k", root=str(tmp_path)), "test")
+
+
+def test_offline_cifar10_falls_back_to_the_jpeg_copy_and_says_so(tmp_path, monkeypatch):
+    import mixer_lib.data as data
+
+    with pytest.raises(DataError, match="cifar10 not found"):  # no copy of either
+        resolve_dataset("cifar10", tmp_path)
+    make_image_folder(tmp_path / "cifar10-jpeg")
+    used, note = resolve_dataset("cifar10", tmp_path, download=False)
+    assert used == "cifar10-jpeg"
+    assert "stand-in 'cifar10-jpeg'" in note and "do not count as cifar10" in note
+    assert resolve_dataset("cifar10-jpeg", tmp_path) == ("cifar10-jpeg", None)
+    assert resolve_dataset("cifar100", tmp_path) == ("cifar100", None)  # no stand-in
+    with pytest.raises(DataError, match="unknown dataset 'cifar11'"):
+        resolve_dataset("cifar11", tmp_path)
+
+    def failed_download(folder, **kwargs):  # what torchvision does offline
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        raise RuntimeError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    monkeypatch.setattr(data.tvd, "CIFAR10", failed_download)
+    assert resolve_dataset("cifar10", tmp_path, download=True)[0] == "cifar10-jpeg"
+    assert not (tmp_path / "cifar10").exists()  # no empty folder left in the data root
+    monkeypatch.setattr(data, "base_dataset", lambda *a, **k: object())  # cifar10 present
+    assert resolve_dataset("cifar10", tmp_path) == ("cifar10", None)
 
 
 def test_wrong_data_root_is_a_clear_error(tmp_path, monkeypatch):
