@@ -29,11 +29,17 @@ CHAPTERS = REPO / "book" / "chapters"
 
 @dataclass(frozen=True)
 class Job:
-    """One notebook execution: ``notebooks/<notebook>.md`` -> ``book/chapters/<output>``."""
+    """One notebook execution: ``notebooks/<notebook>.md`` -> ``book/chapters/<output>``.
+
+    ``reads``: glob patterns (relative to the repository) of files the notebook reads that
+    other jobs or runs elsewhere write; they are part of its inputs, so it re-executes when
+    they change (e.g. the results chapter after a fine-tuning run or a new benchmark record).
+    """
 
     notebook: str
     output: str
     parameters: dict = field(default_factory=dict)
+    reads: tuple[str, ...] = ()
 
 
 def _quick_ft(dataset: str) -> dict:
@@ -62,8 +68,10 @@ PROFILES: dict[str, list[Job]] = {
                                             "run_dir": "runs/quick/permutation"}),
         Job("token_mixing", "token_mixing",
             {"checkpoint": "runs/quick/finetune-cifar10-jpeg/checkpoint.pt",
-             "variant": "Mixer-T/4", "img_size": 32}),
-        Job("results", "results", {"runs_dir": "runs/quick"}),
+             "variant": "Mixer-T/4", "img_size": 32},
+            reads=("runs/quick/finetune-cifar10-jpeg/checkpoint.pt",)),
+        Job("results", "results", {"runs_dir": "runs/quick"},
+            reads=("runs/quick/**/results.json", "results/*.json")),
     ],
     "paper": [
         Job("architecture", "architecture"),
@@ -74,7 +82,8 @@ PROFILES: dict[str, list[Job]] = {
                                             "run_dir": "runs/paper/permutation"}),
         Job("token_mixing", "token_mixing", {"checkpoint": "imagenet21k",
                                               "variant": "Mixer-B/16", "img_size": 224}),
-        Job("results", "results", {"runs_dir": "runs/paper"}),
+        Job("results", "results", {"runs_dir": "runs/paper"},
+            reads=("runs/paper/**/results.json", "results/*.json")),
     ],
 }
 
@@ -88,14 +97,14 @@ def default_data_root() -> str:
 
 
 def inputs_digest(job: Job, extra: dict) -> str:
-    """Hash of everything a chapter's output depends on (text, parameters, library code)."""
+    """Hash of everything a chapter's output depends on: its text, parameters, the library
+    code and the files it declares in ``job.reads``."""
     h = hashlib.sha256()
     h.update((NOTEBOOKS / f"{job.notebook}.md").read_bytes())
     h.update(json.dumps({**job.parameters, **extra}, sort_keys=True).encode())
-    for src in sorted((REPO / "mixer_lib").glob("*.py")):
-        h.update(src.name.encode() + src.read_bytes())
-    for rec in sorted((REPO / "results").glob("*.json")):
-        h.update(rec.read_bytes())
+    read = sorted({p for pattern in job.reads for p in REPO.glob(pattern)})
+    for path in sorted((REPO / "mixer_lib").glob("*.py")) + read:
+        h.update(str(path.relative_to(REPO)).encode() + path.read_bytes())
     return h.hexdigest()
 
 

@@ -1,0 +1,29 @@
+"""The book runner's skip logic: a chapter re-executes exactly when one of its inputs changed."""
+
+from __future__ import annotations
+
+import mixer_lib.book as book
+from mixer_lib.book import Job, inputs_digest
+
+
+def test_digest_follows_declared_reads_only(tmp_path, monkeypatch):
+    for rel, text in {"notebooks/results.md": "# results", "mixer_lib/x.py": "X = 1",
+                      "runs/quick/a/results.json": "{}", "results/bench.json": "{}",
+                      "runs/quick/a/checkpoint.pt": "weights"}.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    monkeypatch.setattr(book, "REPO", tmp_path)
+    monkeypatch.setattr(book, "NOTEBOOKS", tmp_path / "notebooks")
+    reader = Job("results", "results", reads=("runs/quick/**/results.json", "results/*.json"))
+    other = Job("results", "other")
+    before = inputs_digest(reader, {}), inputs_digest(other, {})
+
+    (tmp_path / "runs/quick/a/checkpoint.pt").write_text("new weights")  # not declared
+    assert (inputs_digest(reader, {}), inputs_digest(other, {})) == before
+    (tmp_path / "results/bench.json").write_text('{"rows": []}')  # declared by reader only
+    assert inputs_digest(reader, {}) != before[0]
+    assert inputs_digest(other, {}) == before[1]
+    changed = inputs_digest(reader, {})
+    (tmp_path / "mixer_lib/x.py").write_text("X = 2")  # library code: every chapter
+    assert inputs_digest(reader, {}) != changed and inputs_digest(other, {}) != before[1]
+    assert inputs_digest(other, {"profile": "paper"}) != inputs_digest(other, {})
