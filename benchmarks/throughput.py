@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO))
 from mixer_lib import VARIANTS, MixerConfig, create_model  # noqa: E402
 from mixer_lib.flops import analytic_flops  # noqa: E402
 from mixer_lib.provenance import environment, write_json  # noqa: E402
+from mixer_lib.records import timm_peer  # noqa: E402
 
 PEERS = ("timm:mixer_b16_224", "timm:vit_base_patch16_224", "timm:resnet50")
 PRESETS = {
@@ -185,15 +186,13 @@ def print_table(rows: list[Row], peak: float | None) -> None:
     if peak:
         print(f"measured bf16 matmul peak: {peak:.0f} TFLOP/s")
     print()
-    for r in rows:  # ratios against timm's Mixer-B/16 in the same dtype and mode
-        if parse_spec(r.model)[0] != "Mixer-B/16":
-            continue
-        peer = next((p for p in rows if p.model == "timm:mixer_b16_224" and p.dtype == r.dtype
-                     and p.mode == r.mode), None)
+    records = [asdict(r) for r in rows]
+    for r in records:  # ratios against timm's Mixer-B/16 in the same dtype and mode
+        peer = timm_peer(r, records)
         if peer:
-            print(f"{r.model} (ours) / timm mixer_b16_224 [{r.dtype}, {r.mode}]: inference "
-                  f"{r.infer_img_s / peer.infer_img_s:.2f}x, training "
-                  f"{r.train_img_s / peer.train_img_s:.2f}x")
+            print(f"{r['model']} (ours) / timm mixer_b16_224 [{r['dtype']}, {r['mode']}]: "
+                  f"inference {r['infer_img_s'] / peer['infer_img_s']:.2f}x, training "
+                  f"{r['train_img_s'] / peer['train_img_s']:.2f}x")
 
 
 def main(argv: list[str] | None = None) -> list[Row]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -83,3 +84,25 @@ def avg5(top1_by_dataset: Mapping[str, float]) -> Avg5:
     missing = [d for d in AVG5_DATASETS if d not in have]
     value = sum(have.values()) / len(have) if not missing else None
     return Avg5(value, have, missing)
+
+
+@dataclass(frozen=True)
+class AccuracyChange:
+    """``top1_b - top1_a`` (points) with two binomial standard errors of that difference."""
+
+    delta: float
+    two_se: float
+
+    @property
+    def verdict(self) -> str:
+        """"within noise" when ``|delta| < 2 s.e.``, else "drop" or "gain"."""
+        if abs(self.delta) < self.two_se:
+            return "within noise"
+        return "drop" if self.delta < 0 else "gain"
+
+
+def accuracy_change(top1_a: float, top1_b: float, num_samples: int) -> AccuracyChange:
+    """Change from top-1 ``top1_a`` to ``top1_b`` (percent), each measured on ``num_samples``
+    independent test images, with the binomial standard error of the difference."""
+    var = sum(p * (100.0 - p) / num_samples for p in (top1_a, top1_b))
+    return AccuracyChange(top1_b - top1_a, 2.0 * math.sqrt(var))

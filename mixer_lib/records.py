@@ -6,6 +6,9 @@ import json
 from html import escape
 from pathlib import Path
 
+# Paper Table 1, "Parameters (M)" as printed (whole millions).
+PAPER_PARAMS_M = {"Mixer-S/32": 19, "Mixer-S/16": 18, "Mixer-B/32": 60, "Mixer-B/16": 59,
+                  "Mixer-L/32": 206, "Mixer-L/16": 208, "Mixer-H/14": 431}
 # Published reproduction attempt (figures as quoted in the project's issue tracker):
 # Avg 5 and ImageNet top-1 for each (variant, pre-training).
 REPRODUCTION_REPORT = {
@@ -54,6 +57,16 @@ def collect(*folders: str | Path) -> list[dict]:
                 records.append({**data, "source": str(path),
                                 "run": str(run.relative_to(folder))})
     return records
+
+
+def timm_peer(row: dict, rows: list[dict]) -> dict | None:
+    """For a benchmark row of our Mixer-B/16 (``model`` "Mixer-B/16", with or without
+    ``@option`` overrides): timm's ``mixer_b16_224`` row of the same dtype and mode in
+    ``rows``, the peer its speed is compared with. None for other rows or without a peer."""
+    if row["model"].partition("@")[0] != "Mixer-B/16":
+        return None
+    return next((p for p in rows if p["model"] == "timm:mixer_b16_224"
+                 and p["dtype"] == row["dtype"] and p["mode"] == row["mode"]), None)
 
 
 def benchmark_records(folder: str | Path) -> list[dict]:

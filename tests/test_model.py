@@ -10,10 +10,7 @@ import torch.nn.functional as F
 
 from mixer_lib import VARIANTS, create_model, get_config
 from mixer_lib.flops import analytic_params
-
-# Paper Table 1, "Parameters (M)".
-PAPER_PARAMS_M = {"Mixer-S/32": 19, "Mixer-S/16": 18, "Mixer-B/32": 60, "Mixer-B/16": 59,
-                  "Mixer-L/32": 206, "Mixer-L/16": 208, "Mixer-H/14": 431}
+from mixer_lib.records import PAPER_PARAMS_M  # paper Table 1, "Parameters (M)"
 
 
 def count(model: torch.nn.Module) -> int:

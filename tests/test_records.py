@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from mixer_lib.records import PAPER, REPRODUCTION_REPORT, collect, html_table
+from mixer_lib.records import PAPER, REPRODUCTION_REPORT, collect, html_table, timm_peer
 
 
 def test_collect_names_each_run_by_its_folder(tmp_path):
@@ -34,3 +34,17 @@ def test_published_tables_cover_the_same_runs():
     assert set(PAPER) == set(REPRODUCTION_REPORT)
     for cells in (*PAPER.values(), *REPRODUCTION_REPORT.values()):
         assert set(cells) == {"avg5", "imagenet1k"}
+
+
+def test_timm_peer_matches_model_dtype_and_mode():
+    def row(model, dtype="fp32", mode="eager"):
+        return {"model": model, "dtype": dtype, "mode": mode}
+
+    rows = [row("Mixer-B/16"), row("Mixer-B/16@gelu=exact", mode="compile"),
+            row("Mixer-S/32"), row("timm:mixer_b16_224"),
+            row("timm:mixer_b16_224", mode="compile"), row("Mixer-B/16", dtype="bf16")]
+    assert timm_peer(rows[0], rows) is rows[3]
+    assert timm_peer(rows[1], rows) is rows[4]
+    assert timm_peer(rows[2], rows) is None  # not our Mixer-B/16
+    assert timm_peer(rows[3], rows) is None  # the peer itself
+    assert timm_peer(rows[5], rows) is None  # no bf16 peer in this run

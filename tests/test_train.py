@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from mixer_lib.evaluate import avg5, evaluate
+from mixer_lib.evaluate import accuracy_change, avg5, evaluate
 from mixer_lib.optim import clip_grad_norm, lr_at, make_optimizer, mixup
 from mixer_lib.train import RunConfig, TrainingDiverged, build_parser, main, train
 from tests.test_data import make_image_folder
@@ -86,6 +86,17 @@ def test_avg5_reports_missing_instead_of_averaging_fewer():
     partial = avg5({"cifar10": 98.0})
     assert partial.value is None and "imagenet1k" in partial.missing
     assert "n/a (missing imagenet1k" in str(partial)
+
+
+def test_accuracy_change_uses_binomial_standard_error():
+    # 32.2% -> 33.4% on 1000 images each: 2 s.e. = 2 sqrt(.322*.678/1000 + .334*.666/1000)
+    change = accuracy_change(32.2, 33.4, 1000)
+    assert change.delta == pytest.approx(1.2)
+    assert change.two_se == pytest.approx(4.199, abs=1e-3)
+    assert change.verdict == "within noise"
+    assert accuracy_change(41.9, 30.2, 1000).verdict == "drop"
+    assert accuracy_change(30.2, 41.9, 1000).verdict == "gain"
+    assert accuracy_change(50.0, 51.0, 100_000).verdict == "gain"  # more images, less noise
 
 
 def test_evaluate_top1_top5_per_class():
