@@ -11,14 +11,18 @@ import pytest
 from tests.conftest import REPO
 
 
+def load_script(name: str):
+    """Import ``benchmarks/<name>.py`` as module ``name`` (registered: dataclasses need it)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("throughput",
-                                                  REPO / "benchmarks" / "throughput.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["throughput"] = module  # dataclasses need the module registered
-    spec.loader.exec_module(module)
-    yield module
+    yield load_script("throughput")
     sys.modules.pop("throughput", None)
 
 
@@ -44,3 +48,14 @@ def test_model_specs_parse_config_overrides(bench):
         bench.parse_spec("Mixer-B/16@tokens=3")
     with pytest.raises(ValueError, match="key=value"):
         bench.parse_spec("Mixer-B/16@einops")
+
+
+def test_token_mixing_benchmark_runs_and_checks_the_forms_agree(capsys):
+    script = load_script("token_mixing")
+    try:
+        script.main(["--batch", "1", "--repeats", "1"])
+    finally:
+        sys.modules.pop("token_mixing", None)
+    out = capsys.readouterr().out
+    for form in ("einops (transpose)", "matmul (baddbmm)", "broadcast matmul"):
+        assert form in out

@@ -1,0 +1,79 @@
+"""Token-mixing MLP forms, timed alone (forward, and forward + backward, with the residual).
+
+Why ``TokenMixingMlp(impl="matmul")`` is a batched ``baddbmm``: this compares it with the
+transpose form (``impl="einops"``, what timm does) and with a broadcast ``torch.matmul``
+(the previous implementation), on Mixer-B/16 shapes (S=196, C=768, D_S=384).
+
+    python benchmarks/token_mixing.py --batch 8 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mixer_lib.model import TokenMixingMlp  # noqa: E402
+
+
+def broadcast_matmul(mlp: TokenMixingMlp, x: torch.Tensor) -> torch.Tensor:
+    """The previous form: ``W @ x`` with broadcasting, bias added separately."""
+    h = torch.matmul(mlp.fc1.weight, x) + mlp.fc1.bias[:, None]
+    h = F.gelu(h, approximate="tanh")
+    return torch.matmul(mlp.fc2.weight, h) + mlp.fc2.bias[:, None]
+
+
+def median_ms(fn, warmup: int, repeats: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return 1e3 * statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--repeats", type=int, default=15)
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    s, c, d = 196, 768, 384
+    mlps = {impl: TokenMixingMlp(s, d, "tanh", 0.0, impl) for impl in ("einops", "matmul")}
+    mlps["matmul"].load_state_dict(mlps["einops"].state_dict())
+    forms = {"einops (transpose)": lambda x: mlps["einops"](x),
+             "matmul (baddbmm)": lambda x: mlps["matmul"](x),
+             "broadcast matmul": lambda x: broadcast_matmul(mlps["einops"], x)}
+    print(f"{'batch':>5s} {'form':20s} {'fwd ms':>8s} {'fwd+bwd ms':>11s} {'vs einops':>9s}")
+    for b in args.batch:
+        x = torch.randn(b, s, c, requires_grad=True)
+        base = None
+        for name, form in forms.items():
+            torch.testing.assert_close(form(x), forms["einops (transpose)"](x))
+
+            def fwd(form=form, x=x):
+                with torch.no_grad():
+                    x + form(x)
+
+            def step(form=form, x=x):
+                (x + form(x)).sum().backward()
+                x.grad = None
+                for mlp in mlps.values():
+                    mlp.zero_grad(set_to_none=True)
+
+            f_ms, s_ms = median_ms(fwd, 3, args.repeats), median_ms(step, 3, args.repeats)
+            base = base or s_ms
+            print(f"{b:5d} {name:20s} {f_ms:8.2f} {s_ms:11.2f} {base / s_ms:8.2f}x")
+
+
+if __name__ == "__main__":
+    main()
