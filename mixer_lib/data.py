@@ -28,6 +28,7 @@ from torchvision import datasets as tvd
 from torchvision import transforms as T
 
 from mixer_lib.permute import FixedPermutation
+from mixer_lib.recipes import dev_fraction
 
 MEAN = STD = (0.5, 0.5, 0.5)  # (x/255 - 0.5) / 0.5 == (x - 127.5) / 127.5
 
@@ -43,32 +44,31 @@ class DatasetSpec:
     name: str
     num_classes: int
     folder: str  # sub-folder of the data root
-    val_fraction: float  # held out from train as the "val" split (official minival)
     downloadable: bool
     how_to_get: str  # what to put where when offline
 
 
 DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (
-    DatasetSpec("cifar10", 10, "cifar10", 0.02, True,
+    DatasetSpec("cifar10", 10, "cifar10", True,
                 "cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/ extracted so "
                 "that {root}/cifar-10-batches-py/data_batch_1 exists"),
-    DatasetSpec("cifar100", 100, "cifar100", 0.02, True,
+    DatasetSpec("cifar100", 100, "cifar100", True,
                 "cifar-100-python.tar.gz from https://www.cs.toronto.edu/~kriz/ extracted so "
                 "that {root}/cifar-100-python/train exists"),
-    DatasetSpec("pets", 37, "pets", 0.1, True,
+    DatasetSpec("pets", 37, "pets", True,
                 "images.tar.gz and annotations.tar.gz from "
                 "https://www.robots.ox.ac.uk/~vgg/data/pets/ extracted into "
                 "{root}/oxford-iiit-pet/ (images/*.jpg, annotations/trainval.txt, test.txt)"),
-    DatasetSpec("flowers102", 102, "flowers102", 0.0, True,
+    DatasetSpec("flowers102", 102, "flowers102", True,
                 "102flowers.tgz, imagelabels.mat and setid.mat from "
                 "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/ into "
                 "{root}/flowers-102/ (jpg/*.jpg, imagelabels.mat, setid.mat)"),
-    DatasetSpec("imagenet1k", 1000, "imagenet", 0.01, False,
+    DatasetSpec("imagenet1k", 1000, "imagenet", False,
                 "ImageNet-1k (ILSVRC2012) from https://image-net.org as class folders "
                 "{root}/train/<wnid>/*.JPEG and {root}/val/<wnid>/*.JPEG, or the archives "
                 "ILSVRC2012_img_{{train,val}}.tar + ILSVRC2012_devkit_t12.tar.gz for "
                 "torchvision.datasets.ImageNet"),
-    DatasetSpec("cifar10-jpeg", 10, "cifar10-jpeg", 0.02, False,
+    DatasetSpec("cifar10-jpeg", 10, "cifar10-jpeg", False,
                 "the CIFAR-10 JPEG copy as {root}/train/<class>/*.jpg and "
                 "{root}/test/<class>/*.jpg (see shared/data/README.md)"),
 )}
@@ -85,7 +85,7 @@ def spec_for(dataset: str) -> DatasetSpec:
     if dataset in DATASETS:
         return DATASETS[dataset]
     if dataset.startswith("imagefolder:"):
-        return DatasetSpec(dataset, 0, dataset.split(":", 1)[1], 0.02, False,
+        return DatasetSpec(dataset, 0, dataset.split(":", 1)[1], False,
                            "class folders {root}/train/<class>/* and {root}/test/<class>/*")
     raise DataError(
         f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)} or "
@@ -304,13 +304,16 @@ class DataConfig:
     download: bool = False
     permutation: str = "none"  # paper Section 3.4: none, patch_pixel or global
     permutation_patch: int = 4
+    holdout_dev: bool = False  # "train" leaves out the dev ("val") slice
 
 
 def build_split(cfg: DataConfig, split: str) -> TransformedSubset:
     """``split`` in train / val / test, preprocessed as the paper does.
 
-    "val" is the official held-out slice of train (e.g. 2% for CIFAR, as ``train[98%:]`` in
-    vit_jax), chosen by a fixed seeded permutation so it is class-mixed; "train" excludes it.
+    "val" is the dev slice held out of the training split to choose hyper-parameters (ViT
+    App. B.1.1: 2% CIFAR, 10% Pets and Flowers, 1% ImageNet; :func:`recipes.dev_fraction`),
+    chosen by a fixed seeded permutation so it is class-mixed. "train" is the whole training
+    split, or the training split less the dev slice when ``cfg.holdout_dev``.
     """
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
@@ -322,10 +325,16 @@ def build_split(cfg: DataConfig, split: str) -> TransformedSubset:
         pool = list(range(len(targets)))
     else:
         perm = np.random.default_rng(12345).permutation(len(targets)).tolist()
-        n_val = int(round(spec.val_fraction * len(targets)))
+        n_val = int(round(dev_fraction(spec.name) * len(targets)))
         if split == "val" and n_val == 0:
-            raise DataError(f"{spec.name} has no held-out validation slice; use split='test'")
-        pool = sorted(perm[len(perm) - n_val:] if split == "val" else perm[:len(perm) - n_val])
+            raise DataError(f"{spec.name}: the dev slice of {len(targets)} training images is "
+                            f"empty; use split='test'")
+        if split == "val":
+            pool = sorted(perm[len(perm) - n_val:])
+        elif cfg.holdout_dev:
+            pool = sorted(perm[:len(perm) - n_val])
+        else:
+            pool = list(range(len(targets)))
     limit = cfg.train_limit if split == "train" else cfg.eval_limit
     sub = balanced_subset([targets[i] for i in pool], limit, cfg.seed)
     transform = (train_transform(cfg.img_size, cfg.randaugment) if split == "train"

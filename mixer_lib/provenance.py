@@ -8,6 +8,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -69,14 +70,20 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return path
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temp file then rename: a crash never leaves a half-written file."""
+def atomic_torch_save(obj: Any, path: str | os.PathLike,
+                      before_replace: Callable[[Path], None] | None = None) -> Path:
+    """``torch.save`` to a temp file, flush it to disk, then rename: a crash never leaves a
+    half-written file at ``path``. ``before_replace(tmp)`` runs just before the rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".pt.tmp")
-    os.close(fd)
     try:
-        torch.save(obj, tmp)
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        if before_replace is not None:
+            before_replace(Path(tmp))
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import pickle
 from pathlib import Path
@@ -89,11 +90,14 @@ def test_epoch_sampler_resumes_mid_run():
 
 def test_splits_are_disjoint_and_val_is_held_out_of_train(tmp_path):
     root = make_image_folder(tmp_path / "tree", per_class=50)
-    cfg = DataConfig(dataset=f"imagefolder:{root}", img_size=16)
+    cfg = DataConfig(dataset=f"imagefolder:{root}", img_size=16, holdout_dev=True)
     train, val = build_split(cfg, "train"), build_split(cfg, "val")
     assert len(val) == 3 and len(train) == 147  # 2% of 150 held out
     assert not set(train.indices) & set(val.indices)
     assert len(build_split(cfg, "test")) == 150
+    # without the hold-out (final runs) training uses the whole training split
+    whole = build_split(dataclasses.replace(cfg, holdout_dev=False), "train")
+    assert sorted(whole.indices) == list(range(150))
 
 
 # ----------------------------------------------------------------- real data (shared/)
@@ -163,8 +167,9 @@ def test_pets_format(tmp_path):
                 _img((b * 100, 0, 0)).save(base / "images" / f"{image_id}.jpg")
                 lines.append(f"{image_id} {b + 1} {b + 1} 1")
         (base / "annotations" / f"{split}.txt").write_text("\n".join(lines) + "\n")
-    train = build_split(DataConfig(dataset="pets", root=str(tmp_path), img_size=16), "train")
-    assert len(train) == 6 - 1  # 10% held out as val
+    train = build_split(DataConfig(dataset="pets", root=str(tmp_path), img_size=16,
+                                   holdout_dev=True), "train")
+    assert len(train) == 6 - 1  # 10% held out as the dev slice
     assert class_names(train.base) == ["Abyssinian", "American Bulldog"]
 
 

@@ -161,7 +161,7 @@ def test_existing_run_needs_resume_and_same_config(tmp_path):
     train(tiny_run(root, steps=2), tmp_path / "run", progress=False)
     with pytest.raises(FileExistsError, match="pass resume=True"):
         train(tiny_run(root, steps=2), tmp_path / "run", progress=False)
-    with pytest.raises(ValueError, match=r"config differs in \['lr'\]"):
+    with pytest.raises(FileExistsError, match=r"differs in lr \(lr: 0.001 -> 0.5\)"):
         train(tiny_run(root, steps=2, lr=0.5), tmp_path / "run", resume=True, progress=False)
 
 
