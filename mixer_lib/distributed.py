@@ -38,6 +38,10 @@ class World:
         dist.all_reduce(t)
         return t.tolist()
 
+    def agree(self, ok: bool) -> bool:
+        """True on every rank when ``ok`` is true on every rank (one all-reduce)."""
+        return self.sum([0.0 if ok else 1.0])[0] == 0.0
+
     def barrier(self) -> None:
         if self.size > 1:
             dist.barrier()

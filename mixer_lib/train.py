@@ -45,6 +45,7 @@ from mixer_lib.config import (
 )
 from mixer_lib.data import (
     DataConfig,
+    DataError,
     EpochSampler,
     build_split,
     class_names,
@@ -234,11 +235,16 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False,
     world = setup(pick_device(cfg.device).type)
     try:
         device = pick_device(cfg.device, world)
-        if world.main:
-            _prepare_folder(cfg, out, resume, overwrite)
-        world.barrier()
-        dcfg = data_config(cfg)
-        train_ds, eval_ds = build_split(dcfg, "train"), build_split(dcfg, cfg.eval_split)
+        try:
+            if world.main:
+                _prepare_folder(cfg, out, resume, overwrite)
+            dcfg = data_config(cfg)
+            train_ds, eval_ds = build_split(dcfg, "train"), build_split(dcfg, cfg.eval_split)
+        except Exception:
+            world.agree(False)  # the other ranks stop too instead of waiting for this one
+            raise
+        if not world.agree(True):
+            raise RuntimeError(f"another rank failed to prepare {out}; see its message")
         if world.main:
             with RunLock(out) as lock:
                 if lock.took_over:
@@ -370,7 +376,7 @@ def _train(cfg: RunConfig, out: Path, world: World, device: torch.device, train_
                 bar.close()
                 return {"stopped_at": done, "out_dir": str(out)}
     bar.close()
-    if last_eval is None:  # resumed at the very end
+    if start == cfg.steps:  # resumed at the very end: the loop did not evaluate
         last_eval = run_eval(done)
     if not world.main:
         return {"rank": world.rank, "out_dir": str(out)}
@@ -500,6 +506,9 @@ def main(argv: list[str] | None = None) -> int:
     except (RunExists, RunLocked, CheckpointError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except RunInterrupted as err:
         print(str(err), file=sys.stderr)
         return 128 + err.signum
