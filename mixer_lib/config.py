@@ -23,7 +23,7 @@ from mixer_lib.checkpoints import WEIGHTS
 from mixer_lib.data import DATASETS, DataError, spec_for
 from mixer_lib.model import get_config
 from mixer_lib.permute import PERMUTATIONS
-from mixer_lib.recipes import DATASET_PRESETS, EVAL_CROPS, RECIPES
+from mixer_lib.recipes import EVAL_CROPS, RECIPES, preset_for
 
 
 class ConfigError(ValueError):
@@ -139,7 +139,7 @@ class RunConfig:
     def resolved(self) -> RunConfig:
         """A copy with every recipe and dataset default filled in (what is recorded)."""
         recipe = RECIPES[self.recipe]
-        preset = DATASET_PRESETS.get(self.dataset) if self.recipe == "finetune" else None
+        preset = preset_for(self.dataset) if self.recipe == "finetune" else None
         steps = self.steps if self.steps is not None else (preset.steps if preset
                                                            else recipe.steps)
         if self.warmup_steps is not None:

@@ -28,7 +28,7 @@ from torchvision import datasets as tvd
 from torchvision import transforms as T
 
 from mixer_lib.permute import FixedPermutation
-from mixer_lib.recipes import dev_fraction
+from mixer_lib.recipes import STANDIN_PREFIX, dev_fraction
 
 MEAN = STD = (0.5, 0.5, 0.5)  # (x/255 - 0.5) / 0.5 == (x - 127.5) / 127.5
 
@@ -84,12 +84,18 @@ def spec_for(dataset: str) -> DatasetSpec:
     """The registry entry for ``dataset``; any existing folder path means an ImageFolder."""
     if dataset in DATASETS:
         return DATASETS[dataset]
+    if dataset.startswith(STANDIN_PREFIX) and dataset.removeprefix(STANDIN_PREFIX) in DATASETS:
+        name = dataset.removeprefix(STANDIN_PREFIX)
+        return DatasetSpec(dataset, 0, f"standins/{name}", False,
+                           "the dry-run stand-in made by mixer_lib.dryrun.make_standins: class "
+                           "folders {root}/train/<class>/* and {root}/test/<class>/*")
     if dataset.startswith("imagefolder:"):
         return DatasetSpec(dataset, 0, dataset.split(":", 1)[1], False,
                            "class folders {root}/train/<class>/* and {root}/test/<class>/*")
     raise DataError(
         f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)} or "
-        f"'imagefolder:/path/to/tree' (with train/ and test/ class folders)"
+        f"'imagefolder:/path/to/tree' (with train/ and test/ class folders), or "
+        f"'standin:<name>' (a dry-run stand-in)"
     )
 
 
@@ -182,7 +188,7 @@ def base_dataset(dataset: str, split: str, root: str | os.PathLike | None = None
     if spec.name.startswith("imagefolder:"):
         folder = Path(spec.folder)
         return _image_folder(folder / ("train" if train else "test"), spec, folder)
-    if spec.name == "cifar10-jpeg":
+    if spec.name == "cifar10-jpeg" or spec.name.startswith(STANDIN_PREFIX):
         return _image_folder(root / spec.folder / ("train" if train else "test"), spec, root)
     if spec.name == "imagenet1k":
         base = root / spec.folder
@@ -282,11 +288,21 @@ class TransformedSubset(Dataset):
             return self.transform(img), label
         state = random.getstate()
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            # the CPU generator only: torch.manual_seed would also seed every accelerator
+            # backend, ~100x the cost per sample, for transforms that run on the CPU
+            torch.default_generator.manual_seed(seed)
             random.seed(seed)
             out = self.transform(img)
         random.setstate(state)
         return out, label
+
+
+def sample_files(ds: TransformedSubset) -> list[str]:
+    """The image file of each sample of ``ds`` (datasets that keep ``samples``)."""
+    samples = getattr(ds.base, "samples", None)
+    if samples is None:
+        raise DataError(f"{type(ds.base).__name__} does not list its image files")
+    return [samples[i][0] for i in ds.indices]
 
 
 @dataclass(frozen=True)

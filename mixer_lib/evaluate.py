@@ -24,6 +24,7 @@ class EvalResult:
     num_samples: int
     per_class: list[float]
     confusion: torch.Tensor
+    predictions: torch.Tensor | None = None  # top-1 class of each sample, in loader order
 
     def summary(self) -> dict:
         return {"top1": self.top1, "top5": self.top5, "loss": self.loss,
@@ -42,6 +43,7 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str = "c
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     correct1 = correct5 = n = 0
     loss_sum = 0.0
+    predictions = []
     for x, y in tqdm(loader, desc="eval", disable=not progress, leave=False):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
@@ -50,6 +52,7 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str = "c
         logits = logits.float()
         loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
         top = logits.topk(min(5, num_classes), dim=1).indices
+        predictions.append(top[:, 0].cpu())
         correct1 += int((top[:, 0] == y).sum())
         correct5 += int((top == y[:, None]).any(dim=1).sum())
         n += y.numel()
@@ -61,7 +64,7 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str = "c
     support = confusion.sum(1).clamp(min=1)
     per_class = (100.0 * confusion.diag() / support).tolist()
     return EvalResult(100.0 * correct1 / n, 100.0 * correct5 / n, loss_sum / n, n, per_class,
-                      confusion)
+                      confusion, torch.cat(predictions))
 
 
 @dataclass
@@ -106,3 +109,110 @@ def accuracy_change(top1_a: float, top1_b: float, num_samples: int) -> AccuracyC
     independent test images, with the binomial standard error of the difference."""
     var = sum(p * (100.0 - p) / num_samples for p in (top1_a, top1_b))
     return AccuracyChange(top1_b - top1_a, 2.0 * math.sqrt(var))
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1000 ImageNet-1k class names in label order (shipped with torchvision, offline)."""
+    from torchvision.models import ResNet50_Weights
+
+    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def evaluate_released(variant: str, weights: str, dataset: str = "imagenet1k",
+                      img_size: int = 224, eval_crop: str = "resmall_crop",
+                      eval_limit: int | None = None, data_root: str | None = None,
+                      batch_size: int = 128, device: str = "auto",
+                      num_workers: int | None = None, progress: bool = True) -> dict:
+    """Top-1/top-5 (and ReaL for ImageNet) of a released checkpoint with its own head, on
+    the test split of ``dataset``, without fine-tuning (paper Table 3 at 224 px)."""
+    from mixer_lib.checkpoints import CheckpointError, checkpoint_info, download, load_npz
+    from mixer_lib.config import ConfigError, RunConfig
+    from mixer_lib.data import build_split, class_names, make_eval_loader, sample_files
+    from mixer_lib.model import create_model
+    from mixer_lib.provenance import environment
+    from mixer_lib.real import real_labels, real_top1
+    from mixer_lib.train import data_config, pick_device, wants_real
+
+    cfg = RunConfig(dataset=dataset, variant=variant, weights=weights, img_size=img_size,
+                    eval_crop=eval_crop, eval_limit=eval_limit, data_root=data_root,
+                    batch_size=batch_size, device=device, num_workers=num_workers)
+    img_size, batch_size, num_workers = cfg.img_size, cfg.batch_size, cfg.num_workers
+    if weights not in ("imagenet1k", "imagenet21k", "sam", "gsam"):
+        raise ConfigError(f"weights must name a released checkpoint; got {weights!r}")
+    info = checkpoint_info(variant, weights)
+    test = build_split(data_config(cfg), "test")
+    names = class_names(test.base)
+    if len(names) != info.num_classes:
+        raise CheckpointError(
+            f"{info.name} has a {info.num_classes}-class head but {dataset} has {len(names)} "
+            f"classes; evaluate it on the dataset it was trained for, or fine-tune it "
+            f"(python -m mixer_lib.train)")
+    real = real_labels(progress=progress) if wants_real(cfg) else None
+    dev = pick_device(device)
+    model = create_model(variant, num_classes=info.num_classes, img_size=img_size)
+    report = load_npz(model, download(info.name, progress=progress))
+    model.to(dev)
+    amp = torch.bfloat16 if dev.type == "cuda" else None
+    result = evaluate(model, make_eval_loader(test, batch_size, dev, num_workers), dev,
+                      info.num_classes, amp, progress=progress)
+    record = {"dataset": dataset, "variant": variant, "weights": weights,
+              "img_size": img_size, "eval_crop": eval_crop, "fine_tuned": False,
+              **result.summary(), "weights_report": str(report),
+              "environment": environment(dev)}
+    if real is not None:
+        record["real_top1"], record["num_real"] = real_top1(result.predictions.tolist(),
+                                                            sample_files(test), real)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+    import sys
+
+    from mixer_lib.checkpoints import CheckpointDownloadError, CheckpointError
+    from mixer_lib.config import ConfigError
+    from mixer_lib.data import DataError
+    from mixer_lib.provenance import write_json
+
+    parser = argparse.ArgumentParser(
+        prog="python -m mixer_lib.evaluate",
+        description="Evaluate a released checkpoint with its own head, without fine-tuning "
+                    "(e.g. --variant Mixer-B/16 --weights imagenet1k --dataset imagenet1k; "
+                    "paper Table 3 predicts about 76.4%% top-1 at 224 px).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--variant", required=True)
+    parser.add_argument("--weights", required=True, help="imagenet1k, imagenet21k, sam, gsam")
+    parser.add_argument("--dataset", default="imagenet1k")
+    parser.add_argument("--img-size", default="224")
+    parser.add_argument("--eval-crop", default="resmall_crop", help="resmall_crop or resize")
+    parser.add_argument("--eval-limit", default=None, help="class-balanced subset size")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--batch-size", default="128")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--num-workers", default=None)
+    parser.add_argument("--out", default=None, help="write the record to this JSON file")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        record = evaluate_released(
+            args.variant, args.weights, args.dataset, args.img_size, args.eval_crop,
+            args.eval_limit, args.data_root, args.batch_size, args.device, args.num_workers,
+            progress=not args.no_progress)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (CheckpointError, CheckpointDownloadError, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if args.out:
+        write_json(args.out, record)
+    print(json.dumps({k: v for k, v in record.items() if k != "environment"}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -67,9 +67,17 @@ DATASET_PRESETS: dict[str, DatasetPreset] = {
 DEFAULT_DEV_FRACTION = 0.02  # for image folders without a preset
 
 
+STANDIN_PREFIX = "standin:"  # dry-run stand-ins take the preset of the dataset they stand for
+
+
+def preset_for(dataset: str) -> DatasetPreset | None:
+    """The preset of ``dataset`` (of the dataset a ``standin:<name>`` stands for)."""
+    return DATASET_PRESETS.get(dataset.removeprefix(STANDIN_PREFIX))
+
+
 def dev_fraction(dataset: str) -> float:
     """The share of the training split held out as the dev ("val") split."""
-    preset = DATASET_PRESETS.get(dataset)
+    preset = preset_for(dataset)
     return preset.dev_fraction if preset else DEFAULT_DEV_FRACTION
 
 

@@ -36,7 +36,13 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from mixer_lib.baselines import BASELINES
-from mixer_lib.checkpoints import WEIGHTS, checkpoint_info, download, load_npz
+from mixer_lib.checkpoints import (
+    WEIGHTS,
+    CheckpointDownloadError,
+    checkpoint_info,
+    download,
+    load_npz,
+)
 from mixer_lib.config import (
     ConfigError,
     RunConfig,
@@ -51,12 +57,14 @@ from mixer_lib.data import (
     class_names,
     loader_kwargs,
     make_eval_loader,
+    sample_files,
 )
 from mixer_lib.distributed import RankShare, World, setup, teardown
 from mixer_lib.evaluate import EvalResult, evaluate
 from mixer_lib.model import create_model
 from mixer_lib.optim import clip_grad_norm, lr_at, make_optimizer, mixup
 from mixer_lib.provenance import environment, write_json
+from mixer_lib.real import real_labels, real_top1
 from mixer_lib.recipes import EVAL_CROPS
 from mixer_lib.rundir import (
     CheckpointError,
@@ -240,6 +248,7 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False,
                 _prepare_folder(cfg, out, resume, overwrite)
             dcfg = data_config(cfg)
             train_ds, eval_ds = build_split(dcfg, "train"), build_split(dcfg, cfg.eval_split)
+            real = real_labels(progress=progress) if world.main and wants_real(cfg) else None
         except Exception:
             world.agree(False)  # the other ranks stop too instead of waiting for this one
             raise
@@ -252,15 +261,16 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False,
                           file=sys.stderr)
                 check_experiment(out, cfg, "overwrite=True (--overwrite)")
                 return _train(cfg, out, world, device, train_ds, eval_ds, from_previous,
-                              stop_after, progress)
+                              stop_after, progress, real)
         return _train(cfg, out, world, device, train_ds, eval_ds, from_previous, stop_after,
-                      False)
+                      False, None)
     finally:
         teardown(world)
 
 
 def _train(cfg: RunConfig, out: Path, world: World, device: torch.device, train_ds, eval_ds,
-           from_previous: bool, stop_after: int | None, progress: bool) -> dict[str, Any]:
+           from_previous: bool, stop_after: int | None, progress: bool,
+           real: list | None) -> dict[str, Any]:
     amp = torch.bfloat16 if (cfg.precision == "bf16" or
                              (cfg.precision == "auto" and device.type == "cuda")) else None
     metrics_path = out / "metrics.jsonl"
@@ -380,7 +390,11 @@ def _train(cfg: RunConfig, out: Path, world: World, device: torch.device, train_
         last_eval = run_eval(done)
     if not world.main:
         return {"rank": world.rank, "out_dir": str(out)}
-    record = result_record(cfg, last_eval, names, len(train_ds), load_report, env,
+    extra = {}
+    if real is not None:  # ImageNet validation images: the paper's ReaL column too
+        extra["real_top1"], extra["num_real"] = real_top1(last_eval.predictions.tolist(),
+                                                          sample_files(eval_ds), real)
+    record = result_record(cfg, last_eval, names, len(train_ds), load_report, env, **extra,
                            wall_time_s=time.perf_counter() - t0, resumed_from=start or None,
                            params=sum(p.numel() for p in model.parameters()))
     write_json(out / "results.json", record)
@@ -392,6 +406,11 @@ def _interrupted(signum: int | None, step: int, out: Path) -> RunInterrupted:
     return RunInterrupted(f"stopped by {name} after update {step}; checkpoint written to "
                           f"{out / 'checkpoint.pt'}. Continue with --resume (resume=True).",
                           signum or 0, step)
+
+
+def wants_real(cfg: RunConfig) -> bool:
+    """ImageNet runs scored on the validation set (the "test" split) report ReaL top-1."""
+    return cfg.dataset == "imagenet1k" and cfg.eval_split == "test"
 
 
 def result_record(cfg: RunConfig, ev: EvalResult, names: list[str], num_train: int,
@@ -506,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     except (RunExists, RunLocked, CheckpointError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except DataError as err:
+    except (DataError, CheckpointDownloadError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except RunInterrupted as err:
