@@ -22,6 +22,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mixer_lib.dryrun import PAPER_DATASETS
+from mixer_lib.recipes import PAPER_RUN, QUICK_RUN, STANDIN_PREFIX
+
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 CHAPTERS = REPO / "book" / "chapters"
@@ -42,27 +45,31 @@ class Job:
     reads: tuple[str, ...] = ()
 
 
-def _quick_ft(dataset: str) -> dict:
-    return {"dataset": dataset, "variant": "Mixer-T/4", "weights": "random",
-            "recipe": "scratch", "img_size": 32, "steps": 300, "batch_size": 128, "lr": 2e-3,
-            "train_limit": 10_000, "eval_limit": 2_000, "device": "cpu",
-            "run_dir": f"runs/quick/finetune-{dataset}"}
+def _finetune(run: dict, dataset: str, profile: str, **extra: object) -> dict:
+    return {**run, "dataset": dataset, "run_dir": f"runs/{profile}/finetune-{dataset}",
+            **extra}
 
 
-def _paper_ft(dataset: str) -> dict:
-    return {"dataset": dataset, "variant": "Mixer-B/16", "weights": "imagenet21k",
-            "recipe": "finetune", "img_size": 224, "steps": None, "batch_size": 512,
-            "lr": 0.03, "train_limit": None, "eval_limit": None, "device": "cuda",
-            "run_dir": f"runs/paper/finetune-{dataset}"}
+# The dry run of the paper profile: the paper's chapters and code path (released-checkpoint
+# name resolved in a cache, the protocol with sweep and repeats, Avg 5, the results table) on
+# tiny stand-ins (mixer_lib.dryrun), a few updates each. Its numbers are labelled dry run.
+DRYRUN = "paper-dryrun"
+DRYRUN_ROOT = f"runs/{DRYRUN}"
+DRYRUN_RUN = {**PAPER_RUN, "img_size": 32, "steps": 2, "batch_size": 8, "device": "cpu",
+              "eval_limit": None}
 
 
-PAPER_DATASETS = ("cifar10", "cifar100", "pets", "flowers102", "imagenet1k")
+def _dryrun_ft(dataset: str) -> dict:
+    return {**DRYRUN_RUN, "dataset": STANDIN_PREFIX + dataset,
+            "run_dir": f"{DRYRUN_ROOT}/finetune-{dataset}", "protocol": True,
+            "grid": [0.01, 0.03], "repeats": 2, "download": False}
+
 
 PROFILES: dict[str, list[Job]] = {
     "quick": [
         Job("architecture", "architecture"),
         Job("weights", "weights"),
-        Job("finetune", "finetune-cifar10-jpeg", _quick_ft("cifar10-jpeg")),
+        Job("finetune", "finetune-cifar10-jpeg", _finetune(QUICK_RUN, "cifar10-jpeg", "quick")),
         Job("permutation", "permutation", {"steps": 150, "train_limit": 5000,
                                             "eval_limit": 1000, "device": "cpu",
                                             "run_dir": "runs/quick/permutation"}),
@@ -76,16 +83,52 @@ PROFILES: dict[str, list[Job]] = {
     "paper": [
         Job("architecture", "architecture"),
         Job("weights", "weights", {"weights": "imagenet21k"}),
-        *[Job("finetune", f"finetune-{d}", _paper_ft(d)) for d in PAPER_DATASETS],
+        *[Job("finetune", f"finetune-{d}", _finetune(PAPER_RUN, d, "paper", protocol=True))
+          for d in PAPER_DATASETS],
         Job("permutation", "permutation", {"steps": 2000, "train_limit": None,
                                             "eval_limit": None, "device": "cuda",
                                             "run_dir": "runs/paper/permutation"}),
         Job("token_mixing", "token_mixing", {"checkpoint": "imagenet21k",
                                               "variant": "Mixer-B/16", "img_size": 224}),
         Job("results", "results", {"runs_dir": "runs/paper"},
-            reads=("runs/paper/**/results.json", "results/*.json")),
+            reads=("runs/paper/**/results.json", "runs/paper/**/protocol.json",
+                   "results/*.json")),
+    ],
+    DRYRUN: [
+        Job("architecture", "architecture"),
+        Job("weights", "weights", {"weights": "imagenet21k", "img_size": 32}),
+        *[Job("finetune", f"finetune-{d}", _dryrun_ft(d)) for d in PAPER_DATASETS],
+        Job("permutation", "permutation", {"steps": 3, "train_limit": 200, "eval_limit": 100,
+                                            "device": "cpu",
+                                            "run_dir": f"{DRYRUN_ROOT}/permutation"}),
+        Job("token_mixing", "token_mixing", {"checkpoint": "imagenet21k",
+                                              "variant": "Mixer-B/16", "img_size": 32}),
+        Job("results", "results", {"runs_dir": DRYRUN_ROOT},
+            reads=(f"{DRYRUN_ROOT}/**/results.json", f"{DRYRUN_ROOT}/**/protocol.json",
+                   "results/*.json")),
     ],
 }
+
+
+def prepare_dryrun(source_root: str) -> dict[str, str]:
+    """Stand-in data, checkpoint and ReaL labels of the dry run; returns the data root and
+    cache folder its chapters use (never the user's cache)."""
+    from mixer_lib.dryrun import (
+        make_standins,
+        write_standin_checkpoint,
+        write_standin_real_labels,
+    )
+
+    root, cache = REPO / DRYRUN_ROOT / "data", REPO / DRYRUN_ROOT / "cache"
+    make_standins(root, source_root)
+    jpeg = root / "cifar10-jpeg"  # the permutation chapter reads the CIFAR-10 JPEG copy
+    if not jpeg.exists():
+        jpeg.symlink_to((Path(source_root) / "cifar10-jpeg").resolve())
+    for weights in (PAPER_RUN["weights"], "imagenet1k"):  # fine-tuned; classifies (weights)
+        write_standin_checkpoint(PAPER_RUN["variant"], weights, cache,
+                                 img_size=DRYRUN_RUN["img_size"])
+    write_standin_real_labels(root, cache)
+    return {"data_root": str(root), "cache_dir": str(cache)}
 
 
 def default_data_root() -> str:
@@ -145,10 +188,20 @@ def execute(job: Job, extra: dict, force: bool) -> bool:
     return True
 
 
-def build_html() -> None:
+def output_root(profile: str) -> Path:
+    """Where ``jupyter-book`` writes a profile's ``_build/html``: ``book/`` for the quick and
+    paper profiles, ``book/_build/<profile>/`` for the dry run (so it never replaces them)."""
+    return REPO / "book" if profile in ("quick", "paper") else REPO / "book" / "_build" / profile
+
+
+def html_dir(profile: str) -> Path:
+    return output_root(profile) / "_build" / "html"
+
+
+def build_html(profile: str = "quick") -> None:
     """``jupyter-book build`` with Sphinx warnings as errors."""
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(REPO), "--path-output",
-           str(REPO / "book"), "-W", "-n", "--keep-going"]
+           str(output_root(profile)), "-W", "-n", "--keep-going"]
     if subprocess.run(cmd, cwd=REPO).returncode:
         raise SystemExit("jupyter-book build failed (warnings are errors); see above")
 
@@ -163,6 +216,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     jobs = [j for j in PROFILES[args.profile] if not args.only or j.output in args.only]
     extra = {"data_root": default_data_root(), "profile": args.profile}
+    if args.profile == DRYRUN:
+        made = prepare_dryrun(extra["data_root"])
+        extra["data_root"] = made["data_root"]
+        os.environ["MIXER_CACHE_DIR"] = made["cache_dir"]  # the chapters' kernels inherit it
+        print(f"dry run: stand-in data in {made['data_root']}, stand-in checkpoint and ReaL "
+              f"labels in {made['cache_dir']}; no number of this build is a result")
     # chapters of another profile must not be mixed into this build
     keep = {j.output for j in PROFILES[args.profile]}
     for old in CHAPTERS.glob("*.ipynb") if CHAPTERS.exists() else []:
@@ -172,16 +231,18 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     for i, job in enumerate(jobs, 1):
         print(f"[{i}/{len(jobs)}] {job.output} ({job.notebook}.md)", flush=True)
+        t_job = time.perf_counter()
         try:
             ran = execute(job, extra, args.force)
         except NotebookFailed as err:
             print(f"\nBOOK BUILD STOPPED: {err}", file=sys.stderr)
             return 1
         print(f"    {'executed' if ran else 'up to date, skipped (use --force / FORCE=1)'}"
-              f" [{time.perf_counter() - t0:.0f}s]", flush=True)
+              f" in {time.perf_counter() - t_job:.0f}s [total {time.perf_counter() - t0:.0f}s]",
+              flush=True)
     if not args.no_html:
-        build_html()
-        print(f"book: {REPO / 'book' / '_build' / 'html' / 'index.html'} "
+        build_html(args.profile)
+        print(f"book: {html_dir(args.profile) / 'index.html'} "
               f"[{time.perf_counter() - t0:.0f}s]")
     return 0
 

@@ -41,6 +41,7 @@ def make_standins(target: str | os.PathLike, source: str | os.PathLike | None = 
     out = {}
     for k, name in enumerate(names):
         base = Path(target) / "standins" / name
+        n_val = 0
         for split, per_class in (("train", train_per_class), ("test", test_per_class)):
             for cls in sorted(p.name for p in (src / split).iterdir() if p.is_dir()):
                 files = sorted((src / split / cls).glob("*.jpg"))
@@ -49,6 +50,9 @@ def make_standins(target: str | os.PathLike, source: str | os.PathLike | None = 
                 folder.mkdir(parents=True, exist_ok=True)
                 for f in chosen:
                     link = folder / f.name
+                    if name == "imagenet1k" and split == "test":  # ImageNet val file names
+                        n_val += 1
+                        link = folder / f"ILSVRC2012_val_{n_val:08d}.JPEG"
                     if not link.is_symlink():
                         link.symlink_to(f.resolve())
         (base / "STAND-IN.txt").write_text(
@@ -56,6 +60,23 @@ def make_standins(target: str | os.PathLike, source: str | os.PathLike | None = 
             f"test images per class, links to real CIFAR-10 JPEGs in {src}. Not {name}.\n")
         out[name] = STANDIN_PREFIX + name
     return out
+
+
+def write_standin_real_labels(standin_root: str | os.PathLike,
+                              cache_dir: str | os.PathLike) -> Path:
+    """A stand-in ``real.json`` in ``cache_dir`` whose label sets are the stand-in ImageNet
+    test images' own labels (50,000 entries, the others empty), so the ReaL path runs."""
+    import json
+
+    test = Path(standin_root) / "standins" / "imagenet1k" / "test"
+    labels: list[list[int]] = [[] for _ in range(50_000)]
+    for k, cls in enumerate(sorted(p.name for p in test.iterdir() if p.is_dir())):
+        for f in (test / cls).iterdir():
+            labels[int(f.stem.rsplit("_", 1)[1]) - 1] = [k]
+    path = Path(cache_dir) / "real.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(labels))
+    return path
 
 
 def write_standin_checkpoint(variant: str, weights: str, cache_dir: str | os.PathLike,

@@ -121,6 +121,17 @@ def imagenet_class_names() -> list[str]:
     return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
 
 
+@torch.no_grad()
+def top5_classes(model: nn.Module, images: torch.Tensor,
+                 names: list[str]) -> list[list[tuple[str, float]]]:
+    """The five most probable classes (name, probability) of each image ``(B, 3, H, W)``."""
+    model.eval()
+    probs = model(images).float().softmax(-1)
+    top = probs.topk(5, dim=-1)
+    return [[(names[int(i)], float(p)) for i, p in zip(idx, val, strict=True)]
+            for idx, val in zip(top.indices, top.values, strict=True)]
+
+
 def evaluate_released(variant: str, weights: str, dataset: str = "imagenet1k",
                       img_size: int = 224, eval_crop: str = "resmall_crop",
                       eval_limit: int | None = None, data_root: str | None = None,

@@ -80,3 +80,65 @@ def benchmark_records(folder: str | Path) -> list[dict]:
     """Throughput benchmark records (``benchmark-*.json``) written by benchmarks/throughput.py."""
     return [json.loads(p.read_text()) | {"source": str(p)}
             for p in sorted(Path(folder).glob("benchmark-*.json"))]
+
+
+# ----------------------------------------------------------------- protocol records
+
+STANDIN = "standin:"
+
+
+def collect_protocols(*folders: str | Path) -> list[dict]:
+    """Every ``protocol.json`` (written by :mod:`mixer_lib.protocol`) under ``folders``."""
+    found = []
+    for folder in folders:
+        folder = Path(folder)
+        for path in sorted(folder.rglob("protocol.json")) if folder.exists() else []:
+            found.append({**json.loads(path.read_text()), "source": str(path)})
+    return found
+
+
+def measured(mean: float | None, std: float | None = None, dry_run: bool = False) -> str | None:
+    """A measured figure as shown in the book: ``"82.31 ± 0.12"``; dry-run figures carry the
+    label ``"dry run: "`` so they can never be read as results. None when not measured."""
+    if mean is None:
+        return None
+    text = f"{mean:.2f}" + (f" ± {std:.2f}" if std is not None else "")
+    return f"dry run: {text}" if dry_run else text
+
+
+def comparison_rows(protocols: list[dict]) -> tuple[list[str], list[list[object]]]:
+    """The results chapter's comparison: for each (variant, pre-training) fine-tuned in this
+    build (else each the paper reports), our ImageNet top-1, ReaL and CIFAR-10 (means ± std
+    over the final runs) and Avg 5, beside the paper's Table 3, the official README's CIFAR-10
+    and the published reproduction's figures."""
+    from mixer_lib.evaluate import avg5
+
+    groups: dict[tuple[str, str], dict[str, dict]] = {}
+    for p in protocols:
+        if p.get("test_top1_mean") is None:
+            continue
+        groups.setdefault((p["variant"], p["weights"]), {})[
+            p["dataset"].removeprefix(STANDIN)] = p
+    keys = list(groups) or list(PAPER)
+    header = ["variant", "pre-training", "ours: ImageNet", "ours: ReaL", "ours: Avg 5",
+              "ours: CIFAR-10", "paper: ImageNet", "paper: ReaL", "paper: Avg 5",
+              "official README: CIFAR-10", "reproduction: ImageNet", "reproduction: Avg 5"]
+    rows = []
+    for key in keys:
+        ours = groups.get(key, {})
+        dry = any(p.get("dry_run") for p in ours.values())
+        imnet, c10 = ours.get("imagenet1k"), ours.get("cifar10")
+        a5 = avg5({d: p["test_top1_mean"] for d, p in ours.items()})
+        paper, repro = PAPER.get(key, {}), REPRODUCTION_REPORT.get(key, {})
+        rows.append([
+            *key,
+            measured(imnet["test_top1_mean"], imnet["test_top1_std"], dry) if imnet else None,
+            measured(imnet.get("real_top1_mean"), imnet.get("real_top1_std"), dry)
+            if imnet else None,
+            measured(a5.value, None, dry),
+            measured(c10["test_top1_mean"], c10["test_top1_std"], dry) if c10 else None,
+            paper.get("imagenet1k"), paper.get("real"), paper.get("avg5"),
+            OFFICIAL_README_CIFAR10.get(key),
+            repro.get("imagenet1k"), repro.get("avg5"),
+        ])
+    return header, rows

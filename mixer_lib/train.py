@@ -65,7 +65,7 @@ from mixer_lib.model import create_model
 from mixer_lib.optim import clip_grad_norm, lr_at, make_optimizer, mixup
 from mixer_lib.provenance import environment, write_json
 from mixer_lib.real import real_labels, real_top1
-from mixer_lib.recipes import EVAL_CROPS
+from mixer_lib.recipes import EVAL_CROPS, STANDIN_PREFIX
 from mixer_lib.rundir import (
     CheckpointError,
     RunExists,
@@ -410,7 +410,7 @@ def _interrupted(signum: int | None, step: int, out: Path) -> RunInterrupted:
 
 def wants_real(cfg: RunConfig) -> bool:
     """ImageNet runs scored on the validation set (the "test" split) report ReaL top-1."""
-    return cfg.dataset == "imagenet1k" and cfg.eval_split == "test"
+    return cfg.dataset.removeprefix(STANDIN_PREFIX) == "imagenet1k" and cfg.eval_split == "test"
 
 
 def result_record(cfg: RunConfig, ev: EvalResult, names: list[str], num_train: int,

@@ -48,3 +48,43 @@ def test_timm_peer_matches_model_dtype_and_mode():
     assert timm_peer(rows[2], rows) is None  # not our Mixer-B/16
     assert timm_peer(rows[3], rows) is None  # the peer itself
     assert timm_peer(rows[5], rows) is None  # no bf16 peer in this run
+
+
+def _protocol(dataset, mean, std=0.1, dry=False, real=None, variant="Mixer-B/16",
+              weights="imagenet21k"):
+    p = {"dataset": dataset, "variant": variant, "weights": weights, "test_top1_mean": mean,
+         "test_top1_std": std, "dry_run": dry}
+    if real is not None:
+        p.update(real_top1_mean=real, real_top1_std=0.2)
+    return p
+
+
+def test_comparison_fills_our_cells_from_protocol_records():
+    from mixer_lib.records import comparison_rows
+
+    done = [_protocol("imagenet1k", 80.1, real=85.0), _protocol("cifar10", 98.0),
+            _protocol("cifar100", 90.0), _protocol("pets", 94.0), _protocol("flowers102", 99.0)]
+    header, rows = comparison_rows(done)
+    assert len(rows) == 1
+    row = dict(zip(header, rows[0], strict=True))
+    assert row["ours: ImageNet"] == "80.10 ± 0.10" and row["ours: ReaL"] == "85.00 ± 0.20"
+    assert row["ours: Avg 5"] == f"{(80.1 + 98 + 90 + 94 + 99) / 5:.2f}"
+    assert row["paper: ImageNet"] == 80.64 and row["official README: CIFAR-10"] == 96.82
+    assert row["reproduction: ImageNet"] == 72.64
+    # four of five: no Avg 5 (never an average over fewer)
+    header, rows = comparison_rows(done[:4])
+    assert dict(zip(header, rows[0], strict=True))["ours: Avg 5"] is None
+
+
+def test_dry_run_figures_are_always_labelled():
+    from mixer_lib.records import comparison_rows, measured
+
+    dry = [_protocol("standin:" + d, 10.0, dry=True, real=11.0 if d == "imagenet1k" else None)
+           for d in ("imagenet1k", "cifar10", "cifar100", "pets", "flowers102")]
+    header, rows = comparison_rows(dry)
+    ours = [v for h, v in zip(header, rows[0], strict=True) if h.startswith("ours")]
+    assert all(v is not None and v.startswith("dry run: ") for v in ours)
+    assert measured(None) is None and measured(1.0, None, True) == "dry run: 1.00"
+    # with no protocol record at all, the paper's rows are listed with ours missing
+    header, rows = comparison_rows([])
+    assert len(rows) == 4 and all(r[2] is None for r in rows)

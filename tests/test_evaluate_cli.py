@@ -1,0 +1,95 @@
+"""Released checkpoints evaluated with their own head (no fine-tuning), ReaL top-1, and the
+top-5 ImageNet class names."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mixer_lib.dryrun import write_standin_checkpoint
+from mixer_lib.evaluate import imagenet_class_names, main, top5_classes
+from mixer_lib.real import real_labels, real_top1, val_index
+
+
+def make_imagenet_val(root, classes=1000, per_class=1):
+    """An ImageNet validation folder (class folders, official file names)."""
+    rng = np.random.default_rng(0)
+    n = 0
+    for c in range(classes):
+        folder = root / "imagenet" / "val" / f"n{c:08d}"
+        folder.mkdir(parents=True)
+        for _ in range(per_class):
+            n += 1
+            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(
+                folder / f"ILSVRC2012_val_{n:08d}.JPEG")
+    return n
+
+
+def test_real_top1_counts_only_images_with_labels():
+    files = [f"x/ILSVRC2012_val_{i:08d}.JPEG" for i in (1, 2, 3, 4)]
+    labels = [[5], [1, 2], [], [7]] + [[]] * 10
+    assert val_index(files[1]) == 1
+    assert real_top1([5, 2, 9, 0], files, labels) == (pytest.approx(200 / 3), 3)
+    with pytest.raises(ValueError, match="not named like an ImageNet validation image"):
+        val_index("cat.jpg")
+
+
+def test_real_labels_offline_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("MIXER_CACHE_DIR", str(tmp_path))
+    import mixer_lib.checkpoints as ck
+
+    def offline(*a, **k):
+        raise ck.urllib.error.URLError("no network")
+
+    monkeypatch.setattr(ck.urllib.request, "urlopen", offline)
+    with pytest.raises(ck.CheckpointDownloadError, match=r"could not download .*real.json.*"
+                                                         r"put it at .*real.json"):
+        real_labels(progress=False)
+    (tmp_path / "real.json").write_text(json.dumps([[1]] * 3))
+    with pytest.raises(ValueError, match="is not the ReaL label file"):
+        real_labels(progress=False)
+
+
+def test_top5_names_are_imagenet_classes():
+    names = imagenet_class_names()
+    assert len(names) == 1000 and names[0] == "tench"
+
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            logits = torch.zeros(len(x), 1000)
+            logits[:, 1], logits[:, 0] = 10.0, 9.0
+            return logits
+
+    top = top5_classes(Fixed(), torch.zeros(2, 3, 8, 8), names)
+    assert [n for n, _ in top[0][:2]] == ["goldfish", "tench"] and top[0][0][1] > 0.5
+
+
+def test_evaluate_cli_scores_a_released_checkpoint_with_its_head(tmp_path, monkeypatch,
+                                                                  capsys):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MIXER_CACHE_DIR", str(cache))
+    write_standin_checkpoint("Mixer-S/32", "gsam", cache, img_size=64)
+    make_imagenet_val(tmp_path / "data")
+    labels = [[] for _ in range(50_000)]
+    labels[0], labels[1] = [0], [3]
+    (cache / "real.json").write_text(json.dumps(labels))
+    out = tmp_path / "eval.json"
+    assert main(["--variant", "Mixer-S/32", "--weights", "gsam", "--dataset", "imagenet1k",
+                 "--img-size", "64", "--eval-limit", "20", "--data-root",
+                 str(tmp_path / "data"), "--num-workers", "0", "--out", str(out),
+                 "--no-progress"]) == 0
+    record = json.loads(out.read_text())
+    assert record["num_samples"] == 20 and record["fine_tuned"] is False
+    assert record["num_real"] == 2 and record["real_top1"] in (0.0, 50.0, 100.0)
+    assert "new head" not in record["weights_report"]  # its own 1000-class head
+    # a dataset whose classes do not match the head is refused before evaluating
+    (tmp_path / "data" / "cifar10-jpeg").mkdir()
+    assert main(["--variant", "Mixer-S/32", "--weights", "gsam", "--dataset", "cifar100",
+                 "--data-root", str(tmp_path / "data"), "--no-progress"]) == 1
+    assert "cifar100" in capsys.readouterr().err
+    assert main(["--variant", "Mixer-S/32", "--weights", "random", "--dataset", "imagenet1k",
+                 "--no-progress"]) == 2
