@@ -287,7 +287,8 @@ def _train(cfg: RunConfig, out: Path, world: World, device: torch.device, train_
     start = 0
     if state is not None:
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        if state["optimizer"] is not None:  # None: a finished run, nothing to continue
+            optimizer.load_state_dict(state["optimizer"])
         start = int(state["step"])
     if world.main:
         if state is not None:
@@ -314,10 +315,12 @@ def _train(cfg: RunConfig, out: Path, world: World, device: torch.device, train_
     batches = iter(loader)
 
     def save(step: int) -> None:
+        # a finished run never continues: its last checkpoint holds the weights only (half
+        # the size with momentum SGD, a third with AdamW)
         if world.main:
             save_checkpoint(out, {"model": model.state_dict(),
-                                  "optimizer": optimizer.state_dict(), "step": step,
-                                  "config": asdict(cfg)})
+                                  "optimizer": optimizer.state_dict() if step < cfg.steps
+                                  else None, "step": step, "config": asdict(cfg)})
 
     def run_eval(step: int) -> EvalResult | None:
         result = None
