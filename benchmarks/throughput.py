@@ -44,6 +44,16 @@ PRESETS = {
                         "Mixer-L/16@grad_checkpointing=true", *PEERS], batch=256,
                 img_size=224, dtypes=["fp32", "bf16"], modes=["eager", "compile"], repeats=20,
                 warmup=5, compile_models=None),
+    # E5 of the study (paper claims on throughput): inference only, every Table 1 variant and
+    # ViT at the same sizes, Mixer-B/16 at three resolutions, and with App. C's widened token
+    # mixing (D_S x K^2) at 448 px. Written to results/study/.
+    "claims": dict(models=["Mixer-S/32", "Mixer-S/16", "Mixer-B/32", "Mixer-B/16",
+                           "Mixer-L/32", "Mixer-L/16", "Mixer-H/14",
+                           "timm:vit_base_patch16_224", "timm:vit_large_patch16_224",
+                           "Mixer-B/16@img_size=320", "Mixer-B/16@img_size=448",
+                           "Mixer-B/16@img_size=448,tokens_mlp_dim=1536"],
+                   batch=4, img_size=224, dtypes=["fp32"], modes=["eager"], repeats=5,
+                   warmup=2, compile_models=[], inference_only=True, out="results/study"),
     "tiny": dict(models=["Mixer-S/32", "timm:mixer_s32_224"], batch=2, img_size=224,
                  dtypes=["fp32"], modes=["eager"], repeats=2, warmup=1, compile_models=[]),
 }
@@ -58,10 +68,11 @@ class Row:
     params_m: float
     gflops_fwd: float
     infer_img_s: float
-    train_img_s: float
+    train_img_s: float | None
     peak_mem_gib: float | None
     train_tflops: float | None = None
     mfu: float | None = None
+    img_size: int | None = None
 
 
 def parse_spec(name: str) -> tuple[str, dict[str, object]]:
@@ -89,6 +100,7 @@ def build(name: str, img_size: int) -> torch.nn.Module:
         return timm.create_model(name[5:], num_classes=1000, img_size=img_size) \
             if "resnet" not in name else timm.create_model(name[5:], num_classes=1000)
     base, overrides = parse_spec(name)
+    img_size = int(overrides.pop("img_size", img_size))
     return create_model(base, num_classes=1000, img_size=img_size, **overrides)
 
 
@@ -136,7 +148,8 @@ def matmul_seconds(device: torch.device, seconds: float, n: int = 1024) -> None:
 def measure(name: str, dtype: str, mode: str, args, device, peak: float | None) -> Row:
     torch.manual_seed(0)
     model = build(name, args.img_size).to(device)
-    x = torch.randn(args.batch, 3, args.img_size, args.img_size, device=device)
+    size = getattr(model, "cfg", None).img_size if hasattr(model, "cfg") else args.img_size
+    x = torch.randn(args.batch, 3, size, size, device=device)
     y = torch.randint(0, 1000, (args.batch,), device=device)
     params = sum(p.numel() for p in model.parameters())
     flops = forward_flops(model.eval(), x[:1])
@@ -163,12 +176,15 @@ def measure(name: str, dtype: str, mode: str, args, device, peak: float | None) 
         torch.cuda.reset_peak_memory_stats(device)
     model.eval()
     infer_rate = timed(infer, device, args.warmup, args.repeats, args.batch)
+    if getattr(args, "inference_only", False):
+        return Row(name, dtype, mode, args.batch, params / 1e6, flops / 1e9, infer_rate,
+                   None, None, None, None, size)
     model.train()
     train_rate = timed(step, device, args.warmup, args.repeats, args.batch)
     mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     train_tflops = 3 * flops * train_rate / 1e12  # forward + backward = 3x forward FLOPs
     return Row(name, dtype, mode, args.batch, params / 1e6, flops / 1e9, infer_rate,
-               train_rate, mem, train_tflops, train_tflops / peak if peak else None)
+               train_rate, mem, train_tflops, train_tflops / peak if peak else None, size)
 
 
 def print_table(rows: list[Row], peak: float | None) -> None:
@@ -180,16 +196,17 @@ def print_table(rows: list[Row], peak: float | None) -> None:
     for r in rows:
         mem = f"{r.peak_mem_gib:.1f}" if r.peak_mem_gib is not None else "n/a"
         mfu = f"{100 * r.mfu:.0f}%" if r.mfu is not None else "n/a"
+        train = f"{r.train_img_s:11.1f}" if r.train_img_s is not None else f"{'n/a':>11s}"
+        tflops = f"{r.train_tflops:7.3f}" if r.train_tflops is not None else f"{'n/a':>7s}"
         print(f"{r.model:26s} {r.dtype:5s} {r.mode:7s} {r.params_m:8.1f} {r.gflops_fwd:7.1f} "
-              f"{r.infer_img_s:11.1f} {r.train_img_s:11.1f} {mem:>7s} "
-              f"{r.train_tflops:7.3f} {mfu:>5s}")
+              f"{r.infer_img_s:11.1f} {train} {mem:>7s} {tflops} {mfu:>5s}")
     if peak:
         print(f"measured bf16 matmul peak: {peak:.0f} TFLOP/s")
     print()
     records = [asdict(r) for r in rows]
     for r in records:  # ratios against timm's Mixer-B/16 in the same dtype and mode
         peer = timm_peer(r, records)
-        if peer:
+        if peer and r["train_img_s"] is not None:
             print(f"{r['model']} (ours) / timm mixer_b16_224 [{r['dtype']}, {r['mode']}]: "
                   f"inference {r['infer_img_s'] / peer['infer_img_s']:.2f}x, training "
                   f"{r['train_img_s'] / peer['train_img_s']:.2f}x")
@@ -202,13 +219,17 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--batch", type=int)
     parser.add_argument("--repeats", type=int)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--out", default=str(REPO / "results"),
-                        help="folder for the JSON record ('' = do not write)")
+    parser.add_argument("--out", default=None,
+                        help="folder for the JSON record (default results/, or the preset's; "
+                             "'' = do not write)")
     args = parser.parse_args(argv)
     preset = dict(PRESETS[args.preset])
     for key in ("models", "batch", "repeats"):
         if getattr(args, key):
             preset[key] = getattr(args, key)
+    if args.out is None:
+        args.out = str(REPO / preset.pop("out", "results"))
+    preset.pop("out", None)
     for key, value in preset.items():
         setattr(args, key, value)
     device = torch.device(args.device)

@@ -101,6 +101,21 @@ class RunConfig:
     permutation: str = _opt("fixed input shuffle of paper Section 3.4: none, patch_pixel, "
                             "global", "none", choices=PERMUTATIONS)
     permutation_patch: int = _opt("patch size of the patch_pixel shuffle", 4, kind=int, low=1)
+    classes: str | None = _opt("train and evaluate on these classes only, relabelled 0..k-1: "
+                               "'0-4' or '5,6,7,8,9' (class indices of the dataset)")
+    flip: bool = _opt("random horizontal flip in training (official: on)", True, kind=bool)
+    data_order: str = _opt("shuffle (a new seeded order every epoch, official) or fixed (one "
+                           "seeded order repeated every epoch)", "shuffle",
+                           choices=("shuffle", "fixed"))
+    lr_lead: int = _opt("updates the learning-rate schedule runs ahead of the optimiser (1 "
+                        "reproduces a scheduler stepped before the optimiser)", 0, kind=int,
+                        low=0, high=1)
+    report: str = _opt("final (the run's last evaluation, official) or best (the best "
+                       "periodic evaluation: selection on the evaluated split)", "final",
+                       choices=("final", "best"))
+    token_init: str = _opt("token-mixing weights at a larger resolution than the checkpoint's: "
+                           "pretrained (block-diagonal copies, App. C) or random (fresh "
+                           "initialisation)", "pretrained", choices=("pretrained", "random"))
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -121,9 +136,12 @@ class RunConfig:
                     f"img_size {self.img_size} is not a multiple of {self.variant}'s patch size "
                     f"{patch}; use e.g. {' or '.join(map(str, near))}")
         if not (self.weights == "random" or self.weights in WEIGHTS
-                or self.weights.endswith(".npz")):
+                or self.weights.endswith((".npz", ".pt"))):
             raise ConfigError(f"unknown weights {self.weights!r}; use random, one of "
-                              f"{', '.join(WEIGHTS)} or a path to a .npz file")
+                              f"{', '.join(WEIGHTS)}, a path to an official-layout .npz file "
+                              f"or a run's checkpoint.pt")
+        if self.classes is not None:
+            parse_classes(self.classes)
         if self.device != "auto" and not (self.device == "cpu" or
                                           self.device.startswith("cuda")):
             raise ConfigError(f"unknown device {self.device!r}; use auto, cpu, cuda or cuda:N")
@@ -167,15 +185,37 @@ EXECUTION_FIELDS = ("data_root", "num_workers", "device", "download", "compile",
 def experiment(cfg: RunConfig | dict) -> dict[str, Any]:
     """The run's identity: its resolved config without :data:`EXECUTION_FIELDS`, as JSON
     reads it back (tuples become lists), for comparison with a stored ``config.json``."""
-    record = asdict(cfg.resolved()) if isinstance(cfg, RunConfig) else dict(cfg)
+    if isinstance(cfg, RunConfig):
+        record = asdict(cfg.resolved())
+    else:  # a stored record: fields added since it was written take their defaults
+        record = {**_FIELD_DEFAULTS, **cfg}
     record = json.loads(json.dumps(record))
     return {k: v for k, v in record.items() if k not in EXECUTION_FIELDS}
+
+
+_FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
 
 
 def differences(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """Fields whose values differ between two experiment records: name -> (old, new)."""
     return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
             if old.get(k) != new.get(k)}
+
+
+def parse_classes(text: str | None) -> tuple[int, ...] | None:
+    """``"0-4"`` -> ``(0, 1, 2, 3, 4)``; ``"5,7"`` -> ``(5, 7)``; empty -> None."""
+    if text is None or str(text).strip() == "":
+        return None
+    out: list[int] = []
+    try:
+        for part in str(text).split(","):
+            lo, _, hi = part.strip().partition("-")
+            out += range(int(lo), int(hi) + 1) if hi else [int(lo)]
+    except ValueError as err:
+        raise ConfigError(f"classes must be like '0-4' or '5,6,7'; got {text!r}") from err
+    if not out or min(out) < 0 or len(set(out)) != len(out):
+        raise ConfigError(f"classes must list distinct class indices >= 0; got {text!r}")
+    return tuple(out)
 
 
 def parse_randaugment(text: str | None) -> tuple[int, int] | None:

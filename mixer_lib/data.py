@@ -99,11 +99,13 @@ def spec_for(dataset: str) -> DatasetSpec:
     )
 
 
-def train_transform(img_size: int, randaugment: tuple[int, int] | None = None) -> Callable:
+def train_transform(img_size: int, randaugment: tuple[int, int] | None = None,
+                    flip: bool = True) -> Callable:
     """Inception crop + flip (+ optional RandAugment(num_ops, magnitude)) -> [-1, 1] tensor."""
     ops: list = [T.RandomResizedCrop(img_size, scale=(0.05, 1.0), ratio=(3 / 4, 4 / 3),
-                                     interpolation=T.InterpolationMode.BILINEAR),
-                 T.RandomHorizontalFlip()]
+                                     interpolation=T.InterpolationMode.BILINEAR)]
+    if flip:
+        ops.append(T.RandomHorizontalFlip())
     if randaugment:
         ops.append(T.RandAugment(num_ops=randaugment[0], magnitude=randaugment[1]))
     return T.Compose([*ops, T.ToTensor(), T.Normalize(MEAN, STD)])
@@ -273,10 +275,18 @@ class TransformedSubset(Dataset):
     """``indices`` of ``base`` with a transform; each item's randomness comes from a seed that
     the sampler passes with the index, so augmentation is identical across resumes."""
 
-    def __init__(self, base: Dataset, indices: Sequence[int], transform: Callable) -> None:
+    def __init__(self, base: Dataset, indices: Sequence[int], transform: Callable,
+                 classes: Sequence[int] | None = None) -> None:
         self.base, self.indices, self.transform = base, list(indices), transform
         targets = dataset_targets(base)
-        self.targets = [targets[i] for i in self.indices]
+        # a class subset is relabelled 0..k-1 in the order given
+        self.label_map = {c: i for i, c in enumerate(classes)} if classes is not None else None
+        self.targets = [self._label(targets[i]) for i in self.indices]
+        names = class_names(base)
+        self.classes = [names[c] for c in classes] if classes is not None else names
+
+    def _label(self, label: int) -> int:
+        return self.label_map[label] if self.label_map is not None else label
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -284,6 +294,7 @@ class TransformedSubset(Dataset):
     def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
         index, seed = item if isinstance(item, tuple) else (item, None)
         img, label = self.base[self.indices[index]]
+        label = self._label(label)
         if seed is None:
             return self.transform(img), label
         state = random.getstate()
@@ -321,6 +332,8 @@ class DataConfig:
     permutation: str = "none"  # paper Section 3.4: none, patch_pixel or global
     permutation_patch: int = 4
     holdout_dev: bool = False  # "train" leaves out the dev ("val") slice
+    classes: tuple[int, ...] | None = None  # a class subset, relabelled 0..k-1
+    flip: bool = True  # random horizontal flip in training
 
 
 def build_split(cfg: DataConfig, split: str) -> TransformedSubset:
@@ -351,14 +364,21 @@ def build_split(cfg: DataConfig, split: str) -> TransformedSubset:
             pool = sorted(perm[:len(perm) - n_val])
         else:
             pool = list(range(len(targets)))
+    if cfg.classes is not None:
+        known = set(targets)
+        if not set(cfg.classes) <= known:
+            raise DataError(f"classes {list(cfg.classes)}: {spec.name} has classes "
+                            f"0..{max(known)}")
+        wanted = set(cfg.classes)
+        pool = [i for i in pool if targets[i] in wanted]
     limit = cfg.train_limit if split == "train" else cfg.eval_limit
     sub = balanced_subset([targets[i] for i in pool], limit, cfg.seed)
-    transform = (train_transform(cfg.img_size, cfg.randaugment) if split == "train"
+    transform = (train_transform(cfg.img_size, cfg.randaugment, cfg.flip) if split == "train"
                  else eval_transform(cfg.img_size, cfg.crop_pct))
     if cfg.permutation != "none":
         transform = T.Compose([transform, FixedPermutation(cfg.permutation, cfg.img_size,
                                                            cfg.permutation_patch)])
-    return TransformedSubset(base, [pool[i] for i in sub], transform)
+    return TransformedSubset(base, [pool[i] for i in sub], transform, cfg.classes)
 
 
 class EpochSampler(Sampler[tuple[int, int]]):
@@ -366,10 +386,13 @@ class EpochSampler(Sampler[tuple[int, int]]):
     global sample positions ``start, start+1, ...``. Same seed -> same order and augmentation,
     whether or not the run was interrupted."""
 
-    def __init__(self, n: int, seed: int, start: int = 0, total: int | None = None) -> None:
+    def __init__(self, n: int, seed: int, start: int = 0, total: int | None = None,
+                 fixed_order: bool = False) -> None:
         self.n, self.seed, self.start, self.total = n, seed, start, total
+        self.fixed_order = fixed_order  # one seeded order for every epoch (no reshuffle)
 
     def _perm(self, epoch: int) -> list[int]:
+        epoch = 0 if self.fixed_order else epoch
         g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         return torch.randperm(self.n, generator=g).tolist()
 

@@ -42,11 +42,13 @@ from mixer_lib.checkpoints import (
     checkpoint_info,
     download,
     load_npz,
+    load_timm_state_dict,
 )
 from mixer_lib.config import (
     ConfigError,
     RunConfig,
     experiment,
+    parse_classes,
     parse_randaugment,
 )
 from mixer_lib.data import (
@@ -54,14 +56,13 @@ from mixer_lib.data import (
     DataError,
     EpochSampler,
     build_split,
-    class_names,
     loader_kwargs,
     make_eval_loader,
     sample_files,
 )
 from mixer_lib.distributed import RankShare, World, setup, teardown
 from mixer_lib.evaluate import EvalResult, evaluate
-from mixer_lib.model import create_model
+from mixer_lib.model import create_model, lecun_normal_
 from mixer_lib.optim import clip_grad_norm, lr_at, make_optimizer, mixup
 from mixer_lib.provenance import environment, write_json
 from mixer_lib.real import real_labels, real_top1
@@ -116,26 +117,65 @@ def data_config(cfg: RunConfig) -> DataConfig:
                       crop_pct=EVAL_CROPS[cfg.eval_crop or "resize"],
                       holdout_dev=cfg.eval_split == "val",
                       randaugment=parse_randaugment(cfg.randaugment), download=cfg.download,
-                      permutation=cfg.permutation, permutation_patch=cfg.permutation_patch)
+                      permutation=cfg.permutation, permutation_patch=cfg.permutation_patch,
+                      classes=parse_classes(cfg.classes), flip=cfg.flip)
 
 
 def build_model(cfg: RunConfig, num_classes: int) -> tuple[nn.Module, str]:
     """The model for ``cfg`` with its weights loaded; returns it and a load report."""
     torch.manual_seed(cfg.seed)
     if cfg.variant in BASELINES:
-        if cfg.weights != "random":
-            raise ConfigError(f"{cfg.variant} is trained from scratch only (weights=random)")
-        return BASELINES[cfg.variant](num_classes), "random initialisation (PyTorch defaults)"
+        model = BASELINES[cfg.variant](num_classes)
+        if cfg.weights == "random":
+            return model, "random initialisation (PyTorch defaults)"
+        if not cfg.weights.endswith(".pt"):
+            raise ConfigError(f"{cfg.variant} starts from random weights or a run's "
+                              f"checkpoint.pt; got weights={cfg.weights!r}")
+        return model, load_baseline_checkpoint(model, Path(cfg.weights))
     model = create_model(cfg.variant, num_classes=num_classes, img_size=cfg.img_size,
                          gelu=cfg.gelu, drop_rate=cfg.drop_rate,
                          drop_path_rate=cfg.drop_path_rate)
     if cfg.weights == "random":
         return model, "random initialisation (Flax defaults, zero head)"
     if cfg.weights in WEIGHTS:
-        path = download(checkpoint_info(model.cfg.name, cfg.weights).name)
+        report = load_npz(model, download(checkpoint_info(model.cfg.name, cfg.weights).name))
+    elif cfg.weights.endswith(".pt"):  # a run of this library (its checkpoint.pt)
+        state = torch.load(cfg.weights, map_location="cpu", weights_only=True)["model"]
+        # our names are timm's but for the stem (timm: stem.proj.*)
+        state = {("stem.proj." + k[5:] if k.startswith("stem.") else k): v
+                 for k, v in state.items()}
+        report = load_timm_state_dict(model, state, source=cfg.weights)
     else:
-        path = Path(cfg.weights)
-    return model, str(load_npz(model, path))
+        report = load_npz(model, Path(cfg.weights))
+    text = str(report)
+    if cfg.token_init == "random":
+        reinit_token_mixing(model)
+        text += "\n  token-mixing MLPs re-initialised at random (token_init=random)"
+    return model, text
+
+
+@torch.no_grad()
+def reinit_token_mixing(model: nn.Module) -> None:
+    """Fresh Flax-default initialisation of every token-mixing MLP (the App. C alternative
+    to block-diagonal copies of the pre-trained weights)."""
+    for block in model.blocks:
+        for layer in (block.mlp_tokens.fc1, block.mlp_tokens.fc2):
+            lecun_normal_(layer.weight, fan_in=layer.weight[0].numel())
+            nn.init.zeros_(layer.bias)
+
+
+def load_baseline_checkpoint(model: nn.Module, path: Path) -> str:
+    """A baseline's run checkpoint into ``model``; the head is re-initialised when its class
+    count differs."""
+    state = torch.load(path, map_location="cpu", weights_only=True)["model"]
+    own = model.state_dict()
+    head = [k for k in state if k.startswith("head.")]
+    if any(state[k].shape != own[k].shape for k in head):
+        state = {k: v for k, v in state.items() if k not in head}
+        model.load_state_dict(state, strict=False)
+        return f"loaded {len(state)} tensors from {path}; new head (class count differs)"
+    model.load_state_dict(state)
+    return f"loaded {len(state)} tensors from {path}"
 
 
 def _step_seed(seed: int, step: int) -> int:
@@ -172,7 +212,7 @@ def update(model: nn.Module, forward: nn.Module, optimizer: torch.optim.Optimize
     """One optimiser update of the global batch: ``accum_steps`` micro-batches on each rank
     (gradients averaged over ranks by DDP), clipping, the optimiser step. Returns the loss
     (mean over the global batch), learning rate, gradient norm and samples seen here."""
-    lr = lr_at(step, cfg.lr, cfg.steps, cfg.warmup_steps, cfg.decay)
+    lr = lr_at(step + cfg.lr_lead, cfg.lr, cfg.steps, cfg.warmup_steps, cfg.decay)
     for group in optimizer.param_groups:
         group["lr"] = lr
     torch.manual_seed(_step_seed(cfg.seed, step) + world.rank)
@@ -278,7 +318,7 @@ def _train(cfg: RunConfig, out: Path, world: World, device: torch.device, train_
     if world.main:
         write_json(out / "config.json", {"config": asdict(cfg), "environment": env})
     world.barrier()
-    names = class_names(train_ds.base)
+    names = train_ds.classes
     model, load_report = build_model(cfg, len(names))
     model.to(device)
     optimizer = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.momentum,
@@ -307,7 +347,8 @@ def _train(cfg: RunConfig, out: Path, world: World, device: torch.device, train_
         raise ConfigError(f"batch_size {cfg.batch_size} / accum_steps {cfg.accum_steps} = "
                           f"{micro} is not divisible by the {world.size} processes")
     sampler = RankShare(EpochSampler(len(train_ds), cfg.seed, start=start * cfg.batch_size,
-                                     total=cfg.steps * cfg.batch_size), micro, world)
+                                     total=cfg.steps * cfg.batch_size,
+                                     fixed_order=cfg.data_order == "fixed"), micro, world)
     kw = loader_kwargs(device, cfg.num_workers)
     loader = DataLoader(train_ds, batch_size=micro // world.size, sampler=sampler,
                         drop_last=False, **kw)
@@ -397,6 +438,10 @@ def _train(cfg: RunConfig, out: Path, world: World, device: torch.device, train_
     if real is not None:  # ImageNet validation images: the paper's ReaL column too
         extra["real_top1"], extra["num_real"] = real_top1(last_eval.predictions.tolist(),
                                                           sample_files(eval_ds), real)
+    if cfg.report == "best":  # selection on the evaluated split, from every logged evaluation
+        evals = [json.loads(line) for line in metrics_path.read_text().splitlines()]
+        best = max((r for r in evals if "split" in r), key=lambda r: r["top1"])
+        extra.update(top1=best["top1"], top1_final=last_eval.top1, best_step=best["step"])
     record = result_record(cfg, last_eval, names, len(train_ds), load_report, env, **extra,
                            wall_time_s=time.perf_counter() - t0, resumed_from=start or None,
                            params=sum(p.numel() for p in model.parameters()))
@@ -418,7 +463,8 @@ def wants_real(cfg: RunConfig) -> bool:
 
 def result_record(cfg: RunConfig, ev: EvalResult, names: list[str], num_train: int,
                   load_report: str, env: dict, **extra: Any) -> dict[str, Any]:
-    """The ``results.json`` record the book reads: metrics, data, weights, provenance."""
+    """The ``results.json`` record the book reads: metrics, data, weights, provenance.
+    ``extra`` adds fields and may override ``top1`` (``report="best"``)."""
     return {
         "dataset": cfg.dataset, "variant": cfg.variant, "weights": cfg.weights,
         "recipe": cfg.recipe, "img_size": cfg.img_size, "steps": cfg.steps,

@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from mixer_lib.book import CHAPTERS, DRYRUN, PROFILES, html_dir as profile_html
+from mixer_lib.book import CHAPTERS, DRYRUN, PROFILES
+from mixer_lib.book import html_dir as profile_html
 from tests.conftest import REPO
 
 HTML = REPO / "book" / "_build" / "html"

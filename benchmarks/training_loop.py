@@ -1,0 +1,157 @@
+"""The study's training loop against the same model alone (issue: make the study cheap).
+
+In one run, for the study model (default Mixer-T/4, 32 px, batch 128, the scratch recipe on
+the real CIFAR-10 JPEG copy):
+
+* model alone: forward, backward, clipping and AdamW update on a ready batch (images/s);
+* the loop: ``mixer_lib.train.train`` for the same model and batch, data loading included
+  (images/s between its first and last logged window, warm-up excluded);
+* where one update's time goes: data (the loader alone), the model's forward and backward,
+  the tanh GELU within the forward, the optimiser step;
+* the CPU's measured fp32 matrix-multiply peak, and the model's training FLOP/s as a fraction
+  of it (training = 3 x forward FLOPs).
+
+    python benchmarks/training_loop.py --data-root ../shared/data --updates 60
+
+Prints the table and writes ``results/study/benchmark-loop-<device>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from mixer_lib.config import RunConfig  # noqa: E402
+from mixer_lib.data import loader_kwargs  # noqa: E402
+from mixer_lib.flops import analytic_flops  # noqa: E402
+from mixer_lib.optim import clip_grad_norm, make_optimizer  # noqa: E402
+from mixer_lib.provenance import environment, write_json  # noqa: E402
+from mixer_lib.train import build_model, data_config, train  # noqa: E402
+
+
+def seconds_per_call(fn, repeats: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def matmul_peak_gflops(n: int = 1024, repeats: int = 20) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return 2 * n**3 / seconds_per_call(lambda: a @ b, repeats) / 1e9
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--variant", default="Mixer-T/4")
+    parser.add_argument("--img-size", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--updates", type=int, default=60)
+    parser.add_argument("--num-workers", type=int, default=None)
+    parser.add_argument("--out", default=str(REPO / "results" / "study"))
+    args = parser.parse_args(argv)
+
+    cfg = RunConfig(dataset="cifar10-jpeg", variant=args.variant, recipe="scratch",
+                    img_size=args.img_size, steps=args.updates, batch_size=args.batch,
+                    lr=2e-3, data_root=args.data_root, device="cpu", log_every=10,
+                    eval_every=10**6, checkpoint_every=10**6, eval_limit=100,
+                    num_workers=args.num_workers).resolved()
+    torch.manual_seed(0)
+    model, _ = build_model(cfg, 10)
+    optimizer = make_optimizer(model.parameters(), "adamw", 1e-3, weight_decay=0.05)
+    x = torch.randn(args.batch, 3, args.img_size, args.img_size)
+    y = torch.randint(0, 10, (args.batch,))
+
+    def forward():
+        return torch.nn.functional.cross_entropy(model(x), y)
+
+    def forward_backward():
+        optimizer.zero_grad(set_to_none=True)
+        forward().backward()
+
+    def update():
+        forward_backward()
+        clip_grad_norm(model.parameters(), 1.0)
+        optimizer.step()
+
+    reps = max(10, args.updates // 3)
+    t_update = seconds_per_call(update, reps)
+    t_fwd = seconds_per_call(lambda: forward().detach(), reps)
+    t_fwd_bwd = seconds_per_call(forward_backward, reps)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for _ in range(5):
+            forward().detach()
+    gelu_us = sum(e.self_cpu_time_total for e in prof.key_averages() if "gelu" in e.key.lower())
+    all_us = sum(e.self_cpu_time_total for e in prof.key_averages())
+    # the loader alone
+    from torch.utils.data import DataLoader
+
+    from mixer_lib.data import EpochSampler, build_split
+
+    def data_seconds() -> float:  # its workers stop when the iterator goes out of scope
+        ds = build_split(data_config(cfg), "train")
+        loader = DataLoader(ds, batch_size=args.batch,
+                            sampler=EpochSampler(len(ds), 0, total=10**9),
+                            **loader_kwargs(torch.device("cpu"), cfg.num_workers))
+        batches = iter(loader)
+        return seconds_per_call(lambda: next(batches), reps)
+
+    t_data = data_seconds()
+    # the loop itself
+    with tempfile.TemporaryDirectory() as tmp:
+        train(cfg, Path(tmp) / "run", progress=False)
+        rows = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").open()]
+    windows = [r["img_per_s"] for r in rows if "img_per_s" in r][1:]  # first: warm-up
+    loop_rate = statistics.median(windows)
+    alone_rate = args.batch / t_update
+    peak = matmul_peak_gflops()
+    train_gflops = 3 * analytic_flops(model.cfg) / 1e9 * loop_rate if hasattr(model, "cfg") \
+        else None
+    record = {
+        "benchmark": "training_loop", "variant": args.variant, "img_size": args.img_size,
+        "batch": args.batch, "updates": args.updates, "num_workers": cfg.num_workers,
+        "loop_img_s": loop_rate, "model_alone_img_s": alone_rate,
+        "loop_fraction_of_model_alone": loop_rate / alone_rate,
+        "seconds_per_update": {"data_loader_alone": t_data, "forward": t_fwd,
+                               "forward_backward": t_fwd_bwd,
+                               "optimizer_and_clip": t_update - t_fwd_bwd,
+                               "whole_update_model_alone": t_update},
+        "gelu_share_of_forward": gelu_us / all_us if all_us else None,
+        "matmul_peak_gflops_fp32": peak, "loop_train_gflops": train_gflops,
+        "loop_fraction_of_matmul_peak": train_gflops / peak if train_gflops else None,
+        "environment": environment("cpu"),
+    }
+    out = Path(args.out) / f"benchmark-loop-{record['environment']['device'].split()[0]}.json"
+    write_json(out, record)
+    print(f"{args.variant} {args.img_size}px batch {args.batch}, {args.updates} updates")
+    print(f"  model alone  {alone_rate:8.1f} img/s")
+    print(f"  the loop     {loop_rate:8.1f} img/s  ({100 * loop_rate / alone_rate:.0f}% of "
+          f"the model alone)")
+    for k, v in record["seconds_per_update"].items():
+        print(f"  {k:26s} {1000 * v:8.1f} ms")
+    if record["gelu_share_of_forward"] is not None:
+        print(f"  tanh GELU: {100 * record['gelu_share_of_forward']:.0f}% of the forward")
+    if train_gflops:
+        print(f"  matmul peak {peak:.1f} GFLOP/s fp32; the loop trains at {train_gflops:.1f} "
+              f"GFLOP/s ({100 * train_gflops / peak:.0f}% of peak)")
+    print(f"record: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

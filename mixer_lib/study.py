@@ -1,0 +1,188 @@
+"""The study: the paper's claims tested at a scale a 2-core CPU can train (about 6 hours).
+
+A miniature of the paper's upstream -> downstream protocol on the real CIFAR-10 JPEG copy,
+32 px: pre-train on classes 0-4, fine-tune on classes 5-9 (E1), at 64 px (E2); input
+permutations (E3); the published reproduction's deviations from the recipe, one at a time and
+together (E6). Each run is an ordinary resumable run folder under ``runs/study/<name>``; when
+it finishes its result record is copied to ``results/study/<name>.json`` (config, device,
+commit, date), which is committed. The book renders those records; a record whose config no
+longer matches the code's definition of its run is reported stale, never silently used.
+
+    python -m mixer_lib.study status                 # done / stale / missing, per run
+    python -m mixer_lib.study run --only e1-up-mixer # run (or resume) some or all runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mixer_lib.config import RunConfig, experiment
+
+REPO = Path(__file__).resolve().parents[1]
+RUNS = "runs/study"
+RECORDS = REPO / "results" / "study"
+SEEDS = (0, 1)
+
+# upstream: classes 0-4 (airplane, automobile, bird, cat, deer); downstream: 5-9 (dog, frog,
+# horse, ship, truck). 4,000 updates of 128 = 512,000 images seen upstream.
+UPSTREAM = dict(dataset="cifar10-jpeg", recipe="scratch", img_size=32, steps=4000,
+                batch_size=128, lr=2e-3, classes="0-4", eval_every=1000,
+                checkpoint_every=250, log_every=50)
+# the paper's fine-tuning recipe (SGD 0.9, batch 512, cosine after warm-up, clip 1, no weight
+# decay, new zero head) for 200 updates of 512 = 102,400 images.
+FINETUNE = dict(dataset="cifar10-jpeg", recipe="finetune", img_size=32, steps=200,
+                warmup_steps=20, batch_size=512, lr=0.03, classes="5-9",
+                eval_every=50, checkpoint_every=50, log_every=10)
+# from scratch on classes 5-9 with the same budget of images and updates
+SCRATCH = dict(FINETUNE, recipe="scratch", lr=2e-3, warmup_steps=20)
+# permutations: all ten classes from scratch, 800 updates of 128 = 102,400 images
+PERMUTE = dict(dataset="cifar10-jpeg", recipe="scratch", img_size=32, steps=800,
+               batch_size=128, lr=2e-3, eval_every=400, checkpoint_every=200, log_every=50,
+               permutation_patch=4)
+# the published reproduction's deviations (its public code), each as RunConfig changes
+DEVIATIONS: dict[str, dict[str, Any]] = {
+    "batch64": dict(batch_size=64, accum_steps=1),  # lr, steps, warm-up kept (for 512)
+    "no-shuffle": dict(data_order="fixed"),
+    "no-flip": dict(flip=False),
+    "exact-gelu": dict(gelu="exact"),
+    "scheduler-first": dict(lr_lead=1),
+    "select-on-test": dict(report="best", eval_every=10),
+    "eval-resize": dict(eval_crop="resize"),
+}
+DEVIATIONS["all"] = {k: v for d in DEVIATIONS.values() for k, v in d.items()}
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    """One run of the study: its name (folder and record name), experiment, config."""
+
+    name: str
+    experiment: str
+    config: dict[str, Any]
+    needs: tuple[str, ...] = ()
+
+    def run_config(self, data_root: str | None = None,
+                   num_workers: int | None = None) -> RunConfig:
+        return RunConfig(**self.config, data_root=data_root, num_workers=num_workers,
+                         device="cpu")
+
+
+def _ckpt(name: str) -> str:
+    return f"{RUNS}/{name}/checkpoint.pt"
+
+
+def study_runs() -> list[StudyRun]:
+    """Every run of the study, upstream runs first."""
+    runs = [StudyRun("e1-up-mixer", "E1", dict(UPSTREAM, variant="Mixer-T/4")),
+            StudyRun("e1-up-resnet", "E1", dict(UPSTREAM, variant="ResNet-S"))]
+    for seed in SEEDS:
+        for model, up in (("mixer", "Mixer-T/4"), ("resnet", "ResNet-S")):
+            runs.append(StudyRun(f"e1-ft-{model}-s{seed}", "E1",
+                                 dict(FINETUNE, variant=up, seed=seed,
+                                      weights=_ckpt(f"e1-up-{model}")), (f"e1-up-{model}",)))
+            runs.append(StudyRun(f"e1-scratch-{model}-s{seed}", "E1",
+                                 dict(SCRATCH, variant=up, seed=seed)))
+    for seed in SEEDS:
+        e2 = dict(FINETUNE, variant="Mixer-T/4", seed=seed, steps=100, warmup_steps=10,
+                  weights=_ckpt("e1-up-mixer"))
+        runs += [StudyRun(f"e2-ft32-s{seed}", "E2", e2, ("e1-up-mixer",)),
+                 StudyRun(f"e2-ft64-blockdiag-s{seed}", "E2", dict(e2, img_size=64),
+                          ("e1-up-mixer",)),
+                 StudyRun(f"e2-ft64-random-s{seed}", "E2",
+                          dict(e2, img_size=64, token_init="random"), ("e1-up-mixer",))]
+    for seed in SEEDS:
+        for model, variant in (("mixer", "Mixer-T/4"), ("resnet", "ResNet-S")):
+            for kind in ("none", "patch_pixel", "global"):
+                runs.append(StudyRun(f"e3-{model}-{kind}-s{seed}", "E3",
+                                     dict(PERMUTE, variant=variant, permutation=kind,
+                                          seed=seed)))
+    for seed in SEEDS:
+        for dev, change in DEVIATIONS.items():
+            cfg = dict(FINETUNE, variant="Mixer-T/4", seed=seed,
+                       weights=_ckpt("e1-up-mixer"), **change)
+            runs.append(StudyRun(f"e6-{dev}-s{seed}", "E6", cfg, ("e1-up-mixer",)))
+    return runs
+
+
+def record_path(name: str) -> Path:
+    return RECORDS / f"{name}.json"
+
+
+def status(run: StudyRun) -> str:
+    """``done`` (a committed record of this run's current config), ``stale`` (a record of
+    another config), or ``missing``."""
+    path = record_path(run.name)
+    if not path.exists():
+        return "missing"
+    record = json.loads(path.read_text())
+    return "done" if experiment(record["config"]) == experiment(run.run_config()) else "stale"
+
+
+def load_records() -> dict[str, dict]:
+    """Committed records of the current study definition, by run name; stale ones are left
+    out (see :func:`status`)."""
+    return {r.name: json.loads(record_path(r.name).read_text()) for r in study_runs()
+            if status(r) == "done"}
+
+
+def execute(run: StudyRun, data_root: str | None, num_workers: int | None,
+            progress: bool = True) -> dict:
+    """Run (or resume, or reuse) ``run`` and copy its result record to ``results/study``."""
+    from mixer_lib.provenance import write_json
+    from mixer_lib.train import run_or_resume
+
+    cfg = run.run_config(data_root, num_workers)
+    result = run_or_resume(cfg, REPO / RUNS / run.name, progress=progress)
+    record = {k: v for k, v in result.items() if k not in ("source",)}
+    record["study"] = {"name": run.name, "experiment": run.experiment}
+    write_json(record_path(run.name), record)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mixer_lib.study",
+                                     description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("status", help="list each run: done, stale or missing")
+    go = sub.add_parser("run", help="run, resume or reuse runs (all, or --only)")
+    go.add_argument("--only", nargs="*", help="run names or experiments (E1, e3-mixer-...)")
+    go.add_argument("--data-root", default=None)
+    go.add_argument("--num-workers", type=int, default=None)
+    go.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    os.chdir(REPO)  # runs name their upstream checkpoints relative to the repository
+    runs = study_runs()
+    if args.command == "status":
+        for r in runs:
+            print(f"{status(r):8s} {r.experiment} {r.name}")
+        return 0
+    wanted = [r for r in runs if not args.only or r.name in args.only
+              or r.experiment in args.only]
+    names = {r.name for r in runs}
+    unknown = [o for o in args.only or [] if o not in names and
+               o not in {r.experiment for r in runs}]
+    if unknown:
+        print(f"error: unknown study runs {unknown}; see `python -m mixer_lib.study status`",
+              file=sys.stderr)
+        return 2
+    for r in wanted:
+        for need in r.needs:
+            if not (REPO / RUNS / need / "results.json").exists():
+                print(f"error: {r.name} needs {need} first", file=sys.stderr)
+                return 2
+        if status(r) == "done":
+            continue
+        print(f"== {r.name} ({r.experiment})", flush=True)
+        execute(r, args.data_root, args.num_workers, progress=not args.no_progress)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
