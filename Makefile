@@ -7,11 +7,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: book test notebooks clean-book benchmark
+.PHONY: book test notebooks clean-book benchmark lab
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml book/lab/overrides.json
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q -e ".[test,book]"
+	@# JupyterLab opens notebooks/*.md as notebooks (jupytext) and saves them back as text
+	@mkdir -p $(VENV)/share/jupyter/lab/settings
+	cp book/lab/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	@touch $@
 
 book: $(STAMP)
@@ -21,6 +24,9 @@ test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
 notebooks: $(STAMP)
 	$(VENV)/bin/jupytext --to ipynb notebooks/*.md
 
@@ -28,4 +34,4 @@ benchmark: $(STAMP)
 	$(PY) benchmarks/throughput.py --preset cpu-small
 
 clean-book:
-	rm -rf book/_build book/chapters
+	rm -rf book/_build book/chapters book/_mathjax

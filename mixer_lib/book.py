@@ -43,11 +43,23 @@ class Job:
     output: str
     parameters: dict = field(default_factory=dict)
     reads: tuple[str, ...] = ()
+    title: str | None = None  # replaces the notebook's title (chapters run per dataset)
 
 
 def _finetune(run: dict, dataset: str, profile: str, **extra: object) -> dict:
     return {**run, "dataset": dataset, "run_dir": f"runs/{profile}/finetune-{dataset}",
             **extra}
+
+
+DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "pets": "Oxford-IIIT Pets",
+                  "flowers102": "Oxford Flowers-102", "imagenet1k": "ImageNet",
+                  "cifar10-jpeg": "CIFAR-10 (JPEG copy), from scratch"}
+
+
+def _ft_job(profile: str, dataset: str, parameters: dict) -> Job:
+    title = f"Fine-tuning: {DATASET_TITLES[dataset]}" + (" (dry run)" if profile == DRYRUN
+                                                         else "")
+    return Job("finetune", f"finetune-{dataset}", parameters, title=title)
 
 
 # The dry run of the paper profile: the paper's chapters and code path (released-checkpoint
@@ -65,11 +77,18 @@ def _dryrun_ft(dataset: str) -> dict:
             "grid": [0.01, 0.03], "repeats": 2, "download": False}
 
 
+def _intro(runs_dir: str) -> Job:
+    """The summary page, executed last: it reads the other chapters' records and timings."""
+    return Job("intro", "intro", {"runs_dir": runs_dir},
+               reads=("book/chapters/[!i]*.ipynb", f"{runs_dir}/**/protocol.json",
+                      "results/study/claims.json"))
+
+
 PROFILES: dict[str, list[Job]] = {
     "quick": [
         Job("architecture", "architecture"),
         Job("weights", "weights"),
-        Job("finetune", "finetune-cifar10-jpeg", _finetune(QUICK_RUN, "cifar10-jpeg", "quick")),
+        _ft_job("quick", "cifar10-jpeg", _finetune(QUICK_RUN, "cifar10-jpeg", "quick")),
         Job("permutation", "permutation", {"steps": 150, "train_limit": 5000,
                                             "eval_limit": 1000, "device": "cpu",
                                             "run_dir": "runs/quick/permutation"}),
@@ -79,11 +98,12 @@ PROFILES: dict[str, list[Job]] = {
             reads=("runs/quick/finetune-cifar10-jpeg/checkpoint.pt",)),
         Job("results", "results", {"runs_dir": "runs/quick"},
             reads=("runs/quick/**/results.json", "results/*.json")),
+        _intro("runs/quick"),
     ],
     "paper": [
         Job("architecture", "architecture"),
         Job("weights", "weights", {"weights": "imagenet21k"}),
-        *[Job("finetune", f"finetune-{d}", _finetune(PAPER_RUN, d, "paper", protocol=True))
+        *[_ft_job("paper", d, _finetune(PAPER_RUN, d, "paper", protocol=True))
           for d in PAPER_DATASETS],
         Job("permutation", "permutation", {"steps": 2000, "train_limit": None,
                                             "eval_limit": None, "device": "cuda",
@@ -93,11 +113,12 @@ PROFILES: dict[str, list[Job]] = {
         Job("results", "results", {"runs_dir": "runs/paper"},
             reads=("runs/paper/**/results.json", "runs/paper/**/protocol.json",
                    "results/*.json")),
+        _intro("runs/paper"),
     ],
     DRYRUN: [
         Job("architecture", "architecture"),
         Job("weights", "weights", {"weights": "imagenet21k", "img_size": 32}),
-        *[Job("finetune", f"finetune-{d}", _dryrun_ft(d)) for d in PAPER_DATASETS],
+        *[_ft_job(DRYRUN, d, _dryrun_ft(d)) for d in PAPER_DATASETS],
         Job("permutation", "permutation", {"steps": 3, "train_limit": 200, "eval_limit": 100,
                                             "device": "cpu",
                                             "run_dir": f"{DRYRUN_ROOT}/permutation"}),
@@ -106,6 +127,7 @@ PROFILES: dict[str, list[Job]] = {
         Job("results", "results", {"runs_dir": DRYRUN_ROOT},
             reads=(f"{DRYRUN_ROOT}/**/results.json", f"{DRYRUN_ROOT}/**/protocol.json",
                    "results/*.json")),
+        _intro(DRYRUN_ROOT),
     ],
 }
 
@@ -144,7 +166,7 @@ def inputs_digest(job: Job, extra: dict) -> str:
     code and the files it declares in ``job.reads``."""
     h = hashlib.sha256()
     h.update((NOTEBOOKS / f"{job.notebook}.md").read_bytes())
-    h.update(json.dumps({**job.parameters, **extra}, sort_keys=True).encode())
+    h.update(json.dumps({**job.parameters, **extra, "title": job.title}, sort_keys=True).encode())
     read = sorted({p for pattern in job.reads for p in REPO.glob(pattern)})
     for path in sorted((REPO / "mixer_lib").glob("*.py")) + read:
         h.update(str(path.relative_to(REPO)).encode() + path.read_bytes())
@@ -184,8 +206,41 @@ def execute(job: Job, extra: dict, force: bool) -> bool:
         ) from err
     finally:
         source.unlink(missing_ok=True)
+    present(out, job)
     stamp.write_text(digest)
     return True
+
+
+CHAPTER_TOKEN = "CHAPTER"  # in figure names of a notebook executed more than once per build
+
+
+def present(path: Path, job: Job) -> None:
+    """Shape an executed chapter for readers: the notebook's default parameters are hidden and
+    the parameters papermill injected are shown once, labelled as this build's; code is folded
+    under its results (``hide-input``); the title names the dataset when the chapter is
+    executed per dataset; figure names get the chapter's output name (unique labels)."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "parameters" in tags:
+            tags.append("remove-cell")
+        elif "injected-parameters" in tags:
+            cell.source = cell.source.replace(
+                "# Parameters", "# Parameters of this build (papermill; the notebook's "
+                                "defaults are in notebooks/" + job.notebook + ".md)", 1)
+        elif cell.cell_type == "code" and "show-input" not in tags and "hide-input" not in tags:
+            tags.append("hide-input")
+        if cell.cell_type == "markdown" and job.title and cell.source.startswith("# "):
+            first, _, rest = cell.source.partition("\n")
+            cell.source = f"# {job.title}\n{rest}"
+        figure = cell.metadata.get("mystnb", {}).get("figure")
+        if figure and CHAPTER_TOKEN in figure.get("name", ""):
+            figure["name"] = figure["name"].replace(CHAPTER_TOKEN, job.output)
+        if cell.cell_type == "markdown" and CHAPTER_TOKEN + "-" in cell.source:
+            cell.source = cell.source.replace(CHAPTER_TOKEN + "-", job.output + "-")
+    nbformat.write(nb, path)
 
 
 def output_root(profile: str) -> Path:
@@ -198,8 +253,32 @@ def html_dir(profile: str) -> Path:
     return output_root(profile) / "_build" / "html"
 
 
+MATHJAX_PARTS = ("tex-chtml.js", "output/chtml", "input/tex", "ui", "a11y", "sre", "adaptors")
+
+
+def install_mathjax(target: Path = REPO / "book" / "_mathjax" / "mathjax") -> Path:
+    """Copy MathJax 3 (from the ``django-static-mathjax`` wheel, PyPI) into the book's static
+    files, so equations render offline: ``_config.yml`` copies it to ``<html>/mathjax/`` (an
+    extra path: jupyter-book would load every script of a static path on every page) and
+    points Sphinx at it instead of a CDN. Returns the script's path."""
+    import shutil
+
+    import mathjax
+
+    source = Path(mathjax.__file__).parent / "static" / "mathjax" / "es5"
+    for part in MATHJAX_PARTS:
+        src, dst = source / part, target / part
+        if src.is_dir():
+            shutil.copytree(src, dst, dirs_exist_ok=True)
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    return target / "tex-chtml.js"
+
+
 def build_html(profile: str = "quick") -> None:
-    """``jupyter-book build`` with Sphinx warnings as errors."""
+    """``jupyter-book build`` with Sphinx warnings as errors (MathJax served locally)."""
+    install_mathjax()
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(REPO), "--path-output",
            str(output_root(profile)), "-W", "-n", "--keep-going"]
     if subprocess.run(cmd, cwd=REPO).returncode:

@@ -28,7 +28,7 @@ def test_every_chapter_exists(html_dir):
     for job in PROFILES["quick"]:
         page = html_dir / "book" / "chapters" / f"{job.output}.html"
         assert page.exists(), page
-    assert (html_dir / "book" / "intro.html").exists()
+    assert (html_dir / "book" / "chapters" / "intro.html").exists()
 
 
 def test_table1_lists_all_variants_with_computed_counts(html_dir):
