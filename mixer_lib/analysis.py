@@ -22,3 +22,37 @@ def neighbour_correlation(weight: torch.Tensor, grid: int) -> float:
     a = torch.cat([p[0].reshape(-1) for p in pairs])
     b = torch.cat([p[1].reshape(-1) for p in pairs])
     return float((a * b).sum() / (a.norm() * b.norm()).clamp_min(1e-12))
+
+
+def local_energy(weight: torch.Tensor, grid: int, radius: int = 1) -> float:
+    """How local token-mixing units are: the share of each unit's squared weight that lies
+    within ``radius`` patches (Chebyshev distance) of its largest-magnitude patch, averaged
+    over units. For i.i.d. weights about (2r+1)^2 / S; 1 for a unit confined to a
+    neighbourhood. ``weight``: ``(D_S, S)`` with ``S = grid**2``, row-major patches."""
+    if weight.ndim != 2 or weight.shape[1] != grid * grid:
+        raise ValueError(f"expected a (D_S, {grid * grid}) token-mixing weight for a "
+                         f"{grid}x{grid} grid, got shape {tuple(weight.shape)}")
+    energy = weight.detach().float().square()
+    peak = energy.argmax(dim=1)
+    rows, cols = torch.arange(grid).repeat_interleave(grid), torch.arange(grid).repeat(grid)
+    near = ((rows[None] - rows[peak][:, None]).abs() <= radius) & \
+        ((cols[None] - cols[peak][:, None]).abs() <= radius)
+    return float(((energy * near).sum(1) / energy.sum(1).clamp_min(1e-12)).mean())
+
+
+def token_mixing_stats(model, seed: int = 0) -> dict:
+    """Per block: neighbour correlation and local energy of the first token-mixing layer,
+    for ``model`` and for a fresh initialisation of the same configuration (the baseline)."""
+    from mixer_lib.model import create_model
+
+    torch.manual_seed(seed)
+    fresh = create_model(model.cfg)
+    grid = model.cfg.grid_size
+    blocks = []
+    for trained, init in zip(model.blocks, fresh.blocks, strict=True):
+        w, w0 = trained.mlp_tokens.fc1.weight, init.mlp_tokens.fc1.weight
+        blocks.append({"neighbour_correlation": neighbour_correlation(w, grid),
+                       "init_neighbour_correlation": neighbour_correlation(w0, grid),
+                       "local_energy": local_energy(w, grid),
+                       "init_local_energy": local_energy(w0, grid)})
+    return {"grid": grid, "blocks": blocks}

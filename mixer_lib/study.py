@@ -141,8 +141,26 @@ def execute(run: StudyRun, data_root: str | None, num_workers: int | None,
     result = run_or_resume(cfg, REPO / RUNS / run.name, progress=progress)
     record = {k: v for k, v in result.items() if k not in ("source",)}
     record["study"] = {"name": run.name, "experiment": run.experiment}
+    if cfg.variant.startswith("Mixer-"):  # E4: how local the token-mixing units are
+        record["token_mixing"] = token_mixing_of(cfg, REPO / RUNS / run.name, len(
+            result["class_names"]))
     write_json(record_path(run.name), record)
     return record
+
+
+def token_mixing_of(cfg: RunConfig, folder: Path, num_classes: int) -> dict:
+    """Token-mixing statistics (:func:`mixer_lib.analysis.token_mixing_stats`) of a run."""
+    import torch
+
+    from mixer_lib.analysis import token_mixing_stats
+    from mixer_lib.model import create_model
+
+    state = torch.load(folder / "checkpoint.pt", map_location="cpu", weights_only=True)
+    tokens = state["model"]["blocks.0.mlp_tokens.fc1.weight"].shape[0]
+    model = create_model(cfg.variant, num_classes=num_classes, img_size=cfg.img_size,
+                         tokens_mlp_dim=tokens)
+    model.load_state_dict(state["model"])
+    return token_mixing_stats(model)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,6 +195,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: {r.name} needs {need} first", file=sys.stderr)
                 return 2
         if status(r) == "done":
+            record = json.loads(record_path(r.name).read_text())
+            folder = REPO / RUNS / r.name
+            if r.config["variant"].startswith("Mixer-") and "token_mixing" not in record \
+                    and (folder / "checkpoint.pt").exists():  # records made before E4 existed
+                from mixer_lib.provenance import write_json
+
+                record["token_mixing"] = token_mixing_of(r.run_config(), folder,
+                                                         len(record["class_names"]))
+                write_json(record_path(r.name), record)
             continue
         print(f"== {r.name} ({r.experiment})", flush=True)
         execute(r, args.data_root, args.num_workers, progress=not args.no_progress)
