@@ -12,9 +12,11 @@ are printed by the book's Claims chapter.
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections.abc import Mapping
+from pathlib import Path
 
 VERDICTS = ("reproduced", "partly", "not reproduced", "not testable here")
 PENDING = "pending"
@@ -266,3 +268,35 @@ def ledger(records: Mapping[str, dict], bench: dict | None,
             "departures from the recipe.", "Its report: five possible causes.", PENDING,
             "E6 runs not all committed.", "autopsy")
     return out
+
+
+def table1_agreement() -> tuple[int, int]:
+    """(variants whose head-less parameter count rounds to Table 1's figure, variants)."""
+    import torch
+
+    from mixer_lib.model import VARIANTS, create_model
+    from mixer_lib.records import PAPER_PARAMS_M
+
+    ok = 0
+    for name in VARIANTS:
+        with torch.device("meta"):
+            model = create_model(name, num_classes=0, img_size=224)
+        ok += round(sum(p.numel() for p in model.parameters()) / 1e6) == PAPER_PARAMS_M[name]
+    return ok, len(VARIANTS)
+
+
+def claims_benchmark(folder: str | Path) -> dict | None:
+    """The newest E5 throughput record (``benchmark-claims-*.json``) in ``folder``."""
+    files = sorted(Path(folder).glob("benchmark-claims-*.json"),
+                   key=lambda p: p.stat().st_mtime)
+    return json.loads(files[-1].read_text()) if files else None
+
+
+def current_ledger(protocol_dirs: tuple[str, ...] = ()) -> list[dict]:
+    """The ledger from the committed study records and benchmark, and the protocol records
+    under ``protocol_dirs`` (the paper profile's runs)."""
+    from mixer_lib.records import collect_protocols
+    from mixer_lib.study import RECORDS, load_records
+
+    return ledger(load_records(), claims_benchmark(RECORDS), collect_protocols(*protocol_dirs),
+                  table1_agreement())

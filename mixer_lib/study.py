@@ -160,7 +160,13 @@ def token_mixing_of(cfg: RunConfig, folder: Path, num_classes: int) -> dict:
     model = create_model(cfg.variant, num_classes=num_classes, img_size=cfg.img_size,
                          tokens_mlp_dim=tokens)
     model.load_state_dict(state["model"])
-    return token_mixing_stats(model)
+    stats = token_mixing_stats(model)
+    # the first and last blocks' token-mixing weights (D_S x S), so the book can draw the
+    # units of a run whose checkpoint is not committed (paper Figure 5)
+    stats["weights"] = {str(b): [[round(float(v), 5) for v in row] for row in
+                                 model.blocks[b].mlp_tokens.fc1.weight.detach()]
+                        for b in (0, len(model.blocks) - 1)}
+    return stats
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("status", help="list each run: done, stale or missing")
+    sub.add_parser("ledger", help="write results/study/claims.json and autopsy.json from "
+                                  "the committed records")
     go = sub.add_parser("run", help="run, resume or reuse runs (all, or --only)")
     go.add_argument("--only", nargs="*", help="run names or experiments (E1, e3-mixer-...)")
     go.add_argument("--data-root", default=None)
@@ -176,6 +184,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.chdir(REPO)  # runs name their upstream checkpoints relative to the repository
     runs = study_runs()
+    if args.command == "ledger":
+        from mixer_lib.claims import autopsy, current_ledger
+        from mixer_lib.provenance import write_json
+
+        claims = current_ledger()
+        write_json(RECORDS / "claims.json", claims)
+        write_json(RECORDS / "autopsy.json", autopsy(load_records()))
+        for c in claims:
+            print(f"{c['verdict']:18s} {c['id']}: {c['evidence']}")
+        return 0
     if args.command == "status":
         for r in runs:
             print(f"{status(r):8s} {r.experiment} {r.name}")
