@@ -86,13 +86,26 @@ def autopsy(records: Mapping[str, dict]) -> list[dict]:
     return rows
 
 
-def explanation_support(rows: list[dict]) -> dict[str, str]:
+def explanation_support(rows: list[dict], records: Mapping[str, dict] | None = None
+                        ) -> dict[str, str]:
     """For each of the reproduction report's five explanations: "supported" when one of its
     deviations costs accuracy by more than two standard errors, "not supported" when all were
-    measured and none does, "not tested here" when none of its deviations was run."""
+    measured and none does, "not tested here" when none of its deviations was run.
+    Randomness: "not supported" when the official recipe's seed-to-seed spread (standard
+    deviation) is under 1 point, a third of the smallest shortfall (3 points); else
+    "supported"."""
     measured = {r["deviation"]: r for r in rows if r["effect_points"] is not None}
+    official = _runs(records or {}, "e1-ft-mixer")
     out = {}
     for name, devs in EXPLANATIONS.items():
+        if name == "randomness":
+            if len(official) < 2:
+                out[name] = PENDING
+            else:
+                spread = statistics.stdev(r["top1"] for r in official)
+                out[name] = (f"{'not supported' if spread < 1.0 else 'supported'} (seed-to-"
+                             f"seed spread {spread:.2f} points)")
+            continue
         if not devs:
             out[name] = "not tested here"
             continue

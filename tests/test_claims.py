@@ -46,7 +46,8 @@ def test_autopsy_and_explanations():
     assert set(by) == set(DEVIATIONS)
     assert by["batch64"]["effect_points"] == pytest.approx(-5.0) and by["batch64"]["seeds"] == 2
     assert by["no-flip"]["effect_points"] == pytest.approx(0.0)
-    support = explanation_support(rows)
+    support = explanation_support(rows, full_records())
+    assert support["randomness"].startswith("not supported (seed-to-seed spread 0.28")
     assert support["fine-tuning settings"] == "supported"
     assert support["implementation details"] == "not supported"
     assert support["hardware"] == "not tested here"
