@@ -10,9 +10,7 @@ transpose form (``impl="einops"``, what timm does) and with a broadcast ``torch.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -21,6 +19,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mixer_lib.model import TokenMixingMlp  # noqa: E402
+from mixer_lib.timing import median_seconds  # noqa: E402
 
 
 def broadcast_matmul(mlp: TokenMixingMlp, x: torch.Tensor) -> torch.Tensor:
@@ -31,14 +30,7 @@ def broadcast_matmul(mlp: TokenMixingMlp, x: torch.Tensor) -> torch.Tensor:
 
 
 def median_ms(fn, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1e3 * statistics.median(times)
+    return 1e3 * median_seconds(fn, repeats, warmup)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -23,7 +23,6 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -36,23 +35,13 @@ from mixer_lib.data import loader_kwargs  # noqa: E402
 from mixer_lib.flops import analytic_flops  # noqa: E402
 from mixer_lib.optim import clip_grad_norm, make_optimizer  # noqa: E402
 from mixer_lib.provenance import environment, write_json  # noqa: E402
+from mixer_lib.timing import median_seconds  # noqa: E402
 from mixer_lib.train import build_model, data_config, train  # noqa: E402
-
-
-def seconds_per_call(fn, repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def matmul_peak_gflops(n: int = 1024, repeats: int = 20) -> float:
     a, b = torch.randn(n, n), torch.randn(n, n)
-    return 2 * n**3 / seconds_per_call(lambda: a @ b, repeats) / 1e9
+    return 2 * n**3 / median_seconds(lambda: a @ b, repeats) / 1e9
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,9 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         optimizer.step()
 
     reps = max(10, args.updates // 3)
-    t_update = seconds_per_call(update, reps)
-    t_fwd = seconds_per_call(lambda: forward().detach(), reps)
-    t_fwd_bwd = seconds_per_call(forward_backward, reps)
+    t_update = median_seconds(update, reps)
+    t_fwd = median_seconds(lambda: forward().detach(), reps)
+    t_fwd_bwd = median_seconds(forward_backward, reps)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         for _ in range(5):
             forward().detach()
@@ -109,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                             sampler=EpochSampler(len(ds), 0, total=10**9),
                             **loader_kwargs(torch.device("cpu"), cfg.num_workers))
         batches = iter(loader)
-        return seconds_per_call(lambda: next(batches), reps)
+        return median_seconds(lambda: next(batches), reps)
 
     t_data = data_seconds()
     # the loop itself

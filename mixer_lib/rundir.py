@@ -20,6 +20,7 @@ import fcntl
 import json
 import os
 import socket
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,6 +68,19 @@ def check_experiment(out: Path, cfg: Any, overwrite_hint: str = "overwrite=True"
             f"({listed}). Nothing was changed. Use another output folder, or pass "
             f"{overwrite_hint} to move the old run aside (renamed with a timestamp, never "
             f"deleted) and start this one.")
+
+
+def refuse_or_move_aside(out: Path, cfg: Any, overwrite: bool, hint: str) -> bool:
+    """Refuse (:class:`RunExists`) when ``out`` holds another experiment than ``cfg``, unless
+    ``overwrite``: then move it aside and return True. False when nothing was in the way."""
+    try:
+        check_experiment(out, cfg, hint)
+    except RunExists:
+        if not overwrite:
+            raise
+        print(f"moved the previous run aside to {move_aside(out)}", file=sys.stderr)
+        return True
+    return False
 
 
 def move_aside(out: Path) -> Path | None:

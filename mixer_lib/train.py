@@ -77,6 +77,7 @@ from mixer_lib.rundir import (
     checkpoint_step,
     load_checkpoint,
     move_aside,
+    refuse_or_move_aside,
     save_checkpoint,
     stored_config,
     truncate_metrics,
@@ -247,13 +248,7 @@ def _prepare_folder(cfg: RunConfig, out: Path, resume: bool, overwrite: bool) ->
     one with a checkpoint or result needs ``resume``."""
     if not out.exists() or stored_config(out) is None:
         return
-    try:
-        check_experiment(out, cfg, "overwrite=True (--overwrite)")
-    except RunExists:
-        if not overwrite:
-            raise
-        moved = move_aside(out)
-        print(f"moved the previous run aside to {moved}", file=sys.stderr)
+    if refuse_or_move_aside(out, cfg, overwrite, "overwrite=True (--overwrite)"):
         return
     if overwrite and not resume:
         moved = move_aside(out)
@@ -488,13 +483,7 @@ def run_or_resume(cfg: RunConfig, out_dir: str | Path, progress: bool = True,
     """
     out = Path(out_dir)
     if out.is_dir() and stored_config(out) is not None:
-        try:
-            check_experiment(out, cfg, "the parameter overwrite=True")
-        except RunExists:
-            if not overwrite:
-                raise
-            moved = move_aside(out)
-            print(f"moved the previous run aside to {moved}")
+        refuse_or_move_aside(out, cfg, overwrite, "the parameter overwrite=True")
     results = out / "results.json"
     if results.exists():
         record = json.loads(results.read_text())
