@@ -224,7 +224,13 @@ def main(argv: list[str] | None = None) -> int:
                 write_json(record_path(r.name), record)
             continue
         print(f"== {r.name} ({r.experiment})", flush=True)
-        execute(r, args.data_root, args.num_workers, progress=not args.no_progress)
+        from mixer_lib.train import RunInterrupted
+
+        try:
+            execute(r, args.data_root, args.num_workers, progress=not args.no_progress)
+        except RunInterrupted as err:  # SIGTERM / Ctrl-C: checkpointed; run again to resume
+            print(str(err), file=sys.stderr)
+            return 128 + err.signum
     return 0
 
 
