@@ -19,7 +19,7 @@ import argparse
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -86,7 +86,8 @@ def parse_spec(name: str) -> tuple[str, dict[str, object]]:
         if not sep or key not in defaults:
             raise ValueError(f"bad model option {item!r} in {name!r}; write key=value with "
                              f"a MixerConfig field ({', '.join(defaults)})")
-        kind = type(defaults[key])
+        default = defaults[key]
+        kind = int if default is MISSING else type(default)  # fields without one are sizes
         overrides[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
     return base, overrides
 

@@ -42,6 +42,11 @@ def test_model_specs_parse_config_overrides(bench):
     assert bench.parse_spec("Mixer-B/16@token_mixing=einops,grad_checkpointing=true") == (
         "Mixer-B/16", {"token_mixing": "einops", "grad_checkpointing": True})
     assert bench.parse_spec("Mixer-S/32@drop_rate=0.1")[1] == {"drop_rate": 0.1}
+    # sizes without a default (App. C's widened token mixing) and the resolution
+    assert bench.parse_spec("Mixer-B/16@img_size=448,tokens_mlp_dim=1536")[1] == {
+        "img_size": 448, "tokens_mlp_dim": 1536}
+    wide = bench.build("Mixer-S/32@img_size=64,tokens_mlp_dim=128", 224)
+    assert wide.cfg.img_size == 64 and wide.cfg.tokens_mlp_dim == 128
     model = bench.build("Mixer-S/32@token_mixing=einops", 64)
     assert model.cfg.token_mixing == "einops" and model.cfg.img_size == 64
     with pytest.raises(ValueError, match="MixerConfig field"):
