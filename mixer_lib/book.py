@@ -242,8 +242,8 @@ def present(path: Path, job: Job) -> None:
             tags.append("remove-cell")
         elif "injected-parameters" in tags:
             cell.source = cell.source.replace(
-                "# Parameters", "# Parameters of this build (papermill; the notebook's "
-                                "defaults are in notebooks/" + job.notebook + ".md)", 1)
+                "# Parameters",
+                f"# Parameters of this build (defaults: notebooks/{job.notebook}.md)", 1)
         elif cell.cell_type == "code" and "show-input" not in tags and "hide-input" not in tags:
             tags.append("hide-input")
         if cell.cell_type == "markdown" and job.title and cell.source.startswith("# "):
