@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         else None
     record = {
         "benchmark": "training_loop", "variant": args.variant, "img_size": args.img_size,
-        "batch": args.batch, "updates": args.updates, "num_workers": cfg.num_workers,
+        "batch": args.batch, "updates": args.updates,
+        "num_workers": loader_kwargs(torch.device("cpu"), cfg.num_workers)["num_workers"],
         "loop_img_s": loop_rate, "model_alone_img_s": alone_rate,
         "loop_fraction_of_model_alone": loop_rate / alone_rate,
         "seconds_per_update": {"data_loader_alone": t_data, "forward": t_fwd,

@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     from mixer_lib.provenance import write_json
 
     parser = argparse.ArgumentParser(
-        prog="python -m mixer_lib.evaluate",
+        allow_abbrev=False, prog="python -m mixer_lib.evaluate",
         description="Evaluate a released checkpoint with its own head, without fine-tuning "
                     "(e.g. --variant Mixer-B/16 --weights imagenet1k --dataset imagenet1k; "
                     "paper Table 3 predicts about 76.4%% top-1 at 224 px).",

@@ -171,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     from mixer_lib.train import add_run_options
 
     parser = argparse.ArgumentParser(
-        prog="python -m mixer_lib.protocol", description=__doc__.split("\n\n")[0],
+        allow_abbrev=False, prog="python -m mixer_lib.protocol",
+        description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", required=True, help="folder of the protocol's runs and "
                                                      "protocol.json")

@@ -510,7 +510,7 @@ def describe_data(cfg: RunConfig) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m mixer_lib.train",
+        allow_abbrev=False, prog="python -m mixer_lib.train",
         description="Fine-tune or train an MLP-Mixer; writes config.json, metrics.jsonl, "
                     "checkpoint.pt and results.json into --out. Several processes: "
                     "torchrun --nproc_per_node=N -m mixer_lib.train ...",

@@ -94,3 +94,14 @@ def test_presets_fill_the_paper_protocol():
     ft = RunConfig(dataset="pets").resolved()
     assert (ft.steps, ft.warmup_steps, ft.eval_crop) == (500, 100, "resmall_crop")
     assert RunConfig(recipe="scratch").resolved().eval_crop == "resize"
+
+
+def test_cli_takes_no_abbreviated_options(tmp_path, capsys):
+    """``--lr`` must never be read as another option that starts the same (``--lr-lead``)."""
+    import pytest
+
+    from mixer_lib.train import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--out", str(tmp_path), "--lr-l", "1"])
+    assert "unrecognized arguments" in capsys.readouterr().err
