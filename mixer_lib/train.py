@@ -409,7 +409,7 @@ def _train(cfg: RunConfig, out: Path, world: World, device: torch.device, train_
                                 img_s=f"{rate:.0f}")
             if done % cfg.eval_every == 0 or done == cfg.steps:
                 last_eval = run_eval(done)
-                if last_eval is not None:
+                if last_eval is not None and progress:
                     bar.write(f"step {done}: {cfg.eval_split} top-1 {last_eval.top1:.2f}% "
                               f"top-5 {last_eval.top5:.2f}%")
             signum = stop.signum
