@@ -190,14 +190,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_int(name: str, text: str) -> int:
+def positive_int(name: str, text: object) -> int:
+    """``text`` (an option or notebook parameter) as an integer >= 1, or a ConfigError."""
     try:
-        value = int(text)
+        value = int(str(text))
     except ValueError as err:
         raise ConfigError(f"{name} must be an integer; got the text {text!r}") from err
     if value < 1:
         raise ConfigError(f"{name} must be >= 1; got {value}")
     return value
+
+
+def parse_grid(grid: object) -> tuple[float, ...]:
+    """A learning-rate grid from ``"0.01,0.03"``, a list of numbers, or None (the paper's)."""
+    if grid is None:
+        return PAPER_LR_GRID
+    items = grid.split(",") if isinstance(grid, str) else list(grid)
+    try:
+        values = tuple(float(g) for g in items if str(g).strip())
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"grid must be comma-separated numbers like 0.01,0.03; got "
+                          f"{grid!r}") from err
+    if not values or any(not v > 0 for v in values):
+        raise ConfigError(f"grid must be one or more learning rates > 0; got {grid!r}")
+    return values
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,13 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         base = config_from_args(args)
-        try:
-            grid = tuple(float(g) for g in args.grid.split(",") if g.strip())
-        except ValueError as err:
-            raise ConfigError(f"grid must be comma-separated numbers like 0.01,0.03; got "
-                              f"{args.grid!r}") from err
-        repeats = _positive_int("repeats", args.repeats)
-        gpus = _positive_int("gpus", args.gpus)
+        grid = parse_grid(args.grid)
+        repeats = positive_int("repeats", args.repeats)
+        gpus = positive_int("gpus", args.gpus)
         if args.resume or args.overwrite or args.from_previous:
             raise ConfigError("the protocol always reuses finished runs and resumes unfinished "
                               "ones; --resume/--overwrite/--from-previous are for single runs "

@@ -44,7 +44,9 @@ def test_chapter_parameters_are_checked_before_any_work(tmp_path):
     run_dir = tmp_path / "run"
     for name, value, message in [("steps", "ten", "steps must be an integer; got the text 'ten'"),
                                  ("lr", -1, "lr must be > 0; got -1"),
-                                 ("img_size", 30, "img_size 30 is not a multiple")]:
+                                 ("img_size", 30, "img_size 30 is not a multiple"),
+                                 ("repeats", "three", "repeats must be an integer"),
+                                 ("grid", "0.01,fast", "grid must be comma-separated")]:
         with pytest.raises(pm.PapermillExecutionError) as err:
             pm.execute_notebook(str(source), str(tmp_path / "out.ipynb"),
                                 parameters={name: value, "run_dir": str(run_dir),
