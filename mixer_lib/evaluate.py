@@ -139,7 +139,13 @@ def evaluate_released(variant: str, weights: str, dataset: str = "imagenet1k",
                       num_workers: int | None = None, progress: bool = True) -> dict:
     """Top-1/top-5 (and ReaL for ImageNet) of a released checkpoint with its own head, on
     the test split of ``dataset``, without fine-tuning (paper Table 3 at 224 px)."""
-    from mixer_lib.checkpoints import CheckpointError, checkpoint_info, download, load_npz
+    from mixer_lib.checkpoints import (
+        WEIGHTS,
+        CheckpointError,
+        checkpoint_info,
+        download,
+        load_npz,
+    )
     from mixer_lib.config import ConfigError, RunConfig
     from mixer_lib.data import build_split, class_names, make_eval_loader, sample_files
     from mixer_lib.model import create_model
@@ -151,7 +157,7 @@ def evaluate_released(variant: str, weights: str, dataset: str = "imagenet1k",
                     eval_crop=eval_crop, eval_limit=eval_limit, data_root=data_root,
                     batch_size=batch_size, device=device, num_workers=num_workers)
     img_size, batch_size, num_workers = cfg.img_size, cfg.batch_size, cfg.num_workers
-    if weights not in ("imagenet1k", "imagenet21k", "sam", "gsam"):
+    if weights not in WEIGHTS:
         raise ConfigError(f"weights must name a released checkpoint; got {weights!r}")
     info = checkpoint_info(variant, weights)
     test = build_split(data_config(cfg), "test")

@@ -32,7 +32,7 @@ from typing import Any
 from mixer_lib.config import ConfigError, RunConfig, experiment
 from mixer_lib.data import DataError
 from mixer_lib.provenance import write_json
-from mixer_lib.recipes import PAPER_LR_GRID
+from mixer_lib.recipes import PAPER_LR_GRID, STANDIN_PREFIX
 from mixer_lib.rundir import CheckpointError, RunExists, RunLocked, check_experiment
 
 # RunConfig fields the protocol sets itself.
@@ -57,7 +57,7 @@ def choose_lr(dev_top1: dict[float, float]) -> float:
 
 def is_dry_run(cfg: RunConfig) -> bool:
     """Runs on the dry-run stand-ins (``standin:<name>``) never count as results."""
-    return cfg.dataset.startswith("standin:")
+    return cfg.dataset.startswith(STANDIN_PREFIX)
 
 
 def cli_arguments(cfg: RunConfig) -> list[str]:

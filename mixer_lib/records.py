@@ -6,6 +6,8 @@ import json
 from html import escape
 from pathlib import Path
 
+from mixer_lib.recipes import STANDIN_PREFIX
+
 # Paper Table 1, "Parameters (M)": counts without the classifier head, whole millions.
 PAPER_PARAMS_M = {"Mixer-S/32": 19, "Mixer-S/16": 18, "Mixer-B/32": 60, "Mixer-B/16": 59,
                   "Mixer-L/32": 206, "Mixer-L/16": 207, "Mixer-H/14": 431}
@@ -84,9 +86,6 @@ def benchmark_records(folder: str | Path) -> list[dict]:
 
 # ----------------------------------------------------------------- protocol records
 
-STANDIN = "standin:"
-
-
 def collect_protocols(*folders: str | Path) -> list[dict]:
     """Every ``protocol.json`` (written by :mod:`mixer_lib.protocol`) under ``folders``."""
     found = []
@@ -118,7 +117,7 @@ def comparison_rows(protocols: list[dict]) -> tuple[list[str], list[list[object]
         if p.get("test_top1_mean") is None:
             continue
         groups.setdefault((p["variant"], p["weights"]), {})[
-            p["dataset"].removeprefix(STANDIN)] = p
+            p["dataset"].removeprefix(STANDIN_PREFIX)] = p
     keys = list(groups) or list(PAPER)
     header = ["variant", "pre-training", "ours: ImageNet", "ours: ReaL", "ours: Avg 5",
               "ours: CIFAR-10", "paper: ImageNet", "paper: ReaL", "paper: Avg 5",
