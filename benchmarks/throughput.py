@@ -54,6 +54,16 @@ PRESETS = {
                            "Mixer-B/16@img_size=448,tokens_mlp_dim=1536"],
                    batch=4, img_size=224, dtypes=["fp32"], modes=["eager"], repeats=5,
                    warmup=2, compile_models=[], inference_only=True, out="results/study"),
+    # E5 on a GPU: the same models at a batch that fills the device, bf16 as on the paper's
+    # TPUs (and fp32), so the ratios compare with Table 3's TPU-v3 column.
+    "claims-gpu": dict(models=["Mixer-S/32", "Mixer-S/16", "Mixer-B/32", "Mixer-B/16",
+                               "Mixer-L/32", "Mixer-L/16", "Mixer-H/14",
+                               "timm:vit_base_patch16_224", "timm:vit_large_patch16_224",
+                               "Mixer-B/16@img_size=320", "Mixer-B/16@img_size=448",
+                               "Mixer-B/16@img_size=448,tokens_mlp_dim=1536"],
+                       batch=128, img_size=224, dtypes=["bf16", "fp32"], modes=["eager"],
+                       repeats=10, warmup=3, compile_models=[], inference_only=True,
+                       out="results/study"),
     "tiny": dict(models=["Mixer-S/32", "timm:mixer_s32_224"], batch=2, img_size=224,
                  dtypes=["fp32"], modes=["eager"], repeats=2, warmup=1, compile_models=[]),
 }

@@ -17,7 +17,9 @@ import torch
 
 
 def git_commit(path: str | os.PathLike | None = None) -> str | None:
-    """The repository's HEAD commit (with ``-dirty`` when the tree has changes), or None."""
+    """The repository's HEAD commit (with ``-dirty`` when the tree has changes); in a copy of
+    the tree without ``.git`` (e.g. one shipped to a GPU machine) the commit named by the
+    ``MIXER_GIT_COMMIT`` environment variable; else None."""
     cwd = Path(path or Path(__file__).resolve().parent)
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
@@ -25,7 +27,8 @@ def git_commit(path: str | os.PathLike | None = None) -> str | None:
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
                                cwd=cwd, capture_output=True, text=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return None
+        shipped = os.environ.get("MIXER_GIT_COMMIT")
+        return f"{shipped} (copy without .git)" if shipped else None
     return sha + ("-dirty" if dirty else "")
 
 

@@ -31,18 +31,23 @@ SEEDS = (0, 1)
 
 # upstream: classes 0-4 (airplane, automobile, bird, cat, deer); downstream: 5-9 (dog, frog,
 # horse, ship, truck). 4,000 updates of 128 = 512,000 images seen upstream.
+# Every run computes in float32 on every device (no bf16 autocast, no TF32 on a GPU), so records
+# made on a CPU and on a GPU differ only by summation order.
 UPSTREAM = dict(dataset="cifar10-jpeg", recipe="scratch", img_size=32, steps=4000,
+                precision="fp32",
                 batch_size=128, lr=2e-3, classes="0-4", eval_every=1000,
                 checkpoint_every=250, log_every=50)
 # the paper's fine-tuning recipe (SGD 0.9, batch 512, cosine after warm-up, clip 1, no weight
 # decay, new zero head) for 200 updates of 512 = 102,400 images.
 FINETUNE = dict(dataset="cifar10-jpeg", recipe="finetune", img_size=32, steps=200,
+                precision="fp32",
                 warmup_steps=20, batch_size=512, lr=0.03, classes="5-9",
                 eval_every=50, checkpoint_every=50, log_every=10)
 # from scratch on classes 5-9 with the same budget of images and updates
 SCRATCH = dict(FINETUNE, recipe="scratch", lr=2e-3, warmup_steps=20)
 # permutations: all ten classes from scratch, 800 updates of 128 = 102,400 images
 PERMUTE = dict(dataset="cifar10-jpeg", recipe="scratch", img_size=32, steps=800,
+               precision="fp32",
                batch_size=128, lr=2e-3, eval_every=400, checkpoint_every=200, log_every=50,
                permutation_patch=4)
 # the published reproduction's deviations (its public code), each as RunConfig changes
@@ -67,10 +72,10 @@ class StudyRun:
     config: dict[str, Any]
     needs: tuple[str, ...] = ()
 
-    def run_config(self, data_root: str | None = None,
-                   num_workers: int | None = None) -> RunConfig:
+    def run_config(self, data_root: str | None = None, num_workers: int | None = None,
+                   device: str = "cpu") -> RunConfig:
         return RunConfig(**self.config, data_root=data_root, num_workers=num_workers,
-                         device="cpu")
+                         device=device)
 
 
 def _ckpt(name: str) -> str:
@@ -132,12 +137,12 @@ def load_records() -> dict[str, dict]:
 
 
 def execute(run: StudyRun, data_root: str | None, num_workers: int | None,
-            progress: bool = True) -> dict:
+            progress: bool = True, device: str = "cpu") -> dict:
     """Run (or resume, or reuse) ``run`` and copy its result record to ``results/study``."""
     from mixer_lib.provenance import write_json
     from mixer_lib.train import run_or_resume
 
-    cfg = run.run_config(data_root, num_workers)
+    cfg = run.run_config(data_root, num_workers, device)
     result = run_or_resume(cfg, REPO / RUNS / run.name, progress=progress)
     record = {k: v for k, v in result.items() if k not in ("source",)}
     record["study"] = {"name": run.name, "experiment": run.experiment}
@@ -181,7 +186,14 @@ def main(argv: list[str] | None = None) -> int:
     go.add_argument("--data-root", default=None)
     go.add_argument("--num-workers", type=int, default=None)
     go.add_argument("--no-progress", action="store_true")
+    go.add_argument("--device", default="cpu",
+                    help="cpu, cuda or cuda:N (how a run executes, not part of its identity)")
+    go.add_argument("--jobs", type=int, default=1,
+                    help="runs side by side (each after the runs it needs); e.g. 6 on one GPU "
+                         "with --num-workers 2 on 16 cores")
     args = parser.parse_args(argv)
+    if getattr(args, "data_root", None):  # relative to where the command was given
+        args.data_root = str(Path(args.data_root).resolve())
     os.chdir(REPO)  # runs name their upstream checkpoints relative to the repository
     runs = study_runs()
     if args.command == "ledger":
@@ -198,6 +210,17 @@ def main(argv: list[str] | None = None) -> int:
         for r in runs:
             print(f"{status(r):8s} {r.experiment} {r.name}")
         return 0
+    if args.jobs < 1:
+        print(f"error: --jobs must be >= 1; got {args.jobs}", file=sys.stderr)
+        return 2
+    from mixer_lib.config import ConfigError
+    from mixer_lib.train import pick_device
+
+    try:  # a device that is not there fails here, before any run starts
+        pick_device(args.device)
+    except (ConfigError, RuntimeError) as err:
+        print(f"error: --device {args.device}: {err}", file=sys.stderr)
+        return 2
     wanted = [r for r in runs if not args.only or r.name in args.only
               or r.experiment in args.only]
     names = {r.name for r in runs}
@@ -207,33 +230,76 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown study runs {unknown}; see `python -m mixer_lib.study status`",
               file=sys.stderr)
         return 2
-    for r in wanted:
+    todo = [r for r in wanted if status(r) != "done"]
+    coming = {r.name for r in todo}  # upstream runs come first in study_runs()
+    for r in todo:
         for need in r.needs:
-            if not (REPO / RUNS / need / "results.json").exists():
+            if need not in coming and not (REPO / RUNS / need / "results.json").exists():
                 print(f"error: {r.name} needs {need} first", file=sys.stderr)
                 return 2
-        if status(r) == "done":
-            record = json.loads(record_path(r.name).read_text())
-            folder = REPO / RUNS / r.name
-            if r.config["variant"].startswith("Mixer-") and "token_mixing" not in record \
-                    and (folder / "checkpoint.pt").exists():  # records made before E4 existed
-                from mixer_lib.provenance import write_json
-
-                record["token_mixing"] = token_mixing_of(r.run_config(), folder,
-                                                         len(record["class_names"]))
-                write_json(record_path(r.name), record)
-            continue
+    for r in wanted:
+        if r not in todo:
+            _complete_record(r)
+    if args.jobs > 1:
+        return _run_parallel(todo, args)
+    for r in todo:
         print(f"== {r.name} ({r.experiment})", flush=True)
-        from mixer_lib.train import RunInterrupted
+        from mixer_lib.data import DataError
+        from mixer_lib.rundir import CheckpointError, RunExists, RunLocked
+        from mixer_lib.train import RunInterrupted, TrainingDiverged
 
         try:
-            execute(r, args.data_root, args.num_workers, progress=not args.no_progress)
+            execute(r, args.data_root, args.num_workers, progress=not args.no_progress,
+                    device=args.device)
         except RunInterrupted as err:  # SIGTERM / Ctrl-C: checkpointed; run again to resume
             print(str(err), file=sys.stderr)
             return 128 + err.signum
+        except (ConfigError, DataError, RunExists, RunLocked, CheckpointError,
+                TrainingDiverged) as err:
+            print(f"error: {r.name}: {err}", file=sys.stderr)
+            return 1
     return 0
+
+
+def _complete_record(r: StudyRun) -> None:
+    """Add E4 statistics to a done Mixer record made before they existed."""
+    record = json.loads(record_path(r.name).read_text())
+    folder = REPO / RUNS / r.name
+    if r.config["variant"].startswith("Mixer-") and "token_mixing" not in record \
+            and (folder / "checkpoint.pt").exists():
+        from mixer_lib.provenance import write_json
+
+        record["token_mixing"] = token_mixing_of(r.run_config(), folder,
+                                                 len(record["class_names"]))
+        write_json(record_path(r.name), record)
+
+
+def _run_parallel(todo: list[StudyRun], args: argparse.Namespace) -> int:
+    """``--jobs N``: each run in its own process (``run --only NAME``), N at a time, each
+    after the runs it needs; logs in ``runs/study/logs/``."""
+    from mixer_lib.schedule import Job, run_jobs
+
+    base = [sys.executable, "-m", "mixer_lib.study", "run", "--device", args.device,
+            "--no-progress"]
+    if args.data_root:
+        base += ["--data-root", args.data_root]
+    if args.num_workers is not None:
+        base += ["--num-workers", str(args.num_workers)]
+    # the runs share the cores: each main process gets its share of the threads
+    threads = str(max(1, (os.cpu_count() or 1) // args.jobs))
+    env = {} if "OMP_NUM_THREADS" in os.environ else {"OMP_NUM_THREADS": threads}
+    jobs = [Job(r.name, [*base, "--only", r.name], REPO / RUNS / "logs" / f"{r.name}.log",
+                r.needs, env) for r in todo]
+    print(f"{len(jobs)} runs, {args.jobs} at a time on {args.device}", flush=True)
+    outcomes, signum = run_jobs(jobs, args.jobs, echo=lambda m: print(m, flush=True))
+    failed = [n for n, o in outcomes.items() if not o.ok]
+    if failed:
+        print(f"not finished: {', '.join(failed)} (run the same command again to resume)",
+              file=sys.stderr)
+    if signum:
+        return 128 + signum
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
     sys.exit(main())
-

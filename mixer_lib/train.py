@@ -308,6 +308,9 @@ def _train(cfg: RunConfig, out: Path, world: World, device: torch.device, train_
            real: list | None) -> dict[str, Any]:
     amp = torch.bfloat16 if (cfg.precision == "bf16" or
                              (cfg.precision == "auto" and device.type == "cuda")) else None
+    if device.type == "cuda" and amp is None:  # fp32 means fp32: no TF32 matmuls or convolutions
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     metrics_path = out / "metrics.jsonl"
     env = environment(device) | {"world_size": world.size}
     if world.main:
