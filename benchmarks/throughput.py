@@ -64,6 +64,11 @@ PRESETS = {
                        batch=128, img_size=224, dtypes=["bf16", "fp32"], modes=["eager"],
                        repeats=10, warmup=3, compile_models=[], inference_only=True,
                        out="results/study"),
+    # E5 on a GPU, compiled: are the eager bf16 ratios set by unfused element-wise work?
+    "claims-gpu-compile": dict(models=["Mixer-B/16", "timm:vit_base_patch16_224"], batch=128,
+                               img_size=224, dtypes=["bf16"], modes=["eager", "compile"],
+                               repeats=10, warmup=3, compile_models=None, inference_only=True,
+                               out="results/study"),
     "tiny": dict(models=["Mixer-S/32", "timm:mixer_s32_224"], batch=2, img_size=224,
                  dtypes=["fp32"], modes=["eager"], repeats=2, warmup=1, compile_models=[]),
 }

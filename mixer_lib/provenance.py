@@ -17,9 +17,14 @@ import torch
 
 
 def git_commit(path: str | os.PathLike | None = None) -> str | None:
-    """The repository's HEAD commit (with ``-dirty`` when the tree has changes); in a copy of
-    the tree without ``.git`` (e.g. one shipped to a GPU machine) the commit named by the
-    ``MIXER_GIT_COMMIT`` environment variable; else None."""
+    """The repository's HEAD commit (with ``-dirty`` when the tree has changes), or None.
+
+    A copy of a working tree shipped to another machine (e.g. a GPU machine) may carry no
+    ``.git``, or a stale one: there the ``MIXER_GIT_COMMIT`` environment variable, set by
+    whoever shipped the tree, names the commit and wins."""
+    shipped = os.environ.get("MIXER_GIT_COMMIT")
+    if shipped:
+        return f"{shipped} (shipped copy)"
     cwd = Path(path or Path(__file__).resolve().parent)
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
@@ -27,8 +32,7 @@ def git_commit(path: str | os.PathLike | None = None) -> str | None:
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
                                cwd=cwd, capture_output=True, text=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        shipped = os.environ.get("MIXER_GIT_COMMIT")
-        return f"{shipped} (copy without .git)" if shipped else None
+        return None
     return sha + ("-dirty" if dirty else "")
 
 
