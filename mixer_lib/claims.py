@@ -50,19 +50,21 @@ def _var(top1: float, n: int) -> float:
     return top1 * (100.0 - top1) / n
 
 
-def group_effect(a: list[dict], b: list[dict]) -> tuple[float, float]:
-    """Mean top-1 of runs ``b`` minus that of runs ``a`` (points) and its standard error:
-    each group's variance is the seed-to-seed sample variance, floored by the binomial
-    variance of one run's test estimate (so two equal seeds do not claim zero error)."""
-    def stats(runs: list[dict]) -> tuple[float, float]:
-        values = [r["top1"] for r in runs]
-        mean = statistics.fmean(values)
-        floor = statistics.fmean(_var(r["top1"], r["num_eval"]) for r in runs)
-        var = statistics.variance(values) if len(values) > 1 else floor
-        return mean, max(var, floor) / len(values)
+def group_mean(runs: list[dict]) -> tuple[float, float]:
+    """Mean top-1 of ``runs`` (points) and its standard error: the seed-to-seed sample
+    variance, floored by the binomial variance of one run's test estimate (so two equal seeds
+    do not claim zero error), over the number of runs."""
+    values = [r["top1"] for r in runs]
+    floor = statistics.fmean(_var(r["top1"], r["num_eval"]) for r in runs)
+    var = statistics.variance(values) if len(values) > 1 else floor
+    return statistics.fmean(values), math.sqrt(max(var, floor) / len(values))
 
-    (ma, va), (mb, vb) = stats(a), stats(b)
-    return mb - ma, math.sqrt(va + vb)
+
+def group_effect(a: list[dict], b: list[dict]) -> tuple[float, float]:
+    """Mean top-1 of runs ``b`` minus that of runs ``a`` (points) and its standard error,
+    the two groups' standard errors (:func:`group_mean`) combined."""
+    (ma, sa), (mb, sb) = group_mean(a), group_mean(b)
+    return mb - ma, math.hypot(sa, sb)
 
 
 def _runs(records: Mapping[str, dict], prefix: str) -> list[dict]:
@@ -86,14 +88,16 @@ def autopsy(records: Mapping[str, dict]) -> list[dict]:
     return rows
 
 
-def explanation_support(rows: list[dict], records: Mapping[str, dict] | None = None
-                        ) -> dict[str, str]:
+def explanation_support(rows: list[dict], records: Mapping[str, dict] | None = None,
+                        reference: Mapping[str, dict] | None = None) -> dict[str, str]:
     """For each of the reproduction report's five explanations: "supported" when one of its
     deviations costs accuracy by more than two standard errors, "not supported" when all were
     measured and none does, "not tested here" when none of its deviations was run.
     Randomness: "not supported" when the official recipe's seed-to-seed spread (standard
     deviation) is under 1 point, a third of the smallest shortfall (3 points); else
-    "supported"."""
+    "supported". Hardware: with ``reference`` (the same upstream run made on another device,
+    :func:`mixer_lib.study.reference_records`), "not supported" when the two devices' test
+    top-1 differ by less than two standard errors and less than 1 point; else "supported"."""
     measured = {r["deviation"]: r for r in rows if r["effect_points"] is not None}
     official = _runs(records or {}, "e1-ft-mixer")
     out = {}
@@ -106,6 +110,17 @@ def explanation_support(rows: list[dict], records: Mapping[str, dict] | None = N
                 out[name] = (f"{'not supported' if spread < 1.0 else 'supported'} (seed-to-"
                              f"seed spread {spread:.2f} points)")
             continue
+        if name == "hardware" and reference and records:
+            pairs = [(reference[n], records[n]) for n in reference if n in records]
+            if pairs:
+                ref, here = pairs[0]
+                d, se = group_effect([ref], [here])
+                dev_a, dev_b = (x["environment"]["device"].split(" (")[0] for x in (ref, here))
+                small = abs(d) < 2 * se and abs(d) < 1.0
+                out[name] = (f"{'not supported' if small else 'supported'} (the same run on "
+                             f"{dev_a} and on {dev_b}: {ref['top1']:.2f} vs {here['top1']:.2f}"
+                             f", {d:+.2f} ± {se:.2f} points)")
+                continue
         if not devs:
             out[name] = "not tested here"
             continue
@@ -119,17 +134,18 @@ def explanation_support(rows: list[dict], records: Mapping[str, dict] | None = N
     return out
 
 
-def ledger(records: Mapping[str, dict], bench: dict | None,
+def ledger(records: Mapping[str, dict], benches: list[dict] | None,
            protocols: list[dict] | None = None, table1_ok: tuple[int, int] | None = None
            ) -> list[dict]:
     """The claims, each with the paper's evidence, this project's and a verdict.
 
-    ``records``: the study's committed records by run name; ``bench``: the E5 throughput
-    record (``results/study/benchmark-claims-*.json``); ``protocols``: protocol records of
+    ``records``: the study's committed records by run name; ``benches``: the E5 throughput
+    records (``results/study/benchmark-claims*.json``); ``protocols``: protocol records of
     the paper profile; ``table1_ok``: (variants whose head-less count rounds to Table 1's,
     variants).
     """
     out = []
+    benches = benches or []
 
     def add(cid, claim, paper, verdict, evidence, chapter):
         out.append({"id": cid, "claim": claim, "paper_evidence": paper, "verdict": verdict,
@@ -163,43 +179,49 @@ def ledger(records: Mapping[str, dict], bench: dict | None,
             "and ViT (ImageNet top-1 after fine-tuning).", "Tables 2 and 3.",
             "not testable here", "Needs the released checkpoints, ImageNet and a GPU: the "
             "`paper` profile runs it (its dry run checks the code path).", "results")
-    # 3-4. throughput
-    rows = {r["model"]: r for r in (bench or {}).get("rows", [])}
-    if rows:
-        pairs = [("Mixer-B/16", "timm:vit_base_patch16_224", "ViT-B/16"),
-                 ("Mixer-L/16", "timm:vit_large_patch16_224", "ViT-L/16")]
-        ratios = {vit: rows[m]["infer_img_s"] / rows[v]["infer_img_s"]
-                  for m, v, vit in pairs if m in rows and v in rows}
-        faster = sum(r > 1 for r in ratios.values())
+    # 3-4. throughput: every measurement (device, dtype, mode) of every E5 record
+    runs = measurements(benches)
+    pairs = [("Mixer-B/16", "timm:vit_base_patch16_224", "ViT-B/16"),
+             ("Mixer-L/16", "timm:vit_large_patch16_224", "ViT-L/16")]
+    ratios = [(label, vit, rows[m]["infer_img_s"] / rows[v]["infer_img_s"])
+              for label, rows in runs for m, v, vit in pairs if m in rows and v in rows]
+    if ratios:
+        faster = sum(r > 1 for _, _, r in ratios)
         paper_r = {vit: PAPER_THROUGHPUT[m] / PAPER_THROUGHPUT[vit] for m, _, vit in pairs}
         add("throughput", "Mixer has higher throughput than ViT of the same size.",
             "Table 3: " + ", ".join(f"{k.replace('ViT', 'Mixer')} / {k} {v:.2f}x"
                                    for k, v in paper_r.items()) + " (TPU-v3).",
             "reproduced" if faster == len(ratios) else ("partly" if faster else
                                                         "not reproduced"),
-            "Measured here (" + bench["environment"]["device"] + "): " + ", ".join(
-                f"Mixer / {k} {v:.2f}x" for k, v in ratios.items()) + ".", "results")
-        base = rows.get("Mixer-B/16")
-        big = rows.get("Mixer-B/16@img_size=448")
-        wide = rows.get("Mixer-B/16@img_size=448,tokens_mlp_dim=1536")
-        if base and big:
-            per_patch = (base["infer_img_s"] / big["infer_img_s"]) / 4.0  # S: 196 -> 784
-            verdict = "reproduced" if 0.75 <= per_patch <= 1.33 else "partly"
-            text = (f"Mixer-B/16 at 448 px (4x the patches) costs {per_patch * 4:.2f}x the "
-                    f"time per image of 224 px, {per_patch:.2f}x per patch")
-            if wide:
-                text += (f"; with App. C's widened token mixing (D_S x 4) "
-                         f"{base['infer_img_s'] / wide['infer_img_s']:.2f}x")
-            add("linear", "Mixer's cost grows linearly with the number of patches.",
-                "Section 2 (token mixing is an MLP over patches of fixed width D_S).",
-                verdict, text + ".", "results")
+            "Inference, Mixer / ViT of the same size, measured here: " + "; ".join(
+                f"{label}: " + ", ".join(f"{vit} {r:.2f}x" for lab, vit, r in ratios
+                                         if lab == label)
+                for label in dict.fromkeys(lab for lab, _, _ in ratios)) + ".", "claims")
     else:
-        for cid, claim in (("throughput", "Mixer has higher throughput than ViT of the same "
-                                          "size."),
-                           ("linear", "Mixer's cost grows linearly with the number of "
-                                      "patches.")):
-            add(cid, claim, "Table 3 / Section 2.", PENDING,
-                "benchmarks/throughput.py --preset claims has not been recorded.", "results")
+        add("throughput", "Mixer has higher throughput than ViT of the same size.",
+            "Table 3.", PENDING,
+            "benchmarks/throughput.py --preset claims has not been recorded.", "claims")
+    linear = []
+    for label, rows in runs:
+        base, big = rows.get("Mixer-B/16"), rows.get("Mixer-B/16@img_size=448")
+        if base and big:
+            wide = rows.get("Mixer-B/16@img_size=448,tokens_mlp_dim=1536")
+            linear.append((label, base["infer_img_s"] / big["infer_img_s"],
+                           base["infer_img_s"] / wide["infer_img_s"] if wide else None))
+    if linear:  # S: 196 -> 784 patches
+        ok = sum(0.75 <= cost / 4.0 <= 1.33 for _, cost, _ in linear)
+        add("linear", "Mixer's cost grows linearly with the number of patches.",
+            "Section 2 (token mixing is an MLP over patches of fixed width D_S).",
+            "reproduced" if ok == len(linear) else ("partly" if ok else "not reproduced"),
+            "Mixer-B/16 at 448 px (4x the patches), time per image against 224 px: " +
+            "; ".join(f"{label}: {cost:.2f}x ({cost / 4:.2f}x per patch"
+                      + (f"; {wide:.2f}x with App. C's widened token mixing, D_S x 4)"
+                         if wide else ")") for label, cost, wide in linear) + ".",
+            "claims")
+    else:
+        add("linear", "Mixer's cost grows linearly with the number of patches.",
+            "Section 2.", PENDING,
+            "benchmarks/throughput.py --preset claims has not been recorded.", "claims")
     # 5. permutations
     m = {k: _runs(records, f"e3-mixer-{k}") for k in ("none", "patch_pixel", "global")}
     r = {k: _runs(records, f"e3-resnet-{k}") for k in ("none", "patch_pixel", "global")}
@@ -298,11 +320,46 @@ def table1_agreement() -> tuple[int, int]:
     return ok, len(VARIANTS)
 
 
-def claims_benchmark(folder: str | Path) -> dict | None:
-    """The newest E5 throughput record (``benchmark-claims-*.json``) in ``folder``."""
-    files = sorted(Path(folder).glob("benchmark-claims-*.json"),
-                   key=lambda p: p.stat().st_mtime)
-    return json.loads(files[-1].read_text()) if files else None
+def claims_benchmarks(folder: str | Path) -> list[dict]:
+    """Every E5 throughput record (``benchmark-claims*.json``) in ``folder``, by file name."""
+    return [json.loads(p.read_text()) for p in sorted(Path(folder).glob("benchmark-claims*.json"))]
+
+
+def throughput_table(benches: list[dict]) -> tuple[list[str], list[list]]:
+    """Headers and rows: each model's inference throughput relative to Mixer-B/16 in every
+    measurement (see :func:`measurements`) that has Mixer-B/16, beside the paper's ratio."""
+    runs = [(label, rows) for label, rows in measurements(benches) if "Mixer-B/16" in rows]
+    models: dict[str, dict] = {}
+    for _, rows in runs:
+        for name, r in rows.items():
+            models.setdefault(name, r)
+    out = []
+    for name, r in models.items():
+        short = name.replace("timm:vit_base_patch16_224", "ViT-B/16").replace(
+            "timm:vit_large_patch16_224", "ViT-L/16")
+        paper = PAPER_THROUGHPUT.get(short)
+        out.append([short, r.get("img_size") or 224, f"{r['gflops_fwd']:.1f}",
+                    *[f"{rows[name]['infer_img_s'] / rows['Mixer-B/16']['infer_img_s']:.2f}"
+                      if name in rows else None for _, rows in runs],
+                    f"{paper / PAPER_THROUGHPUT['Mixer-B/16']:.2f}" if paper else None])
+    return (["model", "px", "GFLOPs", *[label for label, _ in runs],
+             "paper (TPU-v3)"], out)
+
+
+def measurements(benches: list[dict]) -> list[tuple[str, dict[str, dict]]]:
+    """One ``(label, rows by model)`` per record, dtype and mode measured in ``benches``; the
+    label names the device, dtype and mode (``"H200 bf16 eager"``), and the record's preset
+    too when an earlier record already has that label (``"H200 bf16 eager
+    [claims-gpu-compile]"``). Ratios are only ever taken within one measurement."""
+    out: dict[str, dict[str, dict]] = {}
+    for bench in benches:
+        device = bench["environment"]["device"].split(" (")[0].replace("NVIDIA ", "")
+        mine: dict[str, dict[str, dict]] = {}
+        for r in bench["rows"]:
+            mine.setdefault(f"{device} {r['dtype']} {r['mode']}", {})[r["model"]] = r
+        for label, rows in mine.items():
+            out[f"{label} [{bench.get('preset', '?')}]" if label in out else label] = rows
+    return list(out.items())
 
 
 def current_ledger(protocol_dirs: tuple[str, ...] = ()) -> list[dict]:
@@ -311,5 +368,5 @@ def current_ledger(protocol_dirs: tuple[str, ...] = ()) -> list[dict]:
     from mixer_lib.records import collect_protocols
     from mixer_lib.study import RECORDS, load_records
 
-    return ledger(load_records(), claims_benchmark(RECORDS), collect_protocols(*protocol_dirs),
+    return ledger(load_records(), claims_benchmarks(RECORDS), collect_protocols(*protocol_dirs),
                   table1_agreement())

@@ -95,15 +95,19 @@ def mixer_data_flow(cfg):
     return fig
 
 
-def bar_compare(groups: dict[str, dict[str, float]], ylabel: str, title: str = ""):
-    """Grouped bars: ``groups[model][condition] = value``."""
+def bar_compare(groups: dict[str, dict[str, float]], ylabel: str, title: str = "",
+                errors: dict[str, dict[str, float]] | None = None):
+    """Grouped bars: ``groups[model][condition] = value``; ``errors`` (same keys), when
+    given, are drawn as error bars (e.g. one standard error)."""
     models = list(groups)
     conditions = list(next(iter(groups.values())))
     x = np.arange(len(conditions))
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for i, m in enumerate(models):
         vals = [groups[m][c] for c in conditions]
-        bars = ax.bar(x + (i - (len(models) - 1) / 2) * 0.38, vals, 0.36, label=m)
+        err = [errors[m][c] for c in conditions] if errors else None
+        bars = ax.bar(x + (i - (len(models) - 1) / 2) * 0.38, vals, 0.36, label=m, yerr=err,
+                      capsize=3 if err else 0)
         ax.bar_label(bars, fmt="%.1f", fontsize=8)
     ax.set_xticks(x, conditions)
     ax.set(ylabel=ylabel, title=title)
@@ -140,5 +144,22 @@ def compute_tradeoff(rows: list[dict], accuracy: dict[str, list[tuple[float, str
         low, high = min(p[1] for p in points), max(p[1] for p in points)
         right.set_ylim(low - 2, high + 2)
     fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def effect_bars(rows: list[dict], title: str = ""):
+    """Horizontal bars of effects with two-standard-error whiskers: ``rows`` of
+    :func:`mixer_lib.claims.autopsy` (``deviation``, ``effect_points``, ``se``)."""
+    rows = [r for r in rows if r["effect_points"] is not None]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
+    y = np.arange(len(rows))[::-1]
+    colours = ["tab:red" if r["effect_points"] < -2 * r["se"] else "tab:grey" for r in rows]
+    ax.barh(y, [r["effect_points"] for r in rows], xerr=[2 * r["se"] for r in rows],
+            color=colours, capsize=3)
+    ax.set_yticks(y, [r["deviation"] for r in rows])
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set(xlabel="change in test top-1 vs the official recipe (points; whiskers: 2 s.e.)",
+           title=title)
     fig.tight_layout()
     return fig

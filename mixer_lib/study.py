@@ -136,6 +136,31 @@ def load_records() -> dict[str, dict]:
             if status(r) == "done"}
 
 
+REFERENCE = REPO / "results" / "study-cpu"
+
+
+def reference_records() -> dict[str, dict]:
+    """Records of study runs made earlier on another device (``results/study-cpu``), by run
+    name, where they compute what the current definition does: the same experiment except
+    ``precision``, which was ``auto`` then (float32 on a CPU, what ``fp32`` now names)."""
+    out = {}
+    defs = {r.name: r for r in study_runs()}
+    for path in sorted(REFERENCE.glob("e*.json")):
+        record = json.loads(path.read_text())
+        run = defs.get(record.get("study", {}).get("name"))
+        if run is None:
+            continue
+        mine = experiment(run.run_config())
+        theirs = experiment(record["config"])
+        cpu_auto = record["config"].get("precision") == "auto" and \
+            record["environment"]["device"].startswith("cpu")
+        if cpu_auto:
+            theirs["precision"] = "fp32"
+        if theirs == mine:
+            out[run.name] = record
+    return out
+
+
 def execute(run: StudyRun, data_root: str | None, num_workers: int | None,
             progress: bool = True, device: str = "cpu") -> dict:
     """Run (or resume, or reuse) ``run`` and copy its result record to ``results/study``."""

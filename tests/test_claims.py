@@ -7,7 +7,16 @@ import pytest
 import torch
 
 from mixer_lib.analysis import local_energy, token_mixing_stats
-from mixer_lib.claims import VERDICTS, autopsy, explanation_support, group_effect, ledger
+from mixer_lib.claims import (
+    VERDICTS,
+    autopsy,
+    explanation_support,
+    group_effect,
+    group_mean,
+    ledger,
+    measurements,
+    throughput_table,
+)
 from mixer_lib.model import create_model
 from mixer_lib.study import DEVIATIONS, study_runs
 
@@ -22,6 +31,8 @@ def test_group_effect_uses_seed_spread_with_a_binomial_floor():
     assert se == pytest.approx((2.0 / 2 + 2.0 / 2) ** 0.5)  # variance 2 per group, 2 seeds
     d, se = group_effect([rec(50.0), rec(50.0)], [rec(50.0), rec(50.0)])
     assert d == 0 and se == pytest.approx((2 * 50 * 50 / 5000 / 2) ** 0.5)  # floor
+    mean, se1 = group_mean([rec(80.0), rec(82.0)])
+    assert mean == pytest.approx(81.0) and se1 == pytest.approx(1.0)
 
 
 def full_records(official=80.0, deviation=75.0) -> dict:
@@ -55,17 +66,67 @@ def test_autopsy_and_explanations():
     assert all(r["status"] == "pending" and r["effect_points"] is None for r in pending)
 
 
+def bench_record(device: str, dtype: str, rates: dict[str, float], preset: str = "claims",
+                 mode: str = "eager") -> dict:
+    return {"preset": preset, "environment": {"device": device}, "rows": [
+        {"model": m, "infer_img_s": v, "dtype": dtype, "mode": mode, "batch": 4,
+         "gflops_fwd": 1.0, "img_size": 224} for m, v in rates.items()]}
+
+
+def test_throughput_verdict_counts_every_measurement_and_never_mixes_them():
+    cpu = bench_record("cpu (x86_64, 2 cores)", "fp32", {
+        "Mixer-B/16": 10.0, "timm:vit_base_patch16_224": 7.0, "Mixer-B/16@img_size=448": 2.5})
+    gpu = bench_record("NVIDIA H200", "fp32", {
+        "Mixer-B/16": 100.0, "timm:vit_base_patch16_224": 80.0,
+        "Mixer-B/16@img_size=448": 10.0}, preset="claims-gpu")
+    gpu["rows"] += bench_record("NVIDIA H200", "bf16", {
+        "Mixer-B/16": 300.0, "timm:vit_base_patch16_224": 450.0,
+        "Mixer-B/16@img_size=448": 75.0}, preset="claims-gpu")["rows"]
+    runs = measurements([cpu, gpu])
+    assert [label for label, _ in runs] == ["cpu fp32 eager", "H200 fp32 eager",
+                                            "H200 bf16 eager"]
+    again = bench_record("NVIDIA H200", "bf16", {"Mixer-B/16": 1.0}, preset="other")
+    assert measurements([gpu, again])[-1][0] == "H200 bf16 eager [other]"
+    claims = {c["id"]: c for c in ledger({}, [cpu, gpu])}
+    assert claims["throughput"]["verdict"] == "partly"  # slower than ViT in bf16 only
+    assert "H200 bf16 eager: ViT-B/16 0.67x" in claims["throughput"]["evidence"]
+    assert {c["id"]: c for c in ledger({}, [cpu])}["throughput"]["verdict"] == "reproduced"
+    # 4x the patches: 4x (cpu), 10x (gpu fp32: not linear), 4x (gpu bf16)
+    assert claims["linear"]["verdict"] == "partly"
+    assert "10.00x (2.50x per patch)" in claims["linear"]["evidence"]
+    headers, rows = throughput_table([cpu, gpu])
+    assert headers[3:6] == [label for label, _ in runs] and headers[-1] == "paper (TPU-v3)"
+    vit = next(r for r in rows if r[0] == "ViT-B/16")
+    assert vit[3:] == ["0.70", "0.80", "1.50", "0.62"]  # paper: 861 / 1384
+    slow = bench_record("cpu (x86_64, 2 cores)", "fp32", {
+        "Mixer-B/16": 5.0, "timm:vit_base_patch16_224": 7.0})
+    assert {c["id"]: c for c in ledger({}, [slow])}["throughput"]["verdict"] == \
+        "not reproduced"
+    assert {c["id"]: c for c in ledger({}, [])}["throughput"]["verdict"] == "pending"
+
+
+def test_hardware_explanation_from_the_same_run_on_two_devices():
+    rows = autopsy(full_records())
+    cpu = {"e1-up-mixer": {"top1": 74.36, "num_eval": 5000,
+                           "environment": {"device": "cpu (x86_64, 2 cores)"}}}
+    here = dict(full_records(), **{"e1-up-mixer": {
+        "top1": 74.58, "num_eval": 5000, "environment": {"device": "NVIDIA H200"}}})
+    text = explanation_support(rows, here, cpu)["hardware"]
+    assert text.startswith("not supported (the same run on cpu and on NVIDIA H200: 74.36 vs "
+                           "74.58, +0.22 ± 0.87")
+    here["e1-up-mixer"] = dict(here["e1-up-mixer"], top1=78.0)
+    assert explanation_support(rows, here, cpu)["hardware"].startswith("supported")
+
+
 def test_ledger_verdicts_follow_the_rules():
-    bench = {"environment": {"device": "cpu"}, "rows": [
-        {"model": "Mixer-B/16", "infer_img_s": 10.0},
-        {"model": "timm:vit_base_patch16_224", "infer_img_s": 7.0},
-        {"model": "Mixer-B/16@img_size=448", "infer_img_s": 2.4},
-        {"model": "Mixer-B/16@img_size=448,tokens_mlp_dim=1536", "infer_img_s": 2.0}]}
+    bench = bench_record("cpu (x86_64, 2 cores)", "fp32", {
+        "Mixer-B/16": 10.0, "timm:vit_base_patch16_224": 7.0, "Mixer-B/16@img_size=448": 2.4,
+        "Mixer-B/16@img_size=448,tokens_mlp_dim=1536": 2.0})
     records = full_records()
     records["e1-up-mixer"] = {"token_mixing": {"blocks": [{
         "neighbour_correlation": 0.5, "init_neighbour_correlation": 0.0,
         "local_energy": 0.6, "init_local_energy": 0.15}]}}
-    claims = {c["id"]: c for c in ledger(records, bench, [], (7, 7))}
+    claims = {c["id"]: c for c in ledger(records, [bench], [], (7, 7))}
     assert len(claims) >= 9
     assert all(c["verdict"] in VERDICTS for c in claims.values())
     assert claims["table1"]["verdict"] == "reproduced"
@@ -82,7 +143,7 @@ def test_ledger_verdicts_follow_the_rules():
     # a Mixer that loses accuracy under the patch+pixel shuffle: only partly
     records["e3-mixer-patch_pixel-s0"] = rec(30.0)
     records["e3-mixer-patch_pixel-s1"] = rec(30.5)
-    assert {c["id"]: c for c in ledger(records, bench)}["permutation"]["verdict"] == "partly"
+    assert {c["id"]: c for c in ledger(records, [bench])}["permutation"]["verdict"] == "partly"
     assert {c["id"]: c["verdict"] for c in ledger({}, None)}["transfer"] == "pending"
 
 
