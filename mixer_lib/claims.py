@@ -338,10 +338,12 @@ def throughput_table(benches: list[dict]) -> tuple[list[str], list[list]]:
         short = name.replace("timm:vit_base_patch16_224", "ViT-B/16").replace(
             "timm:vit_large_patch16_224", "ViT-L/16")
         paper = PAPER_THROUGHPUT.get(short)
-        out.append([short, r.get("img_size") or 224, f"{r['gflops_fwd']:.1f}",
+        base, _, opts = short.partition("@")  # the resolution has its own column
+        shown = base + (", token MLP D_S x 4 (App. C)" if "tokens_mlp_dim" in opts else "")
+        out.append([shown, r.get("img_size") or 224, f"{r['gflops_fwd']:.1f}",
                     *[f"{rows[name]['infer_img_s'] / rows['Mixer-B/16']['infer_img_s']:.2f}"
-                      if name in rows else None for _, rows in runs],
-                    f"{paper / PAPER_THROUGHPUT['Mixer-B/16']:.2f}" if paper else None])
+                      if name in rows else "-" for _, rows in runs],
+                    f"{paper / PAPER_THROUGHPUT['Mixer-B/16']:.2f}" if paper else "-"])
     return (["model", "px", "GFLOPs", *[label for label, _ in runs],
              "paper (TPU-v3)"], out)
 

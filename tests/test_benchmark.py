@@ -64,3 +64,25 @@ def test_token_mixing_benchmark_runs_and_checks_the_forms_agree(capsys):
     out = capsys.readouterr().out
     for form in ("einops (transpose)", "matmul (baddbmm)", "broadcast matmul"):
         assert form in out
+
+
+def test_training_loop_benchmark_reports_both_rates_in_one_run(cifar_root, tmp_path, capsys):
+    """Tiny size on the real data: the record holds the loop's and the model-alone rates and
+    their ratio (computed, not asserted: timings are never asserted)."""
+    root = cifar_root
+    script = load_script("training_loop")
+    try:
+        assert script.main(["--data-root", str(root), "--updates", "12", "--batch", "16",
+                            "--out", str(tmp_path)]) == 0
+    finally:
+        sys.modules.pop("training_loop", None)
+    record = json.loads(next(tmp_path.glob("benchmark-loop-*.json")).read_text())
+    assert record["loop_img_s"] > 0 and record["model_alone_img_s"] == max(
+        record["model_alone_img_s_before_after"])
+    assert record["loop_fraction_of_model_alone"] == pytest.approx(
+        record["loop_img_s"] / record["model_alone_img_s"])
+    times = record["seconds_per_update"]
+    assert {"data_loader_alone", "forward", "optimizer_and_clip",
+            "sample_seeding_cpu_generator"} <= set(times)
+    assert 0 < record["loop_fraction_of_matmul_peak"]
+    assert "% of the model alone" in capsys.readouterr().out

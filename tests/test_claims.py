@@ -98,6 +98,8 @@ def test_throughput_verdict_counts_every_measurement_and_never_mixes_them():
     assert headers[3:6] == [label for label, _ in runs] and headers[-1] == "paper (TPU-v3)"
     vit = next(r for r in rows if r[0] == "ViT-B/16")
     assert vit[3:] == ["0.70", "0.80", "1.50", "0.62"]  # paper: 861 / 1384
+    big = rows[2]  # Mixer-B/16@img_size=448: the name without the option, no paper figure
+    assert big[0] == "Mixer-B/16" and big[-1] == "-"
     slow = bench_record("cpu (x86_64, 2 cores)", "fp32", {
         "Mixer-B/16": 5.0, "timm:vit_base_patch16_224": 7.0})
     assert {c["id"]: c for c in ledger({}, [slow])}["throughput"]["verdict"] == \
