@@ -3,11 +3,15 @@
 In one run, for the study model (default Mixer-T/4, 32 px, batch 128, the scratch recipe on
 the real CIFAR-10 JPEG copy):
 
-* model alone: forward, backward, clipping and AdamW update on a ready batch (images/s),
-  measured before and after the loop; the faster of the two is the reference (a machine
-  that slows down during the run does not flatter the loop);
+* model alone: forward, backward, clipping and AdamW update on a ready batch (images/s);
 * the loop: ``mixer_lib.train.train`` for the same model and batch, data loading included
-  (images/s between its first and last logged window, warm-up excluded);
+  (images/s of its logged windows, each segment's first window, with the workers' start,
+  excluded);
+* interleaved: the run is trained in ``--segments`` pieces (stopped and resumed, as a long run
+  is), each between two model-alone measurements; the loop's fraction of the model alone is
+  the median over segments of (segment's loop rate) / (the faster of the measurements beside
+  it), so a machine whose speed drifts during the benchmark (a shared 2-core VM's does by
+  10-20 %) does not decide the answer;
 * where one update's time goes: data (the loader alone), the model's forward and backward,
   the tanh GELU within the forward, the optimiser step;
 * the CPU's measured fp32 matrix-multiply peak, and the model's training FLOP/s as a fraction
@@ -53,15 +57,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", default="Mixer-T/4")
     parser.add_argument("--img-size", type=int, default=32)
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--updates", type=int, default=60)
+    parser.add_argument("--updates", type=int, default=120)
+    parser.add_argument("--segments", type=int, default=4)
+    parser.add_argument("--train-limit", type=int, default=None,
+                        help="a class-balanced subset of the training images (default all)")
     parser.add_argument("--num-workers", type=int, default=None)
     parser.add_argument("--out", default=str(REPO / "results" / "study"))
     args = parser.parse_args(argv)
 
+    if args.segments < 1 or args.updates < 2 * args.segments:
+        parser.error("need --segments >= 1 and at least 2 updates per segment")
+    log_every = max(1, min(10, args.updates // (3 * args.segments)))
     cfg = RunConfig(dataset="cifar10-jpeg", variant=args.variant, recipe="scratch",
                     img_size=args.img_size, steps=args.updates, batch_size=args.batch,
-                    lr=2e-3, data_root=args.data_root, device="cpu", log_every=10,
+                    lr=2e-3, data_root=args.data_root, device="cpu", log_every=log_every,
                     eval_every=10**6, checkpoint_every=10**6, eval_limit=100,
+                    train_limit=args.train_limit,
                     num_workers=args.num_workers).resolved()
     torch.manual_seed(0)
     model, _ = build_model(cfg, 10)
@@ -94,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             random.seed(i)
 
     reps = max(10, args.updates // 3)
-    t_update = median_seconds(update, reps)
+    t_update = median_seconds(update, reps)  # also the warm-up of what follows
     t_fwd = median_seconds(lambda: forward().detach(), reps)
     t_fwd_bwd = median_seconds(forward_backward, reps)
     t_opt = median_seconds(optimizer_step, reps)  # on the gradients of the last backward
@@ -119,15 +130,24 @@ def main(argv: list[str] | None = None) -> int:
         return median_seconds(lambda: next(batches), reps)
 
     t_data = data_seconds()
-    # the loop itself
+    # the loop itself, in segments between model-alone measurements
+    alone_reps = max(5, args.updates // (2 * args.segments))
+    alone_rates = [args.batch / median_seconds(update, alone_reps)]
+    segment_rates, fractions = [], []
+    ends = [round(args.updates * (i + 1) / args.segments) for i in range(args.segments)]
     with tempfile.TemporaryDirectory() as tmp:
-        train(cfg, Path(tmp) / "run", progress=False)
-        rows = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").open()]
-    windows = [r["img_per_s"] for r in rows if "img_per_s" in r][1:]  # first: warm-up
-    loop_rate = statistics.median(windows)
-    t_update_after = median_seconds(update, reps)
-    alone_rates = [args.batch / t_update, args.batch / t_update_after]
-    alone_rate = max(alone_rates)
+        metrics = Path(tmp) / "run" / "metrics.jsonl"
+        for i, end in enumerate(ends):
+            seen = sum(1 for _ in metrics.open()) if metrics.exists() else 0
+            train(cfg, Path(tmp) / "run", resume=i > 0, stop_after=end, progress=False)
+            rows = [json.loads(line) for line in metrics.open()][seen:]
+            windows = [r["img_per_s"] for r in rows if "img_per_s" in r][1:]
+            alone_rates.append(args.batch / median_seconds(update, alone_reps))
+            if windows:  # the first window of each segment holds the workers' start
+                segment_rates.append(statistics.median(windows))
+                fractions.append(segment_rates[-1] / max(alone_rates[-2:]))
+    loop_rate = statistics.median(segment_rates)
+    alone_rate = statistics.median(alone_rates)
     peak = matmul_peak_gflops()
     train_gflops = 3 * analytic_flops(model.cfg) / 1e9 * loop_rate if hasattr(model, "cfg") \
         else None
@@ -135,9 +155,11 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "training_loop", "variant": args.variant, "img_size": args.img_size,
         "batch": args.batch, "updates": args.updates,
         "num_workers": loader_kwargs(torch.device("cpu"), cfg.num_workers)["num_workers"],
+        "segments": args.segments,
         "loop_img_s": loop_rate, "model_alone_img_s": alone_rate,
-        "model_alone_img_s_before_after": alone_rates,
-        "loop_fraction_of_model_alone": loop_rate / alone_rate,
+        "loop_img_s_per_segment": segment_rates, "model_alone_img_s_between": alone_rates,
+        "loop_fraction_per_segment": fractions,
+        "loop_fraction_of_model_alone": statistics.median(fractions),
         "seconds_per_update": {"data_loader_alone": t_data, "forward": t_fwd,
                                "forward_backward": t_fwd_bwd,
                                "optimizer_and_clip": t_opt,
@@ -152,10 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) / f"benchmark-loop-{record['environment']['device'].split()[0]}.json"
     write_json(out, record)
     print(f"{args.variant} {args.img_size}px batch {args.batch}, {args.updates} updates")
-    print(f"  model alone  {alone_rate:8.1f} img/s  (before the loop {alone_rates[0]:.1f}, "
-          f"after {alone_rates[1]:.1f}; the faster is the reference)")
-    print(f"  the loop     {loop_rate:8.1f} img/s  ({100 * loop_rate / alone_rate:.0f}% of "
-          f"the model alone)")
+    print(f"  model alone  {alone_rate:8.1f} img/s  (median; between segments: "
+          f"{', '.join(f'{r:.0f}' for r in alone_rates)})")
+    print(f"  the loop     {loop_rate:8.1f} img/s  (median; segments: "
+          f"{', '.join(f'{r:.0f}' for r in segment_rates)})")
+    print(f"  the loop at {100 * record['loop_fraction_of_model_alone']:.0f}% of the model alone "
+          f"(median over segments of loop / the faster model-alone beside it: "
+          f"{', '.join(f'{100 * f:.0f}%' for f in fractions)})")
     for k, v in record["seconds_per_update"].items():
         print(f"  {k:38s} {1000 * v:8.1f} ms")
     if record["gelu_share_of_forward"] is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import statistics
 import sys
 
 import pytest
@@ -72,15 +73,20 @@ def test_training_loop_benchmark_reports_both_rates_in_one_run(cifar_root, tmp_p
     root = cifar_root
     script = load_script("training_loop")
     try:
-        assert script.main(["--data-root", str(root), "--updates", "12", "--batch", "16",
+        assert script.main(["--data-root", str(root), "--updates", "24", "--batch", "16",
+                            "--train-limit", "1000",
                             "--out", str(tmp_path)]) == 0
     finally:
         sys.modules.pop("training_loop", None)
     record = json.loads(next(tmp_path.glob("benchmark-loop-*.json")).read_text())
-    assert record["loop_img_s"] > 0 and record["model_alone_img_s"] == max(
-        record["model_alone_img_s_before_after"])
-    assert record["loop_fraction_of_model_alone"] == pytest.approx(
-        record["loop_img_s"] / record["model_alone_img_s"])
+    segments = record["loop_fraction_per_segment"]
+    assert len(segments) == record["segments"] == 4
+    between = record["model_alone_img_s_between"]
+    assert len(between) == 5 and record["loop_img_s"] > 0
+    for k, (loop, fraction) in enumerate(zip(record["loop_img_s_per_segment"], segments,
+                                                 strict=True)):
+        assert fraction == pytest.approx(loop / max(between[k], between[k + 1]))
+    assert record["loop_fraction_of_model_alone"] == pytest.approx(statistics.median(segments))
     times = record["seconds_per_update"]
     assert {"data_loader_alone", "forward", "optimizer_and_clip",
             "sample_seeding_cpu_generator"} <= set(times)

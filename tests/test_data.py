@@ -258,7 +258,63 @@ def test_corrupt_image_names_the_file(tmp_path):
     root = make_image_folder(tmp_path / "tree", per_class=2)
     bad = root / "train" / "cat" / "0.jpg"
     bad.write_bytes(b"this is not a jpeg")
-    ds = build_split(DataConfig(dataset=f"imagefolder:{root}", img_size=8), "train")
+    cfg = DataConfig(dataset=f"imagefolder:{root}", img_size=8)
+    with pytest.raises(DataError, match=rf"cannot read image file {bad}.*replace it"):
+        build_split(cfg, "train")  # small images are decoded up front: before any training
+    ds = build_split(dataclasses.replace(cfg, keep_decoded=False), "train")
     index = ds.indices.index(ds.base.samples.index((str(bad), 0)))
     with pytest.raises(DataError, match=rf"cannot read image file {bad}.*replace it"):
         ds[index]
+
+
+def test_kept_decoded_images_give_the_same_samples(cifar_root, tmp_path):
+    """Decoding once changes nothing a run sees: every augmented sample and label is the same
+    as when each JPEG is opened per sample; images that are large or of mixed sizes, or a
+    split over the memory budget, are not kept."""
+    cfg = DataConfig(dataset="cifar10-jpeg", root=str(cifar_root), img_size=32,
+                     train_limit=600, classes=(5, 7, 9))
+    kept, files = build_split(cfg, "train"), build_split(
+        dataclasses.replace(cfg, keep_decoded=False), "train")
+    assert kept.decoded is not None and kept.decoded.shape == (600, 32, 32, 3)
+    assert files.decoded is None
+    for i in range(0, 600, 7):
+        (a, la), (b, lb) = kept[(i, 1000 + i)], files[(i, 1000 + i)]
+        assert torch.equal(a, b) and la == lb
+    test_cfg = dataclasses.replace(cfg, eval_limit=90)
+    kept_test, files_test = build_split(test_cfg, "test"), build_split(
+        dataclasses.replace(test_cfg, keep_decoded=False), "test")
+    assert kept_test.decoded is not None
+    for i in range(0, 90, 11):  # evaluation: no seed, no randomness
+        assert torch.equal(kept_test[i][0], files_test[i][0])
+        assert kept_test[i][1] == files_test[i][1]
+    assert not files.keep_decoded(budget_bytes=600 * 32 * 32 * 3 - 1)
+    mixed = make_image_folder(tmp_path / "mixed", per_class=2)
+    Image.fromarray(np.zeros((20, 24, 3), np.uint8)).save(mixed / "train" / "cat" / "1.jpg")
+    assert build_split(DataConfig(dataset=f"imagefolder:{mixed}", img_size=8),
+                       "train").decoded is None
+    large = build_split(DataConfig(dataset=f"imagefolder:{mixed}", img_size=8,
+                                   keep_decoded=False), "test")
+    assert not large.keep_decoded(max_side=16) and large.decoded is None  # 24 px > 16
+
+
+def test_signed_tensor_equals_torchvision_to_tensor_and_normalize(cifar_root):
+    """The fast input scaling gives the same values, bit for bit, as ToTensor + Normalize on
+    real JPEGs at their size and upsampled, and on grey and RGBA images."""
+    import torchvision.transforms as T
+
+    from mixer_lib.data import MEAN, STD, ToSignedTensor
+
+    reference = T.Compose([T.ToTensor(), T.Normalize(MEAN, STD)])
+    fast = ToSignedTensor()
+    files = sorted((cifar_root / "cifar10-jpeg" / "test").glob("*/*.jpg"))[::500]
+    assert len(files) >= 20
+    for path in files:
+        img = Image.open(path).convert("RGB")
+        for im in (img, img.resize((64, 48)), img.transpose(Image.FLIP_LEFT_RIGHT)):
+            out = fast(im)
+            assert out.dtype == torch.float32 and out.is_contiguous()
+            assert torch.equal(out, reference(im))
+    grey, rgba = img.convert("L"), img.convert("RGBA")
+    assert torch.equal(fast(grey), reference(grey.convert("RGB")))
+    assert torch.equal(fast(rgba), reference(rgba.convert("RGB")))
+    assert fast(img).min() >= -1 and fast(img).max() <= 1
