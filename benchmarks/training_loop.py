@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", default="Mixer-T/4")
     parser.add_argument("--img-size", type=int, default=32)
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--updates", type=int, default=120)
-    parser.add_argument("--segments", type=int, default=4)
+    parser.add_argument("--updates", type=int, default=240)
+    parser.add_argument("--segments", type=int, default=8)
     parser.add_argument("--train-limit", type=int, default=None,
                         help="a class-balanced subset of the training images (default all)")
     parser.add_argument("--num-workers", type=int, default=None)

@@ -74,7 +74,7 @@ def test_training_loop_benchmark_reports_both_rates_in_one_run(cifar_root, tmp_p
     script = load_script("training_loop")
     try:
         assert script.main(["--data-root", str(root), "--updates", "24", "--batch", "16",
-                            "--train-limit", "1000",
+                            "--train-limit", "1000", "--segments", "4",
                             "--out", str(tmp_path)]) == 0
     finally:
         sys.modules.pop("training_loop", None)
