@@ -17,7 +17,7 @@ the real CIFAR-10 JPEG copy):
 * the CPU's measured fp32 matrix-multiply peak, and the model's training FLOP/s as a fraction
   of it (training = 3 x forward FLOPs).
 
-    python benchmarks/training_loop.py --data-root ../shared/data --updates 60
+    python benchmarks/training_loop.py --data-root ../shared/data  # 240 updates, 8 segments
 
 Prints the table and writes ``results/study/benchmark-loop-<device>.json``.
 """
