@@ -87,14 +87,13 @@ def main(argv: list[str] | None = None) -> int:
         optimizer.zero_grad(set_to_none=True)
         forward().backward()
 
-    def update():
-        forward_backward()
-        clip_grad_norm(model.parameters(), 1.0)
-        optimizer.step()
-
     def optimizer_step():
         clip_grad_norm(model.parameters(), 1.0)
         optimizer.step()
+
+    def update():
+        forward_backward()
+        optimizer_step()
 
     def seed_batch(seed_all: bool) -> None:  # what data.py does per sample, for one batch
         for i in range(args.batch):

@@ -39,6 +39,8 @@ EXPLANATIONS = {
     "randomness": (),
     "hardware": (),
 }
+# ViT peers measured beside Mixer (timm model names), by their names in the paper
+VIT_PEERS = {"ViT-B/16": "timm:vit_base_patch16_224", "ViT-L/16": "timm:vit_large_patch16_224"}
 # paper Table 3, inference throughput, img/s per TPU-v3 core at 224 px
 PAPER_THROUGHPUT = {"Mixer-S/32": 11489, "Mixer-B/32": 4208, "Mixer-S/16": 3994,
                     "Mixer-B/16": 1384, "Mixer-L/32": 1314, "Mixer-L/16": 419,
@@ -181,8 +183,7 @@ def ledger(records: Mapping[str, dict], benches: list[dict] | None,
             "`paper` profile runs it (its dry run checks the code path).", "results")
     # 3-4. throughput: every measurement (device, dtype, mode) of every E5 record
     runs = measurements(benches)
-    pairs = [("Mixer-B/16", "timm:vit_base_patch16_224", "ViT-B/16"),
-             ("Mixer-L/16", "timm:vit_large_patch16_224", "ViT-L/16")]
+    pairs = [(vit.replace("ViT", "Mixer"), timm, vit) for vit, timm in VIT_PEERS.items()]
     ratios = [(label, vit, rows[m]["infer_img_s"] / rows[v]["infer_img_s"])
               for label, rows in runs for m, v, vit in pairs if m in rows and v in rows]
     if ratios:
@@ -337,8 +338,7 @@ def throughput_table(benches: list[dict]) -> tuple[list[str], list[list]]:
             models.setdefault(name, r)
     out = []
     for name, r in models.items():
-        short = name.replace("timm:vit_base_patch16_224", "ViT-B/16").replace(
-            "timm:vit_large_patch16_224", "ViT-L/16")
+        short = next((vit for vit, timm in VIT_PEERS.items() if timm == name), name)
         paper = PAPER_THROUGHPUT.get(short)
         base, _, opts = short.partition("@")  # the resolution has its own column
         shown = base + (", token MLP D_S x 4 (App. C)" if "tokens_mlp_dim" in opts else "")

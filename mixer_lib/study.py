@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mixer_lib.config import RunConfig, experiment
+from mixer_lib.config import ConfigError, RunConfig, experiment
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = "runs/study"
@@ -238,8 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1:
         print(f"error: --jobs must be >= 1; got {args.jobs}", file=sys.stderr)
         return 2
-    from mixer_lib.config import ConfigError
-    from mixer_lib.train import pick_device
+    from mixer_lib.data import DataError
+    from mixer_lib.rundir import CheckpointError, RunExists, RunLocked
+    from mixer_lib.train import RunInterrupted, TrainingDiverged, pick_device
 
     try:  # a device that is not there fails here, before any run starts
         pick_device(args.device)
@@ -269,10 +270,6 @@ def main(argv: list[str] | None = None) -> int:
         return _run_parallel(todo, args)
     for r in todo:
         print(f"== {r.name} ({r.experiment})", flush=True)
-        from mixer_lib.data import DataError
-        from mixer_lib.rundir import CheckpointError, RunExists, RunLocked
-        from mixer_lib.train import RunInterrupted, TrainingDiverged
-
         try:
             execute(r, args.data_root, args.num_workers, progress=not args.no_progress,
                     device=args.device)
