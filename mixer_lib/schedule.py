@@ -59,12 +59,9 @@ def run_jobs(jobs: list[Job], parallel: int, poll_s: float = 0.2,
     scheduler (None when every job ran or was skipped)."""
     if parallel < 1:
         raise ValueError(f"parallel must be >= 1; got {parallel}")
-    names = [j.name for j in jobs]
-    if len(set(names)) != len(names):
-        raise ValueError(f"job names repeat: {names}")
-    known = set(names)
-    logs = {j.name: j.log for j in jobs}
-    job_log = logs.__getitem__
+    by_name = {j.name: j for j in jobs}
+    if len(by_name) != len(jobs):
+        raise ValueError(f"job names repeat: {[j.name for j in jobs]}")
     pending = list(jobs)
     outcomes: dict[str, Outcome] = {}
     active: dict[str, tuple[subprocess.Popen, float, object]] = {}
@@ -94,7 +91,7 @@ def run_jobs(jobs: list[Job], parallel: int, poll_s: float = 0.2,
                     echo(f"skipped {job.name}: {outcomes[job.name].skipped}")
             while not stopped and len(active) < parallel:
                 ready = [j for j in pending if all(
-                    n not in known or (n in outcomes and outcomes[n].ok) for n in j.needs)]
+                    n not in by_name or (n in outcomes and outcomes[n].ok) for n in j.needs)]
                 if not ready:
                     break
                 job = ready[0]
@@ -123,10 +120,11 @@ def run_jobs(jobs: list[Job], parallel: int, poll_s: float = 0.2,
                 if proc.returncode == 0:
                     echo(f"finished {name} in {seconds:.0f} s ({done}/{len(jobs)} done)")
                 elif stopped and proc.returncode in (128 + stopped[0], -stopped[0]):
-                    echo(f"stopped {name} after {seconds:.0f} s: {_tail(job_log(name), 1)}")
+                    echo(f"stopped {name} after {seconds:.0f} s: "
+                         f"{_tail(by_name[name].log, 1)}")
                 else:
                     echo(f"FAILED {name} (exit {proc.returncode}) after {seconds:.0f} s; "
-                         f"end of {job_log(name)}:\n{_tail(job_log(name))}")
+                         f"end of {by_name[name].log}:\n{_tail(by_name[name].log)}")
         for job in pending:
             outcomes.setdefault(job.name, Outcome(skipped="stopped before it started"))
     finally:
