@@ -35,6 +35,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from mixer_lib.filelock import exclusive
 from mixer_lib.model import VARIANTS, MixerConfig, MlpMixer, TokenMixingMlp
 
 
@@ -154,6 +155,22 @@ def download(
     if target.exists():
         _verify_download(target, sha256, expected_size, url)
         return target
+    # One process downloads, the others wait and then reuse its file: torchrun's ranks, or
+    # separate runs sharing the cache. Under the lock the .part file is only this process's,
+    # so a download killed earlier is resumed, never written by two processes at once.
+    with exclusive(target.with_name(f".{target.name}.lock"), f"downloading {target.name}"):
+        if target.exists():  # another process finished it while this one waited
+            _verify_download(target, sha256, expected_size, url)
+            return target
+        _fetch(url, target, sha256, expected_size, timeout, progress)
+    return target
+
+
+def _fetch(url: str, target: Path, sha256: str | None, expected_size: int | None,
+           timeout: float, progress: bool) -> None:
+    """Download ``url`` to ``target`` through ``<target>.part`` (resumed with a Range
+    request), verify, and rename atomically. The caller holds the download lock."""
+    cache = target.parent
     cache.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
     done = part.stat().st_size if part.exists() else 0
@@ -187,8 +204,9 @@ def download(
                     f"call download() again to resume from {part}."
                 )
     _verify_download(part, sha256, expected_size, url)
+    with open(part, "rb") as f:
+        os.fsync(f.fileno())
     os.replace(part, target)
-    return target
 
 
 def _verify_download(path: Path, sha256: str | None, size: int | None, url: str) -> None:
@@ -205,6 +223,10 @@ def _verify_download(path: Path, sha256: str | None, size: int | None, url: str)
 
 
 def _offline_error(url: str, target: Path, err: Exception) -> CheckpointDownloadError:
+    if not url.endswith(".npz"):
+        return CheckpointDownloadError(
+            f"could not download {url} ({err}). If this machine is offline, fetch the file "
+            f"elsewhere and put it at {target}.")
     return CheckpointDownloadError(
         f"could not download {url} ({err}). If this machine is offline, fetch the file "
         f"elsewhere (e.g. `gsutil cp {url.replace('https://storage.googleapis.com/', 'gs://')} "

@@ -52,8 +52,14 @@ class RunConfig:
     steps: int | None = _opt("optimiser updates (default: the dataset preset's fine-tuning "
                              "steps, or 1000)", kind=int, low=1)
     batch_size: int = _opt("effective (global) batch size per update", 512, kind=int, low=1)
-    accum_steps: int = _opt("gradient-accumulation micro-steps per update (same effective "
-                            "batch, less memory)", 1, kind=int, low=1)
+    accum_steps: int | None = _opt("micro-batches per update on each process (same global "
+                                   "batch, less memory); default: 1 on a CPU, on a GPU the "
+                                   "fewest that fit its free memory (mixer_lib.memory)",
+                                   kind=int, low=1)
+    grad_checkpointing: str = _opt("recompute each block in the backward pass to save "
+                                   "memory: auto (only when one image per micro-batch would "
+                                   "not fit otherwise), on, off", "auto",
+                                   choices=("auto", "on", "off"))
     lr: float | None = _opt("peak learning rate (default 0.03 fine-tuning, 1e-3 scratch)",
                             kind=float, low=0.0, low_open=True)
     warmup_steps: int | None = _opt("linear warm-up steps (default: the dataset preset's, or "
@@ -145,7 +151,7 @@ class RunConfig:
         if self.device != "auto" and not (self.device == "cpu" or
                                           self.device.startswith("cuda")):
             raise ConfigError(f"unknown device {self.device!r}; use auto, cpu, cuda or cuda:N")
-        if self.batch_size % self.accum_steps:
+        if self.accum_steps and self.batch_size % self.accum_steps:
             raise ConfigError(f"batch_size {self.batch_size} is not divisible by accum_steps "
                               f"{self.accum_steps}")
         if self.permutation == "patch_pixel" and self.img_size % self.permutation_patch:
@@ -178,8 +184,11 @@ class RunConfig:
 
 
 # What says how a run is executed, not what it computes: may change between resumes.
+# The micro-batch split and checkpointing change how memory is used, not what an update
+# computes (the same global batch; equal within float rounding, tests/test_memory.py).
 EXECUTION_FIELDS = ("data_root", "num_workers", "device", "download", "compile",
-                    "eval_every", "checkpoint_every", "log_every")
+                    "eval_every", "checkpoint_every", "log_every", "accum_steps",
+                    "grad_checkpointing")
 
 
 def experiment(cfg: RunConfig | dict) -> dict[str, Any]:

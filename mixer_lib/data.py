@@ -27,6 +27,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import datasets as tvd
 from torchvision import transforms as T
 
+from mixer_lib import cifar
+from mixer_lib.filelock import exclusive
 from mixer_lib.permute import FixedPermutation
 from mixer_lib.recipes import STANDIN_PREFIX, dev_fraction
 
@@ -172,7 +174,8 @@ def _torchvision(spec: DatasetSpec, root: Path, train: bool, download: bool) -> 
     try:
         return _torchvision_dataset(spec, base, train, download)
     except Exception as err:  # noqa: BLE001 - torchvision raises many types here
-        if not existed and base.is_dir() and not any(p.is_file() for p in base.rglob("*")):
+        if not existed and base.is_dir() and not any(
+                p.is_file() and not p.name.endswith(".lock") for p in base.rglob("*")):
             shutil.rmtree(base)  # a failed download leaves no empty folders behind
         raise DataError(
             f"{spec.name} not found or incomplete under {base}"
@@ -183,11 +186,20 @@ def _torchvision(spec: DatasetSpec, root: Path, train: bool, download: bool) -> 
 
 
 def _torchvision_dataset(spec: DatasetSpec, base: Path, train: bool, download: bool) -> Dataset:
-    """The torchvision dataset object for ``spec`` (may download into ``base``)."""
-    if spec.name == "cifar10":
-        return tvd.CIFAR10(str(base), train=train, download=download)
-    if spec.name == "cifar100":
-        return tvd.CIFAR100(str(base), train=train, download=download)
+    """The dataset object for ``spec`` (may download into ``base``). CIFAR is read from its
+    python batches by :mod:`mixer_lib.cifar`; Pets and Flowers by torchvision, whose download
+    runs under a lock so that concurrent processes fetch it once."""
+    if spec.name in cifar.SPECS:
+        if download:
+            cifar.fetch(spec.name, base)
+        return cifar.CifarBatches(spec.name, base, train)
+    if download:
+        with exclusive(base.parent / f".{spec.folder}.download.lock", f"fetching {spec.name}"):
+            return _torchvision_vgg(spec, base, train, download)
+    return _torchvision_vgg(spec, base, train, download)
+
+
+def _torchvision_vgg(spec: DatasetSpec, base: Path, train: bool, download: bool) -> Dataset:
     if spec.name == "pets":
         return tvd.OxfordIIITPet(str(base), split="trainval" if train else "test",
                                  download=download)
@@ -226,28 +238,32 @@ OFFLINE_STAND_INS = {"cifar10": "cifar10-jpeg"}
 
 
 def resolve_dataset(dataset: str, root: str | os.PathLike | None = None,
-                    download: bool = False) -> tuple[str, str | None]:
+                    download: bool = False, stand_in: bool = True) -> tuple[str, str | None]:
     """The dataset to run on, and a note when it is not the one requested.
 
     ``dataset`` itself when its files are there (or ``download`` fetches them); for a dataset
     with an offline stand-in (CIFAR-10 -> the JPEG copy under the same data root) the stand-in
-    when the original cannot be had. Anything else raises the dataset's :class:`DataError`.
+    when the original cannot be had and ``stand_in`` allows it (the paper profile never
+    substitutes). Anything else raises the dataset's :class:`DataError`.
     """
     spec_for(dataset)  # unknown names fail here, with the list of known ones
-    stand_in = OFFLINE_STAND_INS.get(dataset)
-    if stand_in is None:
+    substitute = OFFLINE_STAND_INS.get(dataset) if stand_in else None
+    if substitute is None:
+        if not stand_in:  # no substitute wanted: the dataset is checked (or fetched) now
+            base_dataset(dataset, "test", root, download=download)
         return dataset, None
+    stand_in_name = substitute
     try:
         base_dataset(dataset, "test", root, download=download)
         return dataset, None
     except DataError as err:
-        folder = data_root(root) / DATASETS[stand_in].folder
+        folder = data_root(root) / DATASETS[stand_in_name].folder
         if not folder.is_dir():
             raise
         reason = str(err).split(":")[0]
-        return stand_in, (f"{dataset} is not available here ({reason}); using the stand-in "
-                          f"{stand_in!r} from {folder} instead. Results are labelled "
-                          f"{stand_in} and do not count as {dataset}.")
+        return stand_in_name, (f"{dataset} is not available here ({reason}); using the "
+                               f"stand-in {stand_in_name!r} from {folder} instead. Results "
+                               f"are labelled {stand_in_name} and do not count as {dataset}.")
 
 
 def dataset_targets(ds: Dataset) -> list[int]:

@@ -10,20 +10,28 @@ process would; DDP averages the gradients.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class World:
-    """This process's place among the ranks of a run (one process: rank 0 of 1)."""
+    """This process's place among the ranks of a run (one process: rank 0 of 1).
+
+    ``device`` is where the process group's collectives take their tensors: this rank's GPU
+    under NCCL (which serves CUDA tensors only), the CPU under gloo.
+    """
 
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    device: torch.device = torch.device("cpu")
 
     @property
     def main(self) -> bool:
@@ -34,9 +42,18 @@ class World:
         """Element-wise sum over ranks (the values themselves with one process)."""
         if self.size == 1:
             return values
-        t = torch.tensor(values, dtype=torch.float64)
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
         dist.all_reduce(t)
-        return t.tolist()
+        return t.cpu().tolist()
+
+    def minimum(self, value: float) -> float:
+        """The smallest ``value`` over ranks (e.g. free GPU memory: every rank must plan the
+        same micro-batches)."""
+        if self.size == 1:
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+        return float(t.item())
 
     def agree(self, ok: bool) -> bool:
         """True on every rank when ``ok`` is true on every rank (one all-reduce)."""
@@ -44,20 +61,60 @@ class World:
 
     def barrier(self) -> None:
         if self.size > 1:
-            dist.barrier()
+            self.sum([0.0])  # an all-reduce on the backend's own device: NCCL needs no guess
+
+    def main_first(self, work: Callable[[], T], what: str) -> T:
+        """``work()`` on rank 0 first, then on the other ranks (which then find its
+        downloads and extractions done). If rank 0 fails, every rank stops with an error
+        instead of waiting for it."""
+        if self.size == 1:
+            return work()
+        if self.main:
+            try:
+                result = work()
+            except BaseException:
+                self.agree(False)
+                raise
+            self.agree(True)
+            return result
+        if not self.agree(True):
+            raise RuntimeError(f"rank 0 failed while {what}; see its message")
+        return work()
 
 
 def launched_by_torchrun() -> bool:
     return "WORLD_SIZE" in os.environ and "RANK" in os.environ
 
 
+def backend_for(device_type: str) -> str:
+    """NCCL for GPUs, gloo for CPUs."""
+    return "nccl" if device_type == "cuda" else "gloo"
+
+
+def collective_device(backend: str, local_rank: int) -> torch.device:
+    """The device whose tensors ``backend``'s collectives take: NCCL serves CUDA tensors
+    only, gloo CPU tensors."""
+    return torch.device(f"cuda:{local_rank}") if backend == "nccl" else torch.device("cpu")
+
+
 def setup(device_type: str) -> World:
-    """Join the process group torchrun set up (no-op for a single process)."""
+    """Join the process group torchrun set up (no-op for a single process).
+
+    On GPUs each rank first selects its own GPU (``LOCAL_RANK``), so no rank opens a context
+    on GPU 0 that it does not use, and NCCL binds each rank to its device.
+    """
     if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
         return World()
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    backend = backend_for(device_type)
+    device = collective_device(backend, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
-    return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group(backend, device_id=device if device.type == "cuda" else None)
+    else:
+        device = collective_device(dist.get_backend(), local_rank)
+    return World(dist.get_rank(), dist.get_world_size(), local_rank, device)
 
 
 def teardown(world: World) -> None:

@@ -182,11 +182,22 @@ class TokenMixingMlp(MlpBlock):
         # Batched W @ x with the bias fused: (B, D_S, S) @ (B, S, C) + (1, D_S, 1).
         # expand() is a view, so no weight copies; measured faster than the transpose form
         # and than a broadcast torch.matmul (whose weight gradient is a slow batched reduce).
+        # Under autocast the weight is cast once, before expand(): autocast would otherwise
+        # cast the expanded view, i.e. make (and keep for backward) one copy per sample.
         b = x.shape[0]
-        h = torch.baddbmm(self.fc1.bias[None, :, None], self.fc1.weight.expand(b, -1, -1), x)
+        w1, w2 = _autocast_weight(self.fc1.weight, x), _autocast_weight(self.fc2.weight, x)
+        h = torch.baddbmm(self.fc1.bias[None, :, None], w1.expand(b, -1, -1), x)
         h = self.drop1(self.act(h))  # (B, D_S, C)
-        out = torch.baddbmm(self.fc2.bias[None, :, None], self.fc2.weight.expand(b, -1, -1), h)
+        out = torch.baddbmm(self.fc2.bias[None, :, None], w2.expand(b, -1, -1), h)
         return self.drop2(out)
+
+
+def _autocast_weight(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``weight`` in autocast's compute dtype when autocast is on for ``x``'s device."""
+    kind = x.device.type
+    if torch.is_autocast_enabled(kind):
+        return weight.to(torch.get_autocast_dtype(kind))
+    return weight
 
 
 class MixerBlock(nn.Module):

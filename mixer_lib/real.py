@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mixer_lib.checkpoints import download
+from mixer_lib.data import DataError
 
 REAL_URL = ("https://raw.githubusercontent.com/google-research/reassessed-imagenet/"
             "master/real.json")
@@ -39,6 +40,18 @@ def val_index(path: str | os.PathLike) -> int:
         raise ValueError(f"{path} is not named like an ImageNet validation image "
                          f"(ILSVRC2012_val_NNNNNNNN.JPEG); ReaL labels need those names")
     return int(match.group(1)) - 1
+
+
+def check_real_files(files: Sequence[str | os.PathLike]) -> None:
+    """Raise :class:`~mixer_lib.data.DataError` unless every file is named like an ImageNet
+    validation image (run before training, so a misnamed folder costs no GPU time)."""
+    bad = [str(f) for f in files if not _VAL_NAME.search(Path(f).name)]
+    if bad:
+        raise DataError(
+            f"{len(bad)} of {len(files)} ImageNet validation images are not named "
+            f"ILSVRC2012_val_NNNNNNNN.JPEG (e.g. {bad[0]}); ReaL top-1 needs the original "
+            f"file names. Restore them (torchvision.datasets.ImageNet keeps them), or score "
+            f"on another split.")
 
 
 def real_top1(predictions: Sequence[int], files: Sequence[str | os.PathLike],

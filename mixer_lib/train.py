@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
 import signal
@@ -62,10 +63,11 @@ from mixer_lib.data import (
 )
 from mixer_lib.distributed import RankShare, World, setup, teardown
 from mixer_lib.evaluate import EvalResult, evaluate
+from mixer_lib.memory import MemoryPlan, plan
 from mixer_lib.model import create_model, lecun_normal_
 from mixer_lib.optim import clip_grad_norm, lr_at, make_optimizer, mixup
 from mixer_lib.provenance import environment, write_json
-from mixer_lib.real import real_labels, real_top1
+from mixer_lib.real import check_real_files, real_labels, real_top1
 from mixer_lib.recipes import EVAL_CROPS, STANDIN_PREFIX
 from mixer_lib.rundir import (
     CheckpointError,
@@ -112,6 +114,38 @@ def pick_device(name: str, world: World | None = None) -> torch.device:
     return device
 
 
+def compute_dtype(cfg: RunConfig, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast (``precision`` bf16, or auto on a GPU), else None (float32)."""
+    if cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+def execution_plan(cfg: RunConfig, device: torch.device,
+                   world: World) -> tuple[RunConfig, MemoryPlan | None]:
+    """``cfg`` with ``accum_steps`` and ``grad_checkpointing`` decided: on a GPU from its free
+    memory and the run's activation estimate (:mod:`mixer_lib.memory`), where they are left
+    to the run; elsewhere one micro-batch per update and no checkpointing unless asked."""
+    if cfg.variant in BASELINES or device.type != "cuda":
+        return dataclasses.replace(
+            cfg, accum_steps=cfg.accum_steps or 1,
+            grad_checkpointing="on" if cfg.grad_checkpointing == "on" else "off"), None
+    free = int(world.minimum(torch.cuda.mem_get_info(device)[0]))  # every rank plans alike
+    precision = "bf16" if compute_dtype(cfg, device) is not None else "fp32"
+    chosen = plan(cfg.variant, cfg.img_size, cfg.batch_size, free, precision, world.size,
+                  cfg.optimizer, cfg.grad_checkpointing, cfg.accum_steps)
+    if not chosen.fits:
+        if cfg.accum_steps is None and cfg.grad_checkpointing == "auto":
+            raise ConfigError(f"this run does not fit the free memory of {device}: "
+                              f"{chosen.describe()}. Use more GPUs (gpus / torchrun), a "
+                              f"smaller img_size, or free the GPU.")
+        print(f"warning: the settings given may not fit the free memory of {device}: "
+              f"{chosen.describe()}", file=sys.stderr)
+    return dataclasses.replace(cfg, accum_steps=chosen.accum_steps,
+                               grad_checkpointing="on" if chosen.grad_checkpointing
+                               else "off"), chosen
+
+
 def data_config(cfg: RunConfig) -> DataConfig:
     return DataConfig(dataset=cfg.dataset, root=cfg.data_root, img_size=cfg.img_size,
                       train_limit=cfg.train_limit, eval_limit=cfg.eval_limit, seed=cfg.seed,
@@ -135,7 +169,8 @@ def build_model(cfg: RunConfig, num_classes: int) -> tuple[nn.Module, str]:
         return model, load_baseline_checkpoint(model, Path(cfg.weights))
     model = create_model(cfg.variant, num_classes=num_classes, img_size=cfg.img_size,
                          gelu=cfg.gelu, drop_rate=cfg.drop_rate,
-                         drop_path_rate=cfg.drop_path_rate)
+                         drop_path_rate=cfg.drop_path_rate,
+                         grad_checkpointing=cfg.grad_checkpointing == "on")
     if cfg.weights == "random":
         return model, "random initialisation (Flax defaults, zero head)"
     if cfg.weights in WEIGHTS:
@@ -278,12 +313,19 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False,
     world = setup(pick_device(cfg.device).type)
     try:
         device = pick_device(cfg.device, world)
+        cfg, memory = execution_plan(cfg, device, world)
         try:
             if world.main:
                 _prepare_folder(cfg, out, resume, overwrite)
             dcfg = data_config(cfg)
-            train_ds, eval_ds = build_split(dcfg, "train"), build_split(dcfg, cfg.eval_split)
-            real = real_labels(progress=progress) if world.main and wants_real(cfg) else None
+            # rank 0 first: a download or an archive extraction happens once, not per rank
+            train_ds, eval_ds = world.main_first(
+                lambda: (build_split(dcfg, "train"), build_split(dcfg, cfg.eval_split)),
+                "preparing the data")
+            real = None
+            if world.main and wants_real(cfg):  # checked now, not after hours of training
+                check_real_files(sample_files(eval_ds))
+                real = real_labels(progress=progress)
         except Exception:
             world.agree(False)  # the other ranks stop too instead of waiting for this one
             raise
@@ -296,28 +338,30 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False,
                           file=sys.stderr)
                 check_experiment(out, cfg, "overwrite=True (--overwrite)")
                 return _train(cfg, out, world, device, train_ds, eval_ds, from_previous,
-                              stop_after, progress, real)
+                              stop_after, progress, real, memory)
         return _train(cfg, out, world, device, train_ds, eval_ds, from_previous, stop_after,
-                      False, None)
+                      False, None, memory)
     finally:
         teardown(world)
 
 
 def _train(cfg: RunConfig, out: Path, world: World, device: torch.device, train_ds, eval_ds,
            from_previous: bool, stop_after: int | None, progress: bool,
-           real: list | None) -> dict[str, Any]:
-    amp = torch.bfloat16 if (cfg.precision == "bf16" or
-                             (cfg.precision == "auto" and device.type == "cuda")) else None
+           real: list | None, memory: MemoryPlan | None = None) -> dict[str, Any]:
+    amp = compute_dtype(cfg, device)
     if device.type == "cuda" and amp is None:  # fp32 means fp32: no TF32 matmuls or convolutions
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
     metrics_path = out / "metrics.jsonl"
-    env = environment(device) | {"world_size": world.size}
+    env = environment(device) | {"world_size": world.size,
+                                 "memory_plan": memory.as_dict() if memory else None}
     if world.main:
         write_json(out / "config.json", {"config": asdict(cfg), "environment": env})
     world.barrier()
     names = train_ds.classes
-    model, load_report = build_model(cfg, len(names))
+    # rank 0 first: a released checkpoint is downloaded once
+    model, load_report = world.main_first(lambda: build_model(cfg, len(names)),
+                                          "loading the weights")
     model.to(device)
     optimizer = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.momentum,
                                cfg.weight_decay)

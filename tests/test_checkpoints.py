@@ -297,3 +297,48 @@ def test_download_offline_says_where_to_put_the_file(tmp_path, monkeypatch):
 def test_npz_is_a_zip_of_npy(s32_npz):
     with zipfile.ZipFile(s32_npz) as z:
         assert "stem/kernel.npy" in z.namelist()
+
+
+def test_concurrent_downloads_end_with_one_verified_file(s32_npz, tmp_path):
+    """Four processes download one checkpoint from a slow server into one cache at once (as
+    torchrun's ranks or two runs sharing a cache do): one transfer, one verified file, no
+    error, and every process gets its path."""
+    import subprocess
+    import sys
+    import time
+
+    payload = s32_npz.read_bytes()
+    gets = []
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            gets.append(self.headers.get("Range"))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            for i in range(0, len(payload), len(payload) // 20 + 1):
+                self.wfile.write(payload[i:i + len(payload) // 20 + 1])
+                time.sleep(0.05)
+
+        def log_message(self, *a):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/m.npz"
+    digest = sha256_file(s32_npz)
+    code = ("import sys; from mixer_lib.checkpoints import download; "
+            "print(download('m', sys.argv[1], url=sys.argv[2], sha256=sys.argv[3], "
+            "progress=False))")
+    try:
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "c"), url, digest],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(4)]
+        outs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        httpd.shutdown()
+    assert [p.returncode for p in procs] == [0] * 4, [o[1][-1500:] for o in outs]
+    assert {o[0].strip() for o in outs} == {str(tmp_path / "c" / "m.npz")}
+    assert gets == [None]  # one transfer; the others reused its file
+    assert sha256_file(tmp_path / "c" / "m.npz") == digest
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [".m.npz.lock", "m.npz"]

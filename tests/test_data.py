@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import pickle
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ import torch
 from PIL import Image
 from torchvision import datasets as tvd
 
+from mixer_lib import cifar
 from mixer_lib.data import (
     DataConfig,
     DataError,
@@ -122,36 +125,95 @@ def _md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
-@pytest.mark.parametrize("name,cls,folder,label_key,n", [
-    ("cifar10", tvd.CIFAR10, "cifar-10-batches-py", "labels", 10),
-    ("cifar100", tvd.CIFAR100, "cifar-100-python", "fine_labels", 100),
-])
-def test_cifar_python_format(tmp_path, monkeypatch, name, cls, folder, label_key, n):
-    base = tmp_path / name / folder
-    base.mkdir(parents=True)
+def make_cifar_batches(base: Path, name: str, per_class: int = 2) -> Path:
+    """CIFAR batches in the python-pickle format under ``base`` (``<root>/<name>``), with
+    ``per_class`` images of every class in every batch file."""
+    spec = cifar.SPECS[name]
+    n = 10 if name == "cifar10" else 100
+    folder = base / spec.folder
+    folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
+    for f in spec.train_files + spec.test_files:
+        with open(folder / f, "wb") as out:
+            pickle.dump({"data": rng.integers(0, 255, (per_class * n, 3072), dtype=np.uint8),
+                         spec.label_key: [i % n for i in range(per_class * n)]}, out)
+    with open(folder / spec.meta_file, "wb") as out:
+        pickle.dump({spec.names_key: [f"class{i}" for i in range(n)]}, out)
+    return folder
 
-    def batch(path, count):
-        with open(path, "wb") as f:
-            pickle.dump({"data": rng.integers(0, 255, (count, 3072), dtype=np.uint8),
-                         label_key: [i % n for i in range(count)]}, f)
 
-    files = [f for f, _ in cls.train_list] + [f for f, _ in cls.test_list]
-    for f in files:
-        batch(base / f, 2 * n)
-    meta_key = cls.meta["key"]
-    with open(base / cls.meta["filename"], "wb") as f:
-        pickle.dump({meta_key: [f"class{i}" for i in range(n)]}, f)
-    # the generated files have their own checksums
-    monkeypatch.setattr(cls, "train_list", [[f, _md5(base / f)] for f, _ in cls.train_list])
-    monkeypatch.setattr(cls, "test_list", [[f, _md5(base / f)] for f, _ in cls.test_list])
-    monkeypatch.setitem(cls.meta, "md5", _md5(base / cls.meta["filename"]))
+@pytest.mark.parametrize("name,n", [("cifar10", 10), ("cifar100", 100)])
+def test_cifar_python_format(tmp_path, name, n):
+    make_cifar_batches(tmp_path / name, name)
     cfg = DataConfig(dataset=name, root=str(tmp_path), img_size=16)
     test = build_split(cfg, "test")
-    assert len(test) == 2 * n * len(cls.test_list)
+    assert len(test) == 2 * n * len(cifar.SPECS[name].test_files)
     assert class_names(test.base)[1] == "class1"
     x, y = test[3]
     assert x.shape == (3, 16, 16) and y == 3 % n
+    assert len(build_split(cfg, "train")) == 2 * n * len(cifar.SPECS[name].train_files)
+
+
+def test_cifar_pixels_are_read_in_torchvisions_order(tmp_path):
+    """Rows are 1024 red, 1024 green, 1024 blue bytes, row-major: the same image torchvision's
+    CIFAR10 gives."""
+    folder = make_cifar_batches(tmp_path / "cifar10", "cifar10")
+    row = np.concatenate([np.full(1024, 10), np.full(1024, 20), np.arange(1024) % 256])
+    batch = pickle.load(open(folder / "test_batch", "rb"))  # noqa: SIM115
+    batch["data"][0] = row
+    pickle.dump(batch, open(folder / "test_batch", "wb"))  # noqa: SIM115
+    img = np.asarray(cifar.CifarBatches("cifar10", tmp_path / "cifar10", train=False)[0][0])
+    assert img.shape == (32, 32, 3)
+    assert (img[..., 0] == 10).all() and (img[..., 1] == 20).all()
+    assert img[0, 5, 2] == 5 and img[1, 0, 2] == 32
+
+
+def test_cifar_download_from_a_mirror_once_for_concurrent_processes(tmp_path, monkeypatch):
+    """Four processes ask for CIFAR-10 at once from a local mirror: one archive, one
+    extraction, every process reads the same data."""
+    import http.server
+    import subprocess
+    import sys
+    import tarfile
+    import threading
+
+    src = tmp_path / "src"
+    make_cifar_batches(src, "cifar10")
+    served = tmp_path / "served"
+    served.mkdir()
+    with tarfile.open(served / "cifar-10-python.tar.gz", "w:gz") as tar:
+        tar.add(src / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    hits = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            hits.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *a):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), lambda *a, **k: Handler(*a, directory=str(served), **k))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    root = tmp_path / "data"
+    code = ("import sys; from mixer_lib.data import DataConfig, build_split; "
+            "ds = build_split(DataConfig(dataset='cifar10', root=sys.argv[1], img_size=8, "
+            "download=True), 'test'); print(len(ds), float(ds[0][0].sum()))")
+    env = {**os.environ, "MIXER_DATA_MIRROR": f"http://127.0.0.1:{httpd.server_address[1]}"}
+    try:
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(root)], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(4)]
+        outs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        httpd.shutdown()
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    assert len({o[0] for o in outs}) == 1 and outs[0][0].startswith("20 ")
+    assert hits == ["/cifar-10-python.tar.gz"]  # downloaded once
+    assert sorted(p.name for p in (root / "cifar10").iterdir()
+                  if not p.name.startswith(".")) == ["cifar-10-batches-py",
+                                                     "cifar-10-python.tar.gz"]
 
 
 def test_pets_format(tmp_path):
@@ -228,12 +290,12 @@ def test_offline_cifar10_falls_back_to_the_jpeg_copy_and_says_so(tmp_path, monke
     with pytest.raises(DataError, match="unknown dataset 'cifar11'"):
         resolve_dataset("cifar11", tmp_path)
 
-    def failed_download(folder, **kwargs):  # what torchvision does offline
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        raise RuntimeError("<urlopen error [Errno -3] Temporary failure in name resolution>")
-
-    monkeypatch.setattr(data.tvd, "CIFAR10", failed_download)
+    with socket.socket() as sock:  # a mirror nothing answers: the download fails
+        sock.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("MIXER_DATA_MIRROR", f"http://127.0.0.1:{sock.getsockname()[1]}")
     assert resolve_dataset("cifar10", tmp_path, download=True)[0] == "cifar10-jpeg"
+    with pytest.raises(DataError, match="could not download"):
+        resolve_dataset("cifar10", tmp_path, download=True, stand_in=False)
     assert not (tmp_path / "cifar10").exists()  # no empty folder left in the data root
     monkeypatch.setattr(data, "base_dataset", lambda *a, **k: object())  # cifar10 present
     assert resolve_dataset("cifar10", tmp_path) == ("cifar10", None)
