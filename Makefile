@@ -2,12 +2,14 @@
 # Both create .venv at the repository root (Python 3.11+) and install everything into it.
 PROFILE ?= quick
 FORCE ?= 0
+GPUS ?= 1
+ALLOW_MISSING ?= 0
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: book test notebooks clean-book benchmark lab
+.PHONY: book test notebooks clean-book benchmark lab preflight
 
 $(STAMP): pyproject.toml book/lab/overrides.json
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,8 +19,15 @@ $(STAMP): pyproject.toml book/lab/overrides.json
 	cp book/lab/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	@touch $@
 
+# PROFILE=paper starts with the preflight (exit status 2, nothing trained, when anything is
+# missing; ALLOW_MISSING=1 builds what is ready); GPUS=N runs each fine-tuning on N GPUs.
 book: $(STAMP)
-	$(PY) -m mixer_lib.book --profile $(PROFILE) $(if $(filter 1,$(FORCE)),--force,)
+	$(PY) -m mixer_lib.book --profile $(PROFILE) --gpus $(GPUS) \
+	    $(if $(filter 1,$(FORCE)),--force,) $(if $(filter 1,$(ALLOW_MISSING)),--allow-missing,)
+
+preflight: $(STAMP)
+	$(PY) -m mixer_lib.preflight --profile $(if $(filter quick,$(PROFILE)),paper,$(PROFILE)) \
+	    --gpus $(GPUS)
 
 test: $(STAMP)
 	$(PY) -m ruff check .

@@ -13,137 +13,33 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
-from mixer_lib.dryrun import PAPER_DATASETS
-from mixer_lib.recipes import PAPER_RUN, QUICK_RUN, STANDIN_PREFIX
+from mixer_lib.preflight import chapter_checks, profile_checks, table
+from mixer_lib.profiles import (
+    CIFAR_ORDER,
+    DRYRUN,
+    DRYRUN_ROOT,
+    DRYRUN_RUN,
+    PAPER,
+    PROFILES,
+    QUICK,
+    Job,
+    jobs_for,
+)
+from mixer_lib.recipes import PAPER_RUN
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 CHAPTERS = REPO / "book" / "chapters"
-
-
-@dataclass(frozen=True)
-class Job:
-    """One notebook execution: ``notebooks/<notebook>.md`` -> ``book/chapters/<output>``.
-
-    ``reads``: glob patterns (relative to the repository) of files the notebook reads that
-    other jobs or runs elsewhere write; they are part of its inputs, so it re-executes when
-    they change (e.g. the results chapter after a fine-tuning run or a new benchmark record).
-    """
-
-    notebook: str
-    output: str
-    parameters: dict = field(default_factory=dict)
-    reads: tuple[str, ...] = ()
-    title: str | None = None  # replaces the notebook's title (chapters run per dataset)
-
-
-def _finetune(run: dict, dataset: str, profile: str, **extra: object) -> dict:
-    return {**run, "dataset": dataset, "run_dir": f"runs/{profile}/finetune-{dataset}",
-            **extra}
-
-
-DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "pets": "Oxford-IIIT Pets",
-                  "flowers102": "Oxford Flowers-102", "imagenet1k": "ImageNet",
-                  "cifar10-jpeg": "CIFAR-10 (JPEG copy), from scratch"}
-
-
-def _ft_job(profile: str, dataset: str, parameters: dict) -> Job:
-    title = f"Fine-tuning: {DATASET_TITLES[dataset]}" + (" (dry run)" if profile == DRYRUN
-                                                         else "")
-    return Job("finetune", f"finetune-{dataset}", parameters, title=title)
-
-
-# The dry run of the paper profile: the paper's chapters and code path (released-checkpoint
-# name resolved in a cache, the protocol with sweep and repeats, Avg 5, the results table) on
-# tiny stand-ins (mixer_lib.dryrun), a few updates each. Its numbers are labelled dry run.
-DRYRUN = "paper-dryrun"
-DRYRUN_ROOT = f"runs/{DRYRUN}"
-DRYRUN_RUN = {**PAPER_RUN, "img_size": 32, "steps": 2, "batch_size": 8, "device": "cpu",
-              "eval_limit": None}
-
-
-def _dryrun_ft(dataset: str) -> dict:
-    return {**DRYRUN_RUN, "dataset": STANDIN_PREFIX + dataset,
-            "run_dir": f"{DRYRUN_ROOT}/finetune-{dataset}", "protocol": True,
-            "grid": [0.01, 0.03], "repeats": 2, "download": False}
-
-
-def _intro(runs_dir: str) -> Job:
-    """The summary page, executed last: it reads the other chapters' records and timings."""
-    return Job("intro", "intro", {"runs_dir": runs_dir},
-               reads=("book/chapters/[!i]*.ipynb", f"{runs_dir}/**/protocol.json",
-                      "results/study/claims.json"))
-
-
-PROFILES: dict[str, list[Job]] = {
-    "quick": [
-        Job("architecture", "architecture"),
-        Job("weights", "weights"),
-        _ft_job("quick", "cifar10-jpeg", _finetune(QUICK_RUN, "cifar10-jpeg", "quick")),
-        Job("permutation", "permutation", {"steps": 150, "train_limit": 5000,
-                                            "eval_limit": 1000, "device": "cpu",
-                                            "run_dir": "runs/quick/permutation"},
-            reads=("results/study/*.json",)),
-        Job("token_mixing", "token_mixing",
-            {"checkpoint": "runs/quick/finetune-cifar10-jpeg/checkpoint.pt",
-             "variant": "Mixer-T/4", "img_size": 32},
-            reads=("runs/quick/finetune-cifar10-jpeg/checkpoint.pt", "results/study/*.json")),
-        Job("claims", "claims", {"runs_dir": "runs/quick"},
-            reads=("results/study/*.json", "runs/quick/**/protocol.json")),
-        Job("autopsy", "autopsy", {"runs_dir": "runs/quick"}, reads=("results/study/*.json",)),
-        Job("results", "results", {"runs_dir": "runs/quick"},
-            reads=("runs/quick/**/results.json", "results/*.json")),
-        _intro("runs/quick"),
-    ],
-    "paper": [
-        Job("architecture", "architecture"),
-        Job("weights", "weights", {"weights": "imagenet21k"}),
-        *[_ft_job("paper", d, _finetune(PAPER_RUN, d, "paper", protocol=True))
-          for d in PAPER_DATASETS],
-        Job("permutation", "permutation", {"steps": 2000, "train_limit": None,
-                                            "eval_limit": None, "device": "cuda",
-                                            "run_dir": "runs/paper/permutation"},
-            reads=("results/study/*.json",)),
-        Job("token_mixing", "token_mixing", {"checkpoint": "imagenet21k",
-                                              "variant": "Mixer-B/16", "img_size": 224},
-            reads=("results/study/*.json",)),
-        Job("claims", "claims", {"runs_dir": "runs/paper"},
-            reads=("results/study/*.json", "runs/paper/**/protocol.json")),
-        Job("autopsy", "autopsy", {"runs_dir": "runs/paper"}, reads=("results/study/*.json",)),
-        Job("results", "results", {"runs_dir": "runs/paper"},
-            reads=("runs/paper/**/results.json", "runs/paper/**/protocol.json",
-                   "results/*.json")),
-        _intro("runs/paper"),
-    ],
-    DRYRUN: [
-        Job("architecture", "architecture"),
-        Job("weights", "weights", {"weights": "imagenet21k", "img_size": 32}),
-        *[_ft_job(DRYRUN, d, _dryrun_ft(d)) for d in PAPER_DATASETS],
-        Job("permutation", "permutation", {"steps": 3, "train_limit": 200, "eval_limit": 100,
-                                            "device": "cpu",
-                                            "run_dir": f"{DRYRUN_ROOT}/permutation"}),
-        Job("token_mixing", "token_mixing", {"checkpoint": "imagenet21k",
-                                              "variant": "Mixer-B/16", "img_size": 32},
-            reads=("results/study/*.json",)),
-        Job("claims", "claims", {"runs_dir": "runs/paper-dryrun"},
-            reads=("results/study/*.json", "runs/paper-dryrun/**/protocol.json")),
-        Job("autopsy", "autopsy", {"runs_dir": "runs/paper-dryrun"},
-            reads=("results/study/*.json",)),
-        Job("results", "results", {"runs_dir": DRYRUN_ROOT},
-            reads=(f"{DRYRUN_ROOT}/**/results.json", f"{DRYRUN_ROOT}/**/protocol.json",
-                   "results/*.json")),
-        _intro(DRYRUN_ROOT),
-    ],
-}
 
 
 def prepare_dryrun(source_root: str) -> dict[str, str]:
@@ -299,6 +195,57 @@ def build_html(profile: str = "quick") -> None:
         raise SystemExit("jupyter-book build failed (warnings are errors); see above")
 
 
+def quick_cifar(root: str) -> str:
+    """The quick profile's CIFAR-10 in its stated order: the real CIFAR-10 under the data
+    root (fetched when the machine is online), else the CIFAR-10 JPEG copy; ``cifar10`` when
+    neither can be had (its chapters then say how to get it)."""
+    from mixer_lib.data import DataError, base_dataset
+
+    for name in CIFAR_ORDER:
+        try:
+            base_dataset(name, "test", root, download=name == "cifar10")
+            return name
+        except DataError as err:
+            print(f"quick profile: {name} not used ({str(err).split('. ')[0]})", flush=True)
+    return CIFAR_ORDER[0]
+
+
+def chapter_title(job: Job) -> str:
+    """The page title: the job's, else the notebook's first heading."""
+    if job.title:
+        return job.title
+    for line in (NOTEBOOKS / f"{job.notebook}.md").read_text().splitlines():
+        if line.startswith("# "):
+            return line[2:].strip()
+    return job.output
+
+
+QUICK_DATA_NOTE = ("The quick profile's CIFAR-10 is, in this order: the real CIFAR-10 under "
+                   "the data root (downloaded when the machine is online), else the CIFAR-10 "
+                   "JPEG copy (`<data root>/cifar10-jpeg/{train,test}/<class>/*.jpg`); "
+                   "neither was found.")
+
+
+def write_not_run(job: Job, missing: list, note: str = "") -> None:
+    """The page of a chapter that was not run: what is missing and how to get it."""
+    import nbformat
+
+    rows = "\n".join(f"| {c.item} | {c.detail} | {c.fix} |" for c in missing)
+    text = (f"# {chapter_title(job)}\n\n"
+            f"**This chapter was not run in this build**: what it reads is not here. Once the "
+            f"items below are in place, `make book` (or `python -m mixer_lib.book --only "
+            f"{job.output}`) runs it; the rest of the book was built from what did run."
+            f"{' ' + note if note else ''}\n\n"
+            f"| missing | where it was looked for | how to get it |\n| --- | --- | --- |\n"
+            f"{rows}\n")
+    CHAPTERS.mkdir(parents=True, exist_ok=True)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(text)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, CHAPTERS / f"{job.output}.ipynb")
+    (CHAPTERS / f"{job.output}.inputs").unlink(missing_ok=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mixer_lib.book", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -306,8 +253,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="re-execute every notebook")
     parser.add_argument("--only", nargs="*", help="execute only these chapter outputs")
     parser.add_argument("--no-html", action="store_true", help="skip jupyter-book build")
+    parser.add_argument("--gpus", type=int, default=1,
+                        help="paper profile: GPUs per fine-tuning run (torchrun when > 1)")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="paper profile: build with what is ready instead of stopping at "
+                             "the preflight (chapters missing data show what is missing)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
+                        help="override a parameter of the chapters that have it, e.g. "
+                             "--only finetune-cifar10 --set steps=20 (JSON values; the "
+                             "chapter checks them)")
     args = parser.parse_args(argv)
-    jobs = [j for j in PROFILES[args.profile] if not args.only or j.output in args.only]
+    try:
+        overrides = parse_overrides(args.set)
+    except ValueError as err:
+        parser.error(str(err))
+    if args.gpus < 1:
+        parser.error(f"--gpus must be >= 1; got {args.gpus}")
     extra = {"data_root": default_data_root(), "profile": args.profile}
     if args.profile == DRYRUN:
         made = prepare_dryrun(extra["data_root"])
@@ -315,21 +276,54 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["MIXER_CACHE_DIR"] = made["cache_dir"]  # the chapters' kernels inherit it
         print(f"dry run: stand-in data in {made['data_root']}, stand-in checkpoint and ReaL "
               f"labels in {made['cache_dir']}; no number of this build is a result")
+    cifar = quick_cifar(extra["data_root"]) if args.profile == QUICK else CIFAR_ORDER[0]
+    profile_jobs = jobs_for(args.profile, args.gpus, cifar)
+    if args.profile == PAPER:  # nothing is trained before everything is known to be there
+        checks, _ = profile_checks(PAPER, args.gpus, extra["data_root"], jobs=profile_jobs)
+        print(f"preflight of the paper profile ({args.gpus} GPU per run):\n{table(checks)}",
+              flush=True)
+        if not all(c.ok for c in checks) and not args.allow_missing:
+            print(f"\nBOOK BUILD NOT STARTED: {sum(not c.ok for c in checks)} item(s) not "
+                  f"ready (above, each with its fix). Nothing was trained. Fix them, or "
+                  f"build what is ready with ALLOW_MISSING=1 (--allow-missing).",
+                  file=sys.stderr)
+            return 2
+    jobs = [with_overrides(j, overrides) for j in profile_jobs
+            if not args.only or j.output in args.only]
     # chapters of another profile must not be mixed into this build
-    keep = {j.output for j in PROFILES[args.profile]}
+    keep = {j.output for j in profile_jobs}
     for old in CHAPTERS.glob("*.ipynb") if CHAPTERS.exists() else []:
         if old.stem not in keep:
             old.unlink()
             old.with_suffix(".inputs").unlink(missing_ok=True)
+    manifest_path = CHAPTERS / "build.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    if manifest.get("profile") != args.profile:
+        manifest = {}
+    manifest.update(profile=args.profile, cifar=cifar if args.profile == QUICK else None,
+                    gpus=args.gpus)
+    chapters = {k: v for k, v in manifest.get("chapters", {}).items() if k in keep}
     t0 = time.perf_counter()
     for i, job in enumerate(jobs, 1):
         print(f"[{i}/{len(jobs)}] {job.output} ({job.notebook}.md)", flush=True)
         t_job = time.perf_counter()
+        missing = [c for c in chapter_checks(job, extra["data_root"]) if not c.ok]
+        if missing:
+            cifar_missing = args.profile == QUICK and any(
+                c.item.startswith("data: cifar10") for c in missing)
+            write_not_run(job, missing, QUICK_DATA_NOTE if cifar_missing else "")
+            chapters[job.output] = {"status": "not run", "missing": [asdict(c) for c in missing]}
+            print("    NOT RUN: " + "; ".join(f"{c.item}: {c.detail}" for c in missing),
+                  flush=True)
+            _write_manifest(manifest_path, manifest, chapters)
+            continue
         try:
             ran = execute(job, extra, args.force)
         except NotebookFailed as err:
             print(f"\nBOOK BUILD STOPPED: {err}", file=sys.stderr)
             return 1
+        chapters[job.output] = {"status": "executed" if ran else "up to date"}
+        _write_manifest(manifest_path, manifest, chapters)
         print(f"    {'executed' if ran else 'up to date, skipped (use --force / FORCE=1)'}"
               f" in {time.perf_counter() - t_job:.0f}s [total {time.perf_counter() - t0:.0f}s]",
               flush=True)
@@ -338,6 +332,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"book: {html_dir(args.profile) / 'index.html'} "
               f"[{time.perf_counter() - t0:.0f}s]")
     return 0
+
+
+def parse_overrides(items: list[str]) -> dict[str, object]:
+    """``["steps=20", "device=cpu"]`` -> ``{"steps": 20, "device": "cpu"}`` (JSON values,
+    else text)."""
+    out: dict[str, object] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--set takes NAME=VALUE; got {item!r}")
+        try:
+            out[name] = json.loads(value)
+        except json.JSONDecodeError:
+            out[name] = value
+    return out
+
+
+def with_overrides(job: Job, overrides: dict[str, object]) -> Job:
+    """``job`` with the overridden parameters it has."""
+    changed = {k: v for k, v in overrides.items() if k in job.parameters}
+    return dataclasses.replace(job, parameters={**job.parameters, **changed}) if changed else job
+
+
+def _write_manifest(path: Path, manifest: dict, chapters: dict) -> None:
+    """``book/chapters/build.json``: the profile and each chapter's status (the intro lists
+    the chapters that were not run, with what they miss)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**manifest, "chapters": chapters}, indent=2))
 
 
 if __name__ == "__main__":

@@ -226,9 +226,10 @@ def base_dataset(dataset: str, split: str, root: str | os.PathLike | None = None
     if spec.name == "imagenet1k":
         base = root / spec.folder
         if (base / "meta.bin").exists() or (base / "ILSVRC2012_devkit_t12.tar.gz").exists():
-            ds = tvd.ImageNet(str(base), split="train" if train else "val",
-                              loader=checked_loader)
-            return ds
+            # torchvision unpacks the archives on first use: one process at a time
+            with exclusive(base / ".extract.lock", "unpacking the ImageNet archives"):
+                return tvd.ImageNet(str(base), split="train" if train else "val",
+                                    loader=checked_loader)
         return _image_folder(base / ("train" if train else "val"), spec, root)
     return _torchvision(spec, root, train, download)
 

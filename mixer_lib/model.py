@@ -195,9 +195,12 @@ class TokenMixingMlp(MlpBlock):
 def _autocast_weight(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``weight`` in autocast's compute dtype when autocast is on for ``x``'s device."""
     kind = x.device.type
-    if torch.is_autocast_enabled(kind):
+    if kind in _AUTOCAST_DEVICES and torch.is_autocast_enabled(kind):
         return weight.to(torch.get_autocast_dtype(kind))
     return weight
+
+
+_AUTOCAST_DEVICES = ("cuda", "cpu", "xpu", "mps", "hpu")  # "meta" has no autocast state
 
 
 class MixerBlock(nn.Module):

@@ -33,17 +33,48 @@ def training_curves(metrics_path: str | Path, title: str = ""):
     return fig
 
 
-def confusion_matrix(result: dict):
-    """Row-normalised confusion matrix from a result record."""
+FULL_MATRIX_MAX_CLASSES = 50  # above this the matrix is unreadable; show confused pairs
+
+
+def confusion_matrix(result: dict, top_pairs: int = 20):
+    """Row-normalised confusion matrix from a result record; with more than
+    :data:`FULL_MATRIX_MAX_CLASSES` classes (ImageNet's 1000) the most confused pairs instead,
+    as bars (a 1000 x 1000 matrix at readable size would be a 350-inch canvas)."""
     cm = np.asarray(result["confusion"], dtype=float)
     cm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     names = result["class_names"]
+    if len(names) > FULL_MATRIX_MAX_CLASSES:
+        return confused_pairs(cm, names, top_pairs)
     fig, ax = plt.subplots(figsize=(0.35 * len(names) + 2.5, 0.35 * len(names) + 2))
     im = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right")
     ax.set_yticks(range(len(names)), names)
     ax.set(xlabel="predicted", ylabel="true", title="confusion (row-normalised)")
     fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return fig
+
+
+def most_confused(cm: np.ndarray, k: int) -> list[tuple[int, int, float]]:
+    """The ``k`` largest off-diagonal entries of a row-normalised confusion matrix:
+    ``(true, predicted, share of the true class)``, largest first."""
+    off = cm.copy()
+    np.fill_diagonal(off, -1.0)
+    flat = np.argsort(off, axis=None)[::-1][:k]
+    return [(int(i), int(j), float(off[i, j])) for i, j in
+            zip(*np.unravel_index(flat, off.shape), strict=True) if off[i, j] > 0]
+
+
+def confused_pairs(cm: np.ndarray, names: list[str], k: int = 20):
+    """Bars of the ``k`` most confused (true -> predicted) pairs, classes named with their
+    index (ImageNet has duplicate names: two "crane", two "maillot")."""
+    pairs = most_confused(cm, k)
+    fig, ax = plt.subplots(figsize=(8, 0.3 * max(len(pairs), 1) + 1.4))
+    y = np.arange(len(pairs))[::-1]
+    ax.barh(y, [100 * p for _, _, p in pairs], color="tab:blue")
+    ax.set_yticks(y, [f"{i} {names[i]} -> {j} {names[j]}" for i, j, _ in pairs], fontsize=8)
+    ax.set(xlabel="share of the true class predicted as the other (%)",
+           title=f"the {len(pairs)} most confused pairs of {len(names)} classes")
     fig.tight_layout()
     return fig
 

@@ -141,3 +141,14 @@ def comparison_rows(protocols: list[dict]) -> tuple[list[str], list[list[object]
             repro.get("imagenet1k"), repro.get("avg5"),
         ])
     return header, rows
+
+
+def per_class_rows(result: dict) -> list[list[object]]:
+    """``[index, name, top-1]`` for every class of a result record. Records keep the rows as
+    such since class names can repeat (ImageNet: "crane", "maillot"); older records kept a
+    name -> top-1 mapping, read here in its order."""
+    per_class = result["per_class"]
+    if isinstance(per_class, dict):
+        return [[i, name, top1] for i, (name, top1) in enumerate(per_class.items())]
+    return [list(row) for row in per_class]
+

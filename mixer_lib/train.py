@@ -62,6 +62,7 @@ from mixer_lib.data import (
     sample_files,
 )
 from mixer_lib.distributed import RankShare, World, setup, teardown
+from mixer_lib.driver import no_gpu_reason
 from mixer_lib.evaluate import EvalResult, evaluate
 from mixer_lib.memory import MemoryPlan, plan
 from mixer_lib.model import create_model, lecun_normal_
@@ -108,7 +109,8 @@ def pick_device(name: str, world: World | None = None) -> torch.device:
         return torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but no GPU is available; use device=cpu")
+        raise ConfigError(f"device 'cuda' requested but torch sees no GPU: {no_gpu_reason()}. "
+                          f"Or use device=cpu.")
     if device.type == "cuda" and device.index is None:
         device = torch.device(f"cuda:{local}")
     return device
@@ -512,7 +514,8 @@ def result_record(cfg: RunConfig, ev: EvalResult, names: list[str], num_train: i
         "recipe": cfg.recipe, "img_size": cfg.img_size, "steps": cfg.steps,
         "eval_split": cfg.eval_split, "eval_crop": cfg.eval_crop, "top1": ev.top1,
         "top5": ev.top5, "eval_loss": ev.loss, "num_eval": ev.num_samples,
-        "num_train": num_train, "per_class": dict(zip(names, ev.per_class, strict=True)),
+        "num_train": num_train, "per_class": [[i, name, top1] for i, (name, top1) in
+                      enumerate(zip(names, ev.per_class, strict=True))],
         "confusion": ev.confusion.tolist(), "class_names": names,
         "weights_report": load_report, "data": describe_data(cfg), **extra,
         "config": asdict(cfg), "environment": env,

@@ -54,3 +54,113 @@ def test_chapter_parameters_are_checked_before_any_work(tmp_path):
                                 cwd=str(book.REPO), kernel_name="python3", progress_bar=False)
         assert err.value.ename == "ConfigError" and message in err.value.evalue
         assert not run_dir.exists()
+
+
+def _repo_copy(target):
+    """The files the book runner reads, copied (a build there never touches this checkout's
+    book/chapters)."""
+    import shutil
+
+    from tests.conftest import REPO
+
+    target.mkdir()
+    for name in ("mixer_lib", "notebooks", "results", "_static", "book/lab"):
+        shutil.copytree(REPO / name, target / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.ipynb"))
+    for name in ("_config.yml", "_toc.yml", "references.bib"):
+        shutil.copy2(REPO / name, target / name)
+    return target
+
+
+def _book(repo, data_root, *args, env_extra=None, timeout=900):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MIXER_DATA_ROOT": str(data_root),
+           "MIXER_CACHE_DIR": str(repo / "cache"), **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "mixer_lib.book", *args], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_paper_profile_stops_at_the_preflight_before_any_work(tmp_path):
+    import time
+
+    repo = _repo_copy(tmp_path / "repo")
+    t0 = time.perf_counter()
+    done = _book(repo, tmp_path / "empty", "--profile", "paper", "--gpus", "8",
+                 env_extra={"MIXER_DATA_MIRROR": "http://127.0.0.1:9"})
+    assert time.perf_counter() - t0 < 60
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "BOOK BUILD NOT STARTED" in done.stderr and "Nothing was trained" in done.stderr
+    for item in ("data: cifar10 ", "data: imagenet1k", "checkpoint: imagenet21k/Mixer-B_16",
+                 "ReaL labels", "GPUs (8 wanted)"):
+        assert item in done.stdout
+    assert not (repo / "runs").exists() and not (repo / "book" / "chapters").exists()
+
+
+def test_a_chapter_without_its_data_gets_a_not_run_page(tmp_path):
+    """The quick profile on a machine with neither CIFAR-10 nor the JPEG copy (a fresh clone
+    offline): the chapters that need CIFAR-10 are not run, their pages say what is missing
+    and how to get it, and the whole book still builds from what did run."""
+    import json
+
+    import nbformat
+
+    repo = _repo_copy(tmp_path / "repo")
+    done = _book(repo, tmp_path / "empty",
+                 env_extra={"MIXER_DATA_MIRROR": "http://127.0.0.1:9"})
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    chapters = repo / "book" / "chapters"
+    build = json.loads((chapters / "build.json").read_text())
+    assert build["cifar"] == "cifar10"
+    status = {k: v["status"] for k, v in build["chapters"].items()}
+    not_run = {"finetune-cifar10", "permutation", "token_mixing"}
+    assert {k for k, v in status.items() if v == "not run"} == not_run
+    assert {k for k, v in status.items() if v == "executed"} == \
+        {"architecture", "weights", "claims", "autopsy", "results", "intro"}
+    html = repo / "book" / "_build" / "html" / "book" / "chapters"
+    assert {p.stem for p in html.glob("*.html")} >= set(status)
+    assert "not run in this build" in (html / "finetune-cifar10.html").read_text()
+    assert "Chapters not run in this build" in (html / "intro.html").read_text()
+    page = nbformat.read(chapters / "finetune-cifar10.ipynb", as_version=4).cells[0].source
+    assert page.startswith("# Fine-tuning: CIFAR-10, from scratch")
+    assert "not run in this build" in page and "data: cifar10" in page
+    assert "cifar-10-python.tar.gz" in page and "in this order" in page  # how to get it
+    token = nbformat.read(chapters / "token_mixing.ipynb", as_version=4).cells[0].source
+    assert "runs/quick/finetune-cifar10/checkpoint.pt" in token
+
+
+def test_quick_profile_downloads_cifar10_from_a_reachable_archive_and_trains_on_it(tmp_path):
+    import http.server
+    import json
+    import tarfile
+    import threading
+
+    from tests.test_data import make_cifar_batches
+
+    src = tmp_path / "src"
+    make_cifar_batches(src, "cifar10", per_class=3)
+    served = tmp_path / "served"
+    served.mkdir()
+    with tarfile.open(served / "cifar-10-python.tar.gz", "w:gz") as tar:
+        tar.add(src / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    httpd = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0),
+        lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(served), **k))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    repo = _repo_copy(tmp_path / "repo")
+    try:
+        done = _book(repo, tmp_path / "data", "--only", "finetune-cifar10", "--no-html",
+                     "--set", "steps=3", "train_limit=100", "eval_limit=20",
+                     env_extra={"MIXER_DATA_MIRROR":
+                                f"http://127.0.0.1:{httpd.server_address[1]}"})
+    finally:
+        httpd.shutdown()
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "data" / "cifar10" / "cifar-10-batches-py" / "test_batch").is_file()
+    record = json.loads((repo / "runs/quick/finetune-cifar10/results.json").read_text())
+    assert record["dataset"] == "cifar10" and record["steps"] == 3
+    assert record["num_train"] == 100 and record["num_eval"] == 20
+    executed = (repo / "book/chapters/finetune-cifar10.ipynb").read_text()
+    assert "dataset: cifar10" in executed

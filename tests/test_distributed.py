@@ -82,3 +82,69 @@ def test_a_one_process_run_resumes_on_two(tmp_path):
     assert max_relative_difference(weights(tmp_path / "full"),
                                    weights(tmp_path / "split")) <= 1e-4
     assert abs(record["top1"] - full["top1"]) < 1e-9
+
+
+COLLECTIVES = r'''
+import sys, time
+from pathlib import Path
+import torch.distributed as dist
+from mixer_lib.distributed import collective_device, setup
+
+world = setup("cpu")
+devices = []
+real = dist.all_reduce
+def recording(t, *a, **k):
+    devices.append(t.device)
+    return real(t, *a, **k)
+dist.all_reduce = recording
+assert world.sum([1.0, 2.0]) == [2.0, 4.0]
+assert world.minimum(float(world.rank)) == 0.0
+assert world.agree(True) and not world.agree(world.rank == 0)
+world.barrier()
+marker = Path(sys.argv[1])
+def work():
+    if world.main:
+        time.sleep(1.0)  # the other rank must wait for this
+        marker.write_text("rank 0 was here")
+    return marker.read_text()
+assert world.main_first(work, "writing the marker") == "rank 0 was here"
+expected = collective_device(dist.get_backend(), world.local_rank)
+assert devices and all(d == expected for d in devices), (devices, expected)
+print("ok", dist.get_backend(), expected, len(devices))
+'''
+
+
+def test_collectives_use_the_device_their_backend_serves(tmp_path):
+    script = tmp_path / "collectives.py"
+    script.write_text(COLLECTIVES)
+    done = subprocess.run([*TORCHRUN, "--nproc_per_node=2", str(script), str(tmp_path / "m")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("ok gloo cpu") == 2
+
+
+def test_gpu_ranks_select_their_own_gpu_and_nccl(monkeypatch):
+    """Under torchrun on GPUs (simulated): each rank selects cuda:LOCAL_RANK before joining,
+    NCCL is bound to it, and the world's collectives use it."""
+    import torch.distributed as dist
+
+    from mixer_lib import distributed
+    from mixer_lib.distributed import collective_device, setup
+
+    calls = {}
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(distributed.torch.cuda, "set_device",
+                        lambda d: calls.setdefault("set_device", d))
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group",
+                        lambda backend, **kw: calls.setdefault("init", (backend, kw)))
+    monkeypatch.setattr(dist, "get_rank", lambda: 3)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 4)
+    world = setup("cuda")
+    assert calls["set_device"] == torch.device("cuda:1")
+    assert calls["init"] == ("nccl", {"device_id": torch.device("cuda:1")})
+    assert (world.rank, world.size, world.local_rank, world.device) == \
+        (3, 4, 1, torch.device("cuda:1"))
+    assert collective_device("gloo", 1) == torch.device("cpu")

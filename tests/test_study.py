@@ -53,7 +53,7 @@ def test_bad_arguments_stop_before_any_run(argv, message, capsys):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_a_missing_gpu_is_named_before_any_run(capsys):
     assert study.main(["run", "--device", "cuda", "--jobs", "4"]) == 2
-    assert "no GPU is available" in capsys.readouterr().err
+    assert "torch sees no GPU" in capsys.readouterr().err
 
 
 def test_parallel_runs_wait_for_their_upstream_and_share_the_cores(tmp_path, monkeypatch):
