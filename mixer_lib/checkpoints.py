@@ -158,21 +158,26 @@ def download(
     # One process downloads, the others wait and then reuse its file: torchrun's ranks, or
     # separate runs sharing the cache. Under the lock the .part file is only this process's,
     # so a download killed earlier is resumed, never written by two processes at once.
-    with exclusive(target.with_name(f".{target.name}.lock"), f"downloading {target.name}"):
+    with exclusive(target.with_name(f".{target.name}.lock"),
+                   f"downloading {target.name}") as locked:
         if target.exists():  # another process finished it while this one waited
             _verify_download(target, sha256, expected_size, url)
             return target
-        _fetch(url, target, sha256, expected_size, timeout, progress)
+        # without a lock (a file system that has none) each process writes a file of its
+        # own; the first complete, verified copy is renamed into place, the others too (the
+        # same bytes), so no reader ever sees a partial file
+        part = target.with_name(target.name + ".part" if locked else
+                                f".{target.name}.{os.getpid()}-{os.urandom(4).hex()}.part")
+        _fetch(url, target, part, sha256, expected_size, timeout, progress)
     return target
 
 
-def _fetch(url: str, target: Path, sha256: str | None, expected_size: int | None,
+def _fetch(url: str, target: Path, part: Path, sha256: str | None, expected_size: int | None,
            timeout: float, progress: bool) -> None:
-    """Download ``url`` to ``target`` through ``<target>.part`` (resumed with a Range
-    request), verify, and rename atomically. The caller holds the download lock."""
+    """Download ``url`` to ``target`` through ``part`` (resumed with a Range request when it
+    holds the start of an earlier attempt), verify, and rename atomically."""
     cache = target.parent
     cache.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(target.name + ".part")
     done = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={done}-"} if done else {})
     try:

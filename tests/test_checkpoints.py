@@ -342,3 +342,23 @@ def test_concurrent_downloads_end_with_one_verified_file(s32_npz, tmp_path):
     assert gets == [None]  # one transfer; the others reused its file
     assert sha256_file(tmp_path / "c" / "m.npz") == digest
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [".m.npz.lock", "m.npz"]
+
+
+def test_download_without_file_locks_writes_a_file_of_its_own(server, s32_npz, tmp_path,
+                                                              monkeypatch):
+    """On a file system without locks (ENOLCK) the download goes on in a temporary file of
+    its own, verified and renamed into place."""
+    import errno
+
+    import mixer_lib.filelock as filelock
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(filelock.fcntl, "lockf", no_locks)
+    served, base = server
+    (served / "m.npz").write_bytes(s32_npz.read_bytes())
+    path = download("m", tmp_path / "c", url=f"{base}/m.npz", sha256=sha256_file(s32_npz),
+                    progress=False)
+    assert sha256_file(path) == sha256_file(s32_npz)
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [".m.npz.lock", "m.npz"]

@@ -227,3 +227,17 @@ def test_from_scratch_mixer_learns_real_cifar10(cifar_root, tmp_path):
     result = train(cfg, tmp_path / "run", progress=False)
     assert result["num_eval"] == 1000
     assert result["top1"] > 25.0, result["top1"]
+
+
+def test_misnamed_imagenet_validation_files_stop_before_training(tmp_path):
+    """ReaL needs the original validation file names: checked before any update (a misnamed
+    folder would otherwise lose the whole final run)."""
+    from mixer_lib.data import DataError
+
+    make_image_folder(tmp_path / "standins" / "imagenet1k", per_class=4)
+    cfg = RunConfig(dataset="standin:imagenet1k", data_root=str(tmp_path), variant="Mixer-T/4",
+                    img_size=16, steps=2, batch_size=4, num_workers=0)
+    with pytest.raises(DataError, match="not named ILSVRC2012_val_NNNNNNNN.JPEG"):
+        train(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
