@@ -35,13 +35,12 @@ from mixer_lib.records import timm_peer  # noqa: E402
 
 PEERS = ("timm:mixer_b16_224", "timm:vit_base_patch16_224", "timm:resnet50")
 PRESETS = {
-    "cpu-small": dict(models=["Mixer-S/32", "Mixer-B/16", "Mixer-B/16@token_mixing=einops",
-                              "Mixer-B/16@gelu=exact", *PEERS], batch=8, img_size=224,
+    "cpu-small": dict(models=["Mixer-S/32", "Mixer-B/16", "Mixer-B/16@gelu=exact", *PEERS],
+                      batch=8, img_size=224,
                       dtypes=["fp32"], modes=["eager", "compile"], repeats=7, warmup=3,
                       compile_models=["Mixer-B/16", "Mixer-B/16@gelu=exact",
                                       "timm:mixer_b16_224"]),
-    "gpu": dict(models=[*VARIANTS, "Mixer-B/16@token_mixing=einops",
-                        "Mixer-L/16@grad_checkpointing=true", *PEERS], batch=256,
+    "gpu": dict(models=[*VARIANTS, "Mixer-L/16@grad_checkpointing=true", *PEERS], batch=256,
                 img_size=224, dtypes=["fp32", "bf16"], modes=["eager", "compile"], repeats=20,
                 warmup=5, compile_models=None),
     # E5 of the study (paper claims on throughput): inference only, every Table 1 variant and
@@ -71,6 +70,21 @@ PRESETS = {
                                out="results/study"),
     "tiny": dict(models=["Mixer-S/32", "timm:mixer_s32_224"], batch=2, img_size=224,
                  dtypes=["fp32"], modes=["eager"], repeats=2, warmup=1, compile_models=[]),
+    # Our Mixer against its earlier form, timm's Mixer and timm's ViT (fused attention):
+    # inference and a training step of the fine-tuning recipe (forward, backward, clipping,
+    # momentum SGD), eager and compiled, bf16 and float32, batch 128 and 512 (training at
+    # 512 in micro-batches of 128). scripts/perf-on-gpu.sh runs it.
+    "perf-gpu": dict(models=["Mixer-B/16", "legacy:Mixer-B/16", "timm:mixer_b16_224",
+                             "timm:vit_base_patch16_224"], batch=128, batches=[128, 512],
+                     train_micro=128, img_size=224, dtypes=["bf16", "fp32"],
+                     modes=["eager", "compile"], repeats=8, warmup=3,
+                     compile_models=["Mixer-B/16", "timm:vit_base_patch16_224"],
+                     compile_dtypes=["bf16"], out="results/perf"),
+    # the same comparison on a CPU, float32, at a batch a CPU trains in seconds
+    "perf-cpu": dict(models=["Mixer-B/16", "legacy:Mixer-B/16", "timm:mixer_b16_224",
+                             "timm:vit_base_patch16_224"], batch=8, img_size=224,
+                     dtypes=["fp32"], modes=["eager", "compile"], repeats=5, warmup=2,
+                     rounds=3, compile_models=["Mixer-B/16"], out="results/perf"),
 }
 
 
@@ -88,11 +102,14 @@ class Row:
     train_tflops: float | None = None
     mfu: float | None = None
     img_size: int | None = None
+    infer_tflops: float | None = None
+    infer_mfu: float | None = None
+    rounds: int = 1
 
 
 def parse_spec(name: str) -> tuple[str, dict[str, object]]:
-    """``"Mixer-B/16@token_mixing=einops,grad_checkpointing=true"`` ->
-    ``("Mixer-B/16", {"token_mixing": "einops", "grad_checkpointing": True})``."""
+    """``"Mixer-B/16@gelu=exact,grad_checkpointing=true"`` ->
+    ``("Mixer-B/16", {"gelu": "exact", "grad_checkpointing": True})``."""
     base, _, opts = name.partition("@")
     defaults = {f.name: f.default for f in fields(MixerConfig)}
     overrides: dict[str, object] = {}
@@ -107,9 +124,37 @@ def parse_spec(name: str) -> tuple[str, dict[str, object]]:
     return base, overrides
 
 
+def legacy(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` computing as the library did up to commit c090817, for the "no slower than
+    before" comparison: the tokens left as a strided (B, C, S) view of the stem's output (every
+    LayerNorm read transposed memory) and token mixing on its weight expanded per sample (cast
+    per sample under autocast). Same weights, same function."""
+    from einops import rearrange
+
+    def forward_features(x):
+        x = rearrange(model.stem(x), "b c h w -> b (h w) c")  # a view: strides (C*S, 1, C)
+        for block in model.blocks:
+            x = block(x)
+        return model.norm(x)
+
+    def token_mixing(mlp, x):
+        b = x.shape[0]
+        h = torch.baddbmm(mlp.fc1.bias[None, :, None], mlp.fc1.weight.expand(b, -1, -1), x)
+        h = mlp.act(h)
+        return torch.baddbmm(mlp.fc2.bias[None, :, None], mlp.fc2.weight.expand(b, -1, -1), h)
+
+    model.forward_features = forward_features
+    for block in model.blocks:
+        block.mlp_tokens.forward = token_mixing.__get__(block.mlp_tokens)
+    return model
+
+
 def build(name: str, img_size: int) -> torch.nn.Module:
-    """A model with random weights: ``timm:<name>`` for a timm peer, else a Mixer variant with
-    optional ``@key=value,...`` config overrides (e.g. ``Mixer-B/16@token_mixing=einops``)."""
+    """A model with random weights: ``timm:<name>`` for a timm peer, ``legacy:<variant>`` for
+    our earlier form (:func:`legacy`), else a Mixer variant with optional ``@key=value,...``
+    config overrides (e.g. ``Mixer-B/16@gelu=exact``)."""
+    if name.startswith("legacy:"):
+        return legacy(build(name[7:], img_size))
     if name.startswith("timm:"):
         import timm
 
@@ -145,10 +190,11 @@ def timed(fn, device, warmup: int, repeats: int, batch: int) -> float:
     return batch / statistics.median(times)
 
 
-def matmul_peak_tflops(device: torch.device, n: int = 8192, repeats: int = 20) -> float:
-    """Measured bf16 dense matmul throughput (TFLOP/s) of the device."""
-    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+def matmul_peak_tflops(device: torch.device, n: int = 8192, repeats: int = 20,
+                      dtype: torch.dtype = torch.bfloat16) -> float:
+    """Measured dense matmul throughput (TFLOP/s) of the device in ``dtype``."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
     rate = timed(lambda: a @ b, device, 5, repeats, 1)
     return 2 * n**3 * rate / 1e12
 
@@ -169,7 +215,7 @@ def measure(name: str, dtype: str, mode: str, args, device, peak: float | None) 
     y = torch.randint(0, 1000, (args.batch,), device=device)
     params = sum(p.numel() for p in model.parameters())
     flops = forward_flops(model.eval(), x[:1])
-    if not name.startswith("timm:"):
+    if not name.startswith(("timm:", "legacy:")):
         analytic = analytic_flops(model.cfg)
         if abs(flops - analytic) > 0.01 * analytic:
             raise AssertionError(f"{name}: flop_counter {flops} != closed form {analytic}")
@@ -181,10 +227,15 @@ def measure(name: str, dtype: str, mode: str, args, device, peak: float | None) 
         with torch.no_grad(), torch.autocast(**amp):
             fwd(x)
 
-    def step():
-        with torch.autocast(**amp):
-            loss = torch.nn.functional.cross_entropy(fwd(x).float(), y)
-        loss.backward()
+    micro = getattr(args, "train_micro", None) or args.batch
+    chunks = max(1, args.batch // micro)
+
+    def step():  # the fine-tuning recipe's update: clipping at norm 1, momentum SGD
+        for xs, ys in zip(x.chunk(chunks), y.chunk(chunks), strict=True):
+            with torch.autocast(**amp):
+                loss = torch.nn.functional.cross_entropy(fwd(xs).float(), ys)
+            (loss / chunks).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
 
@@ -192,15 +243,18 @@ def measure(name: str, dtype: str, mode: str, args, device, peak: float | None) 
         torch.cuda.reset_peak_memory_stats(device)
     model.eval()
     infer_rate = timed(infer, device, args.warmup, args.repeats, args.batch)
+    infer_tflops = flops * infer_rate / 1e12
+    infer_mfu = infer_tflops / peak if peak else None
     if getattr(args, "inference_only", False):
         return Row(name, dtype, mode, args.batch, params / 1e6, flops / 1e9, infer_rate,
-                   None, None, None, None, size)
+                   None, None, None, None, size, infer_tflops, infer_mfu)
     model.train()
     train_rate = timed(step, device, args.warmup, args.repeats, args.batch)
     mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     train_tflops = 3 * flops * train_rate / 1e12  # forward + backward = 3x forward FLOPs
     return Row(name, dtype, mode, args.batch, params / 1e6, flops / 1e9, infer_rate,
-               train_rate, mem, train_tflops, train_tflops / peak if peak else None, size)
+               train_rate, mem, train_tflops, train_tflops / peak if peak else None, size,
+               infer_tflops, infer_mfu)
 
 
 def print_table(rows: list[Row], peak: float | None) -> None:
@@ -228,21 +282,63 @@ def print_table(rows: list[Row], peak: float | None) -> None:
                   f"{r['train_img_s'] / peer['train_img_s']:.2f}x")
 
 
+def median_row(rows: list[Row]) -> Row:
+    """One row from the rounds of one configuration: median rates (and the TFLOP/s and MFU
+    that go with them), largest peak memory."""
+    def med(key: str) -> float | None:
+        values = [getattr(r, key) for r in rows if getattr(r, key) is not None]
+        return statistics.median(values) if values else None
+
+    out = Row(**{**asdict(rows[0]), **{k: med(k) for k in (
+        "infer_img_s", "train_img_s", "train_tflops", "mfu", "infer_tflops", "infer_mfu")}})
+    mems = [r.peak_mem_gib for r in rows if r.peak_mem_gib is not None]
+    out.peak_mem_gib = max(mems) if mems else None
+    out.rounds = len(rows)
+    return out
+
+
+def perf_ratios(rows: list[dict]) -> list[dict]:
+    """Ours against each peer measured with the same dtype, batch and mode (the peer eager
+    when it was not compiled): inference and training ratios."""
+    out = []
+    for r in rows:
+        if r["model"] != "Mixer-B/16":
+            continue
+        for peer_name in ("legacy:Mixer-B/16", "timm:mixer_b16_224", "timm:vit_base_patch16_224"):
+            same = [p for p in rows if p["model"] == peer_name and p["dtype"] == r["dtype"]
+                    and p["batch"] == r["batch"]]
+            peer = next((p for p in same if p["mode"] == r["mode"]), None) or \
+                next((p for p in same if p["mode"] == "eager"), None)
+            if peer is None:
+                continue
+            out.append({"dtype": r["dtype"], "batch": r["batch"], "mode": r["mode"],
+                        "peer": peer_name, "peer_mode": peer["mode"],
+                        "inference": r["infer_img_s"] / peer["infer_img_s"],
+                        "training": (r["train_img_s"] / peer["train_img_s"]
+                                     if r["train_img_s"] and peer["train_img_s"] else None)})
+    return out
+
+
 def main(argv: list[str] | None = None) -> list[Row]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-small")
     parser.add_argument("--models", nargs="*", help="override the preset's models")
     parser.add_argument("--batch", type=int)
     parser.add_argument("--repeats", type=int)
+    parser.add_argument("--modes", nargs="*", help="override the preset's modes")
+    parser.add_argument("--dtypes", nargs="*", help="override the preset's dtypes")
+    parser.add_argument("--rounds", type=int, help="override the preset's rounds")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default=None,
                         help="folder for the JSON record (default results/, or the preset's; "
                              "'' = do not write)")
     args = parser.parse_args(argv)
     preset = dict(PRESETS[args.preset])
-    for key in ("models", "batch", "repeats"):
+    for key in ("models", "batch", "repeats", "modes", "dtypes", "rounds"):
         if getattr(args, key):
             preset[key] = getattr(args, key)
+    if args.batch:
+        preset.pop("batches", None)
     if args.out is None:
         args.out = str(REPO / preset.pop("out", "results"))
     preset.pop("out", None)
@@ -254,23 +350,42 @@ def main(argv: list[str] | None = None) -> list[Row]:
     peak = matmul_peak_tflops(device) if device.type == "cuda" else None
     if device.type == "cpu":
         matmul_seconds(device, seconds=3.0)
-    rows = []
-    for name in args.models:
-        for dtype in args.dtypes:
-            for mode in args.modes:
-                if mode == "compile" and args.compile_models is not None and \
-                        name not in args.compile_models:
-                    continue
-                print(f"... {name} {dtype} {mode}", file=sys.stderr, flush=True)
-                rows.append(measure(name, dtype, mode, args, device, peak))
+    peaks: dict[str, float] = {}  # per dtype, for the perf presets' MFU
+    if args.preset.startswith("perf"):
+        peaks = {d: matmul_peak_tflops(device, 8192 if device.type == "cuda" else 1024,
+                                       10, torch.bfloat16 if d == "bf16" else torch.float32)
+                 for d in args.dtypes}
+    configs = [(name, dtype, mode, batch) for name in args.models for dtype in args.dtypes
+               for mode in args.modes for batch in getattr(args, "batches", None) or [args.batch]
+               if not (mode == "compile" and args.compile_models is not None
+                       and name not in args.compile_models)
+               and not (mode == "compile" and dtype not in getattr(args, "compile_dtypes",
+                                                                   [dtype]))]
+    # rounds: the whole sweep again, models interleaved, the median per configuration (a
+    # noisy machine's drift then spreads over every model instead of favouring one)
+    by_config: dict[tuple, list[Row]] = {}
+    for round_ in range(getattr(args, "rounds", None) or 1):
+        for name, dtype, mode, batch in configs:
+            args.batch = batch
+            print(f"... round {round_ + 1}: {name} {dtype} {mode} batch {batch}",
+                  file=sys.stderr, flush=True)
+            by_config.setdefault((name, dtype, mode, batch), []).append(
+                measure(name, dtype, mode, args, device, peaks.get(dtype) or peak))
+    rows = [median_row(measured) for measured in by_config.values()]
     print_table(rows, peak)
+    for q in perf_ratios([asdict(r) for r in rows]):
+        train = f"{q['training']:.2f}x" if q["training"] else "n/a"
+        print(f"Mixer-B/16 {q['mode']} / {q['peer']} {q['peer_mode']} [{q['dtype']}, batch "
+              f"{q['batch']}]: inference {q['inference']:.2f}x, training {train}")
     if args.out:
         env = environment(device)
         tag = env["device"].split(" (")[0].replace(" ", "-")
         path = Path(args.out) / f"benchmark-{args.preset}-{tag}.json"
         write_json(path, {"preset": args.preset, "img_size": args.img_size,
-                          "matmul_peak_tflops": peak, "environment": env,
-                          "rows": [asdict(r) for r in rows]})
+                          "matmul_peak_tflops": peak, "matmul_peak_tflops_by_dtype": peaks,
+                          "train_micro_batch": getattr(args, "train_micro", None),
+                          "environment": env, "rows": [asdict(r) for r in rows],
+                          "ratios": perf_ratios([asdict(r) for r in rows])})
         print(f"record: {path}")
     return rows
 

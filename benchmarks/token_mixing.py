@@ -1,8 +1,9 @@
 """Token-mixing MLP forms, timed alone (forward, and forward + backward, with the residual).
 
-Why ``TokenMixingMlp(impl="matmul")`` is a batched ``baddbmm``: this compares it with the
-transpose form (``impl="einops"``, what timm does) and with a broadcast ``torch.matmul``
-(the previous implementation), on Mixer-B/16 shapes (S=196, C=768, D_S=384).
+Why ``TokenMixingMlp`` multiplies from the left (``TokenDense``: a batched ``baddbmm`` on the
+(B, S, C) layout, the weight read through a stride-0 view): this compares it with the
+transpose form (the paper's ``MLP(X^T)^T`` with einops, what timm does) and with a broadcast
+``torch.matmul``, on Mixer-B/16 shapes (S=196, C=768, D_S=384).
 
     python benchmarks/token_mixing.py --batch 8 32
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -22,8 +24,15 @@ from mixer_lib.model import TokenMixingMlp  # noqa: E402
 from mixer_lib.timing import median_seconds  # noqa: E402
 
 
+def transpose_form(mlp: TokenMixingMlp, x: torch.Tensor) -> torch.Tensor:
+    """The paper's form: transpose to (B, C, S), an MLP on the last axis, transpose back."""
+    y = rearrange(x, "b s c -> b c s")
+    y = mlp.fc2(F.gelu(mlp.fc1(y), approximate="tanh"))
+    return rearrange(y, "b c s -> b s c")
+
+
 def broadcast_matmul(mlp: TokenMixingMlp, x: torch.Tensor) -> torch.Tensor:
-    """The previous form: ``W @ x`` with broadcasting, bias added separately."""
+    """``W @ x`` with broadcasting, bias added separately."""
     h = torch.matmul(mlp.fc1.weight, x) + mlp.fc1.bias[:, None]
     h = F.gelu(h, approximate="tanh")
     return torch.matmul(mlp.fc2.weight, h) + mlp.fc2.bias[:, None]
@@ -40,11 +49,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     s, c, d = 196, 768, 384
-    mlps = {impl: TokenMixingMlp(s, d, "tanh", 0.0, impl) for impl in ("einops", "matmul")}
-    mlps["matmul"].load_state_dict(mlps["einops"].state_dict())
-    forms = {"einops (transpose)": lambda x: mlps["einops"](x),
-             "matmul (baddbmm)": lambda x: mlps["matmul"](x),
-             "broadcast matmul": lambda x: broadcast_matmul(mlps["einops"], x)}
+    mlp = TokenMixingMlp(s, d, "tanh", 0.0)
+    forms = {"einops (transpose)": lambda x: transpose_form(mlp, x),
+             "ours (TokenDense)": mlp,
+             "broadcast matmul": lambda x: broadcast_matmul(mlp, x)}
     print(f"{'batch':>5s} {'form':20s} {'fwd ms':>8s} {'fwd+bwd ms':>11s} {'vs einops':>9s}")
     for b in args.batch:
         x = torch.randn(b, s, c, requires_grad=True)
@@ -59,8 +67,7 @@ def main(argv: list[str] | None = None) -> None:
             def step(form=form, x=x):
                 (x + form(x)).sum().backward()
                 x.grad = None
-                for mlp in mlps.values():
-                    mlp.zero_grad(set_to_none=True)
+                mlp.zero_grad(set_to_none=True)
 
             f_ms, s_ms = median_ms(fwd, 3, args.repeats), median_ms(step, 3, args.repeats)
             base = base or s_ms

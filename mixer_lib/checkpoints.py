@@ -432,7 +432,7 @@ def _rebuild_token_mixing(model: MlpMixer, tokens_mlp_dim: int) -> None:
     param = model.stem.weight
     for block in model.blocks:
         block.mlp_tokens = TokenMixingMlp(cfg.num_patches, tokens_mlp_dim, cfg.gelu,
-                                          cfg.drop_rate, cfg.token_mixing).to(param)
+                                          cfg.drop_rate).to(param)
     model.cfg = cfg
 
 

@@ -23,12 +23,14 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
-from einops.layers.torch import Rearrange, Reduce
+from einops.layers.torch import Reduce
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 GeluKind = Literal["tanh", "exact"]
-TokenMixingImpl = Literal["einops", "matmul"]
+# How the model computes (recorded with every run): the residual stream as a contiguous
+# (B, S, C) tensor, token mixing by TokenDense. "bcs-expand" was the form up to c090817.
+MODEL_FORM = "bsc-tokendense"
 
 
 @dataclass(frozen=True)
@@ -47,16 +49,11 @@ class MixerConfig:
     gelu: GeluKind = "tanh"
     drop_rate: float = 0.0  # dropout inside MLPs and before the head
     drop_path_rate: float = 0.0  # stochastic depth, linearly increasing over blocks
-    token_mixing: TokenMixingImpl = "matmul"  # numerically the same; "matmul" avoids copies
     grad_checkpointing: bool = False  # recompute blocks in backward to save memory
 
     def __post_init__(self) -> None:
         if self.gelu not in ("tanh", "exact"):
             raise ValueError(f"gelu must be 'tanh' (official) or 'exact', got {self.gelu!r}")
-        if self.token_mixing not in ("einops", "matmul"):
-            raise ValueError(
-                f"token_mixing must be 'einops' or 'matmul', got {self.token_mixing!r}"
-            )
         if self.img_size % self.patch_size:
             raise ValueError(
                 f"{self.name}: img_size {self.img_size} is not a multiple of the patch size "
@@ -160,47 +157,74 @@ class MlpBlock(nn.Module):
         return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
 
 
+class TokenDense(torch.autograd.Function):
+    """A dense layer over the token axis of a ``(B, S, C)`` tensor: ``W @ x[b] + bias`` for
+    every sample, ``x (B, S_in, C)``, ``W (S_out, S_in)``, ``bias (S_out,)`` -> ``(B, S_out,
+    C)``.
+
+    No transposes: each sample's ``(S_in, C)`` block is a contiguous matrix, multiplied from
+    the left by ``W`` read through a stride-0 view (no copy per sample). Saved for backward:
+    ``x`` and ``W`` only. The weight gradient sums the per-sample products ``g[b] @ x[b]^T``
+    (``(B, S_out, S_in)``, the smallest tensor of the three shapes for the paper's variants).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        return torch.baddbmm(bias[None, :, None], weight.expand(x.shape[0], -1, -1), x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.bmm(weight.t().expand(grad.shape[0], -1, -1), grad)
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.bmm(grad, x.transpose(1, 2)).sum(0)
+        if ctx.needs_input_grad[2]:
+            grad_b = grad.sum((0, 2))
+        return grad_x, grad_w, grad_b
+
+
 class TokenMixingMlp(MlpBlock):
     """The token-mixing MLP: an ``MlpBlock`` over the token axis S, shared across channels.
 
-    ``(B, S, C) -> (B, S, C)``. Parameters are those of ``MlpBlock(S, D_S)``.
-    ``impl="einops"`` transposes to ``(B, C, S)`` and back (the paper's "transpose");
-    ``impl="matmul"`` multiplies the weights from the left, ``W1 @ x`` (batched, bias fused),
-    which is the same arithmetic without materialising transposed copies.
+    ``(B, S, C) -> (B, S, C)``. Parameters are those of ``MlpBlock(S, D_S)``. The paper writes
+    it with transposes, ``MLP(X^T)^T``; here each dense layer multiplies from the left
+    (:class:`TokenDense`), the same arithmetic on the ``(B, S, C)`` layout the residual stream
+    keeps, so nothing is transposed or copied per sample. Under autocast the inputs are cast
+    once here (the weights once per step, not once per sample).
     """
 
-    def __init__(self, num_tokens: int, mlp_dim: int, gelu: GeluKind, drop: float,
-                 impl: TokenMixingImpl) -> None:
+    def __init__(self, num_tokens: int, mlp_dim: int, gelu: GeluKind, drop: float) -> None:
         super().__init__(num_tokens, mlp_dim, gelu, drop)
-        self.impl = impl
-        self.to_channels_last = Rearrange("b s c -> b c s")
-        self.to_tokens_last = Rearrange("b c s -> b s c")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.impl == "einops":
-            return self.to_tokens_last(super().forward(self.to_channels_last(x)))
-        # Batched W @ x with the bias fused: (B, D_S, S) @ (B, S, C) + (1, D_S, 1).
-        # expand() is a view, so no weight copies; measured faster than the transpose form
-        # and than a broadcast torch.matmul (whose weight gradient is a slow batched reduce).
-        # Under autocast the weight is cast once, before expand(): autocast would otherwise
-        # cast the expanded view, i.e. make (and keep for backward) one copy per sample.
-        b = x.shape[0]
-        w1, w2 = _autocast_weight(self.fc1.weight, x), _autocast_weight(self.fc2.weight, x)
-        h = torch.baddbmm(self.fc1.bias[None, :, None], w1.expand(b, -1, -1), x)
-        h = self.drop1(self.act(h))  # (B, D_S, C)
-        out = torch.baddbmm(self.fc2.bias[None, :, None], w2.expand(b, -1, -1), h)
-        return self.drop2(out)
+        w1, b1, w2, b2 = self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias
+        dtype = _autocast_dtype(x)
+        if dtype is not None:
+            x, w1, b1, w2, b2 = (t.to(dtype) for t in (x, w1, b1, w2, b2))
+        h = self.drop1(self.act(TokenDense.apply(x, w1, b1)))  # (B, D_S, C)
+        return self.drop2(TokenDense.apply(h, w2, b2))
 
 
-def _autocast_weight(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``weight`` in autocast's compute dtype when autocast is on for ``x``'s device."""
+def _autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
+    """Autocast's compute dtype for ``x``'s device when autocast is on there, else None."""
     kind = x.device.type
     if kind in _AUTOCAST_DEVICES and torch.is_autocast_enabled(kind):
-        return weight.to(torch.get_autocast_dtype(kind))
-    return weight
+        return torch.get_autocast_dtype(kind)
+    return None
 
 
 _AUTOCAST_DEVICES = ("cuda", "cpu", "xpu", "mps", "hpu")  # "meta" has no autocast state
+
+
+class ToTokens(nn.Module):
+    """The stem's ``(B, C, H/P, W/P)`` feature map as a contiguous ``(B, S, C)`` token matrix
+    (row-major patch order, as the official code's reshape)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 2, 3, 1).flatten(1, 2).contiguous()
 
 
 class MixerBlock(nn.Module):
@@ -214,7 +238,7 @@ class MixerBlock(nn.Module):
         super().__init__()
         self.norm1 = nn.LayerNorm(cfg.hidden_dim, eps=1e-6)
         self.mlp_tokens = TokenMixingMlp(cfg.num_patches, cfg.tokens_mlp_dim, cfg.gelu,
-                                         cfg.drop_rate, cfg.token_mixing)
+                                         cfg.drop_rate)
         self.norm2 = nn.LayerNorm(cfg.hidden_dim, eps=1e-6)
         self.mlp_channels = MlpBlock(cfg.hidden_dim, cfg.channels_mlp_dim, cfg.gelu,
                                      cfg.drop_rate)
@@ -237,7 +261,7 @@ class MlpMixer(nn.Module):
         self.cfg = cfg
         # Per-patch fully connected layer == strided convolution (Flax name: "stem").
         self.stem = nn.Conv2d(cfg.in_chans, cfg.hidden_dim, cfg.patch_size, cfg.patch_size)
-        self.to_tokens = Rearrange("b c h w -> b (h w) c")
+        self.to_tokens = ToTokens()  # a contiguous (B, S, C) residual stream from here on
         dpr = [cfg.drop_path_rate * i / max(cfg.num_blocks - 1, 1)
                for i in range(cfg.num_blocks)]
         self.blocks = nn.ModuleList(MixerBlock(cfg, p) for p in dpr)
@@ -289,7 +313,8 @@ class MlpMixer(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W) -> (B, S, C)`` tokens after the final LayerNorm."""
         self.check_input(x)
-        x = self.to_tokens(self.stem(x))
+        # channels-last input: the stem's output is then already laid out as (B, H, W, C)
+        x = self.to_tokens(self.stem(x.contiguous(memory_format=torch.channels_last)))
         for block in self.blocks:
             if self.cfg.grad_checkpointing and self.training and torch.is_grad_enabled():
                 x = checkpoint(block, x, use_reentrant=False)

@@ -65,7 +65,7 @@ from mixer_lib.distributed import RankShare, World, setup, teardown
 from mixer_lib.driver import no_gpu_reason
 from mixer_lib.evaluate import EvalResult, evaluate
 from mixer_lib.memory import MemoryPlan, plan
-from mixer_lib.model import create_model, lecun_normal_
+from mixer_lib.model import MODEL_FORM, create_model, lecun_normal_
 from mixer_lib.optim import clip_grad_norm, lr_at, make_optimizer, mixup
 from mixer_lib.provenance import environment, write_json
 from mixer_lib.real import check_real_files, real_labels, real_top1
@@ -356,7 +356,8 @@ def _train(cfg: RunConfig, out: Path, world: World, device: torch.device, train_
         torch.backends.cudnn.allow_tf32 = False
     metrics_path = out / "metrics.jsonl"
     env = environment(device) | {"world_size": world.size,
-                                 "memory_plan": memory.as_dict() if memory else None}
+                                 "memory_plan": memory.as_dict() if memory else None,
+                                 "model_form": MODEL_FORM, "compiled": cfg.compile}
     if world.main:
         write_json(out / "config.json", {"config": asdict(cfg), "environment": env})
     world.barrier()

@@ -40,16 +40,16 @@ def test_throughput_benchmark_runs_at_tiny_size(bench, tmp_path, capsys):
 
 def test_model_specs_parse_config_overrides(bench):
     assert bench.parse_spec("Mixer-B/16") == ("Mixer-B/16", {})
-    assert bench.parse_spec("Mixer-B/16@token_mixing=einops,grad_checkpointing=true") == (
-        "Mixer-B/16", {"token_mixing": "einops", "grad_checkpointing": True})
+    assert bench.parse_spec("Mixer-B/16@gelu=exact,grad_checkpointing=true") == (
+        "Mixer-B/16", {"gelu": "exact", "grad_checkpointing": True})
     assert bench.parse_spec("Mixer-S/32@drop_rate=0.1")[1] == {"drop_rate": 0.1}
     # sizes without a default (App. C's widened token mixing) and the resolution
     assert bench.parse_spec("Mixer-B/16@img_size=448,tokens_mlp_dim=1536")[1] == {
         "img_size": 448, "tokens_mlp_dim": 1536}
     wide = bench.build("Mixer-S/32@img_size=64,tokens_mlp_dim=128", 224)
     assert wide.cfg.img_size == 64 and wide.cfg.tokens_mlp_dim == 128
-    model = bench.build("Mixer-S/32@token_mixing=einops", 64)
-    assert model.cfg.token_mixing == "einops" and model.cfg.img_size == 64
+    model = bench.build("Mixer-S/32@gelu=exact", 64)
+    assert model.cfg.gelu == "exact" and model.cfg.img_size == 64
     with pytest.raises(ValueError, match="MixerConfig field"):
         bench.parse_spec("Mixer-B/16@tokens=3")
     with pytest.raises(ValueError, match="key=value"):
@@ -63,7 +63,7 @@ def test_token_mixing_benchmark_runs_and_checks_the_forms_agree(capsys):
     finally:
         sys.modules.pop("token_mixing", None)
     out = capsys.readouterr().out
-    for form in ("einops (transpose)", "matmul (baddbmm)", "broadcast matmul"):
+    for form in ("einops (transpose)", "ours (TokenDense)", "broadcast matmul"):
         assert form in out
 
 
@@ -92,3 +92,22 @@ def test_training_loop_benchmark_reports_both_rates_in_one_run(cifar_root, tmp_p
             "sample_seeding_cpu_generator"} <= set(times)
     assert 0 < record["loop_fraction_of_matmul_peak"]
     assert "% of the model alone" in capsys.readouterr().out
+
+
+def test_perf_preset_compares_ours_with_its_earlier_form(bench, tmp_path):
+    """The earlier form (legacy: strided tokens, weight expanded per sample) computes the same
+    function; the perf record holds ours / peer ratios from one run."""
+    import torch
+
+    model = bench.build("Mixer-S/32", 64).eval()
+    old = bench.legacy(bench.build("Mixer-S/32", 64)).eval()
+    old.load_state_dict(model.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    torch.testing.assert_close(old(x), model(x), rtol=1e-5, atol=1e-5)
+    bench.main(["--preset", "perf-cpu", "--models", "Mixer-B/16", "legacy:Mixer-B/16",
+                "--batch", "2", "--repeats", "1", "--modes", "eager", "--out", str(tmp_path)])
+    record = json.loads(next(tmp_path.glob("benchmark-perf-cpu-*.json")).read_text())
+    (ratio,) = record["ratios"]
+    assert ratio["peer"] == "legacy:Mixer-B/16" and ratio["inference"] > 0
+    assert ratio["training"] > 0 and record["matmul_peak_tflops_by_dtype"]["fp32"] > 0
+    assert all(r["infer_tflops"] > 0 for r in record["rows"])

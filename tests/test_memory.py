@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-import mixer_lib.model as model_mod
 from mixer_lib.memory import GiB, activation_bytes, plan, saved_bytes
 from mixer_lib.model import create_model
 from mixer_lib.train import RunConfig, train
@@ -25,33 +24,6 @@ def test_activation_estimate_matches_saved_tensors(variant, img_size, precision)
     per_image = (measured[1] - measured[0]) / 2
     estimate = activation_bytes(model.cfg, precision, device_type="cpu")
     assert abs(estimate - per_image) / per_image < 0.10, (estimate, per_image)
-
-
-def test_token_mixing_weight_is_cast_once_under_autocast(monkeypatch):
-    """No copy of a token-mixing weight per sample is saved for backward under autocast:
-    the distinct storages of that weight's shape hold one copy, not one per sample. The same
-    count on the old form (weight cast after expand) finds the per-sample copies."""
-    b = 16
-    model = create_model("Mixer-T/4", img_size=32, num_classes=10)
-    ds, s = model.cfg.tokens_mlp_dim, model.cfg.num_patches
-
-    def weight_copies() -> int:
-        sizes: dict[int, int] = {}
-
-        def pack(t):
-            if tuple(t.shape[-2:]) in ((ds, s), (s, ds)):
-                st = t.untyped_storage()
-                sizes[st.data_ptr()] = st.nbytes()
-            return t
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
-                torch.autocast("cpu", dtype=torch.bfloat16):
-            model(torch.randn(b, 3, 32, 32)).sum()
-        return sum(sizes.values()) // (ds * s * 2)  # in bf16 weight copies
-
-    assert weight_copies() <= 2 * len(model.blocks)  # fc1 and fc2 of each block, once
-    monkeypatch.setattr(model_mod, "_autocast_weight", lambda w, x: w)  # the old form
-    assert weight_copies() >= b * len(model.blocks)
 
 
 def test_plan_picks_largest_micro_batch_then_checkpointing():
