@@ -11,12 +11,8 @@
 # The preflight's memory plan for the same GPUs is printed first. Part 3 needs papermill and
 # jupytext; where they are missing and a folder .whl holds their wheels (see README, "GPU
 # check"), they are installed from it, else part 3 is skipped and the record says so.
-set -uo pipefail
-cd "$(dirname "$0")/.."
-PY=${PY:-python3}
 LIMIT=${LIMIT:-450}
-export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-nvidia-smi -L || true
+source "$(dirname "$0")/lib/on-gpu.sh"
 GPUS=$($PY -c 'import torch; print(torch.cuda.device_count())')
 $PY -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda,
 "gpus", torch.cuda.device_count())'
@@ -31,8 +27,5 @@ if ! $PY -c 'import papermill, jupytext' 2>/dev/null; then
         echo "papermill/jupytext missing: the chapter part is skipped"; parts=sizes,torchrun; }
 fi
 $PY -m mixer_lib.preflight --profile paper --gpus "$GPUS" | grep -E "^(GPUs|NVIDIA|memory)" || true
-timeout -s TERM -k 20 "$LIMIT" $PY -m mixer_lib.gpucheck --parts "$parts" "$@" 2>&1 \
-    | tee /tmp/gpu-check.log
-status=${PIPESTATUS[0]}
-if [ -n "${OUT:-}" ]; then cp results/gpu-check-*.json /tmp/gpu-check.log "$OUT"/ 2>/dev/null; fi
-exit "$status"
+limited /tmp/gpu-check.log 'results/gpu-check-*.json' $PY -m mixer_lib.gpucheck \
+    --parts "$parts" "$@"

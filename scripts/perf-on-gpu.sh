@@ -8,14 +8,7 @@
 # mixer_b16_224 and vit_base_patch16_224 (fused attention): inference and a training step of
 # the fine-tuning recipe, bf16 and float32, batch 128 and 512 (training at 512 in
 # micro-batches of 128), with the bf16 and float32 matmul peaks measured in the same run.
-set -uo pipefail
-cd "$(dirname "$0")/.."
-PY=${PY:-python3}
 LIMIT=${LIMIT:-460}
-export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-nvidia-smi -L || true
-timeout -s TERM -k 20 "$LIMIT" $PY benchmarks/throughput.py --preset perf-gpu 2>&1 \
-    | tee /tmp/perf-on-gpu.log
-status=${PIPESTATUS[0]}
-if [ -n "${OUT:-}" ]; then cp results/perf/benchmark-perf-gpu-*.json /tmp/perf-on-gpu.log "$OUT"/ 2>/dev/null; fi
-exit "$status"
+source "$(dirname "$0")/lib/on-gpu.sh"
+limited /tmp/perf-on-gpu.log 'results/perf/benchmark-perf-gpu-*.json' \
+    $PY benchmarks/throughput.py --preset perf-gpu

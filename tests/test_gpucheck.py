@@ -41,3 +41,25 @@ def test_paper_cost_table_is_computed_from_the_record():
     assert abs(float(rows[-1][4]) - total) < 0.2
     _, unmeasured = paper_cost_rows({"sizes": []}, jobs_for("paper"))
     assert unmeasured[0][3] == "not measured"
+
+
+def test_gpu_check_script_runs_on_the_cpu(tmp_path):
+    """scripts/gpu-check.sh as a GPU machine runs it, here on the CPU at the tiny size: its
+    status is the check's, the log comes back in $OUT."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "PY": sys.executable, "OUT": str(out), "LIMIT": "300"}
+    done = subprocess.run(["bash", str(REPO / "scripts" / "gpu-check.sh"), "--device", "cpu",
+                           "--tiny", "--updates", "1", "--parts", "sizes",
+                           "--out-dir", str(tmp_path / "results")],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    (record,) = (tmp_path / "results").glob("gpu-check-*.json")
+    assert json.loads(record.read_text())["sizes"][0]["variant"] == "Mixer-T/4"
+    assert (out / "gpu-check.log").exists()
