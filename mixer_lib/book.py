@@ -121,6 +121,20 @@ def execute(job: Job, extra: dict, force: bool) -> bool:
     return True
 
 
+def shown_paths(source: str) -> str:
+    """Absolute paths in a parameters cell shown relative to the repository (the chapters run
+    there), so a page does not print the folders of the machine that built it."""
+    import re
+
+    def relative(match: re.Match) -> str:
+        path = Path(match[2])
+        if not path.is_absolute():
+            return match[0]
+        return f"{match[1]}{os.path.relpath(path, REPO)}{match[1]}"
+
+    return re.sub(r"""(['"])(/[^'"]*)\1""", relative, source)
+
+
 CHAPTER_TOKEN = "CHAPTER"  # in figure names of a notebook executed more than once per build
 
 
@@ -137,9 +151,9 @@ def present(path: Path, job: Job) -> None:
         if "parameters" in tags:
             tags.append("remove-cell")
         elif "injected-parameters" in tags:
-            cell.source = cell.source.replace(
+            cell.source = shown_paths(cell.source.replace(
                 "# Parameters",
-                f"# Parameters of this build (defaults: notebooks/{job.notebook}.md)", 1)
+                f"# Parameters of this build (defaults: notebooks/{job.notebook}.md)", 1))
         elif cell.cell_type == "code" and "show-input" not in tags and "hide-input" not in tags:
             tags.append("hide-input")
         if cell.cell_type == "markdown" and job.title and cell.source.startswith("# "):
@@ -186,11 +200,46 @@ def install_mathjax(target: Path = REPO / "book" / "_mathjax" / "mathjax") -> Pa
     return target / "tex-chtml.js"
 
 
+def repository_url(remote: str | None) -> str | None:
+    """The web address of a GitHub remote (https or ssh form), else None."""
+    import re
+
+    match = re.match(r"^(?:https://|ssh://git@|git@)github\.com[/:]([\w.-]+)/([\w.-]+?)"
+                     r"(?:\.git)?/?$", (remote or "").strip())
+    return f"https://github.com/{match[1]}/{match[2]}" if match else None
+
+
+def _git(*args: str) -> str | None:
+    done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def book_config(target: Path) -> Path:
+    """``_config.yml`` with the repository button pointing at this clone's GitHub remote
+    (``origin``), or without the button when there is none; written to ``target``."""
+    import yaml
+
+    config = yaml.safe_load((REPO / "_config.yml").read_text())
+    url = repository_url(_git("remote", "get-url", "origin"))
+    html = config.setdefault("html", {})
+    if url:
+        config["repository"] = {"url": url, "branch": _git("rev-parse", "--abbrev-ref", "HEAD")
+                                or "main"}
+        html["use_repository_button"] = True
+    else:
+        config.pop("repository", None)
+        html["use_repository_button"] = False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(yaml.safe_dump(config, sort_keys=False))
+    return target
+
+
 def build_html(profile: str = "quick") -> None:
     """``jupyter-book build`` with Sphinx warnings as errors (MathJax served locally)."""
     install_mathjax()
+    config = book_config(output_root(profile) / "_build" / "_config.generated.yml")
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(REPO), "--path-output",
-           str(output_root(profile)), "-W", "-n", "--keep-going"]
+           str(output_root(profile)), "--config", str(config), "-W", "-n", "--keep-going"]
     if subprocess.run(cmd, cwd=REPO).returncode:
         raise SystemExit("jupyter-book build failed (warnings are errors); see above")
 

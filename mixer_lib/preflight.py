@@ -138,7 +138,7 @@ def _files_present(name: str, base: Path) -> bool:
         fl = base / "flowers-102"
         return (fl / "jpg").is_dir() and all((fl / f).is_file()
                                              for f in ("imagelabels.mat", "setid.mat"))
-    if name.startswith(STANDIN_PREFIX) or name == "cifar10-jpeg":
+    if name.startswith((STANDIN_PREFIX, "imagefolder:")) or name == "cifar10-jpeg":
         return all((base / s).is_dir() for s in ("train", "test"))
     return False
 

@@ -76,6 +76,10 @@ def test_datasets_ready_in_their_loaders_format(tmp_path, offline):
     assert dataset_check("pets", tmp_path, False)[0].status == READY
     make_image_folder(tmp_path / "cifar10-jpeg", per_class=1)
     assert dataset_check("cifar10-jpeg", tmp_path, False)[0].status == READY
+    folder = f"imagefolder:{tmp_path / 'cifar10-jpeg'}"
+    assert dataset_check(folder, tmp_path, False)[0].status == READY
+    assert dataset_check(f"imagefolder:{tmp_path / 'nowhere'}", tmp_path, False)[0].status \
+        == NOT_READY
 
 
 def test_reachable_download_counts_as_will_download(tmp_path, monkeypatch):
