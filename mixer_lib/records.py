@@ -105,11 +105,13 @@ def measured(mean: float | None, std: float | None = None, dry_run: bool = False
     return f"dry run: {text}" if dry_run else text
 
 
-def comparison_rows(protocols: list[dict]) -> tuple[list[str], list[list[object]]]:
+def comparison_rows(protocols: list[dict], not_run: str | None = None
+                    ) -> tuple[list[str], list[list[object]]]:
     """The results chapter's comparison: for each (variant, pre-training) fine-tuned in this
     build (else each the paper reports), our ImageNet top-1, ReaL and CIFAR-10 (means ± std
     over the final runs) and Avg 5, beside the paper's Table 3, the official README's CIFAR-10
-    and the published reproduction's figures."""
+    and the published reproduction's figures. ``not_run`` is shown in our cells that no
+    record of this build fills (say what would fill them); None leaves them empty."""
     from mixer_lib.evaluate import avg5
 
     groups: dict[tuple[str, str], dict[str, dict]] = {}
@@ -140,6 +142,8 @@ def comparison_rows(protocols: list[dict]) -> tuple[list[str], list[list[object]
             OFFICIAL_README_CIFAR10.get(key),
             repro.get("imagenet1k"), repro.get("avg5"),
         ])
+        if not_run is not None:
+            rows[-1][2:6] = [not_run if v is None else v for v in rows[-1][2:6]]
     return header, rows
 
 

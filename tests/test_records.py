@@ -88,3 +88,12 @@ def test_dry_run_figures_are_always_labelled():
     # with no protocol record at all, the paper's rows are listed with ours missing
     header, rows = comparison_rows([])
     assert len(rows) == 4 and all(r[2] is None for r in rows)
+
+
+def test_comparison_says_what_fills_cells_this_build_did_not_run():
+    from mixer_lib.records import comparison_rows
+
+    header, rows = comparison_rows([], not_run="paper profile")
+    assert all(row[2:6] == ["paper profile"] * 4 for row in rows)
+    assert all(row[6] is not None for row in rows)  # the paper's figures untouched
+
