@@ -364,13 +364,3 @@ def measurements(benches: list[dict]) -> list[tuple[str, dict[str, dict]]]:
         for label, rows in mine.items():
             out[f"{label} [{bench.get('preset', '?')}]" if label in out else label] = rows
     return list(out.items())
-
-
-def current_ledger(protocol_dirs: tuple[str, ...] = ()) -> list[dict]:
-    """The ledger from the committed study records and benchmark, and the protocol records
-    under ``protocol_dirs`` (the paper profile's runs)."""
-    from mixer_lib.records import collect_protocols
-    from mixer_lib.study import RECORDS, load_records
-
-    return ledger(load_records(), claims_benchmarks(RECORDS), collect_protocols(*protocol_dirs),
-                  table1_agreement())

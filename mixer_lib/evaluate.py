@@ -151,7 +151,7 @@ def evaluate_released(variant: str, weights: str, dataset: str = "imagenet1k",
     from mixer_lib.model import create_model
     from mixer_lib.provenance import environment
     from mixer_lib.real import real_labels, real_top1
-    from mixer_lib.train import data_config, pick_device, wants_real
+    from mixer_lib.runtime import data_config, pick_device, wants_real
 
     cfg = RunConfig(dataset=dataset, variant=variant, weights=weights, img_size=img_size,
                     eval_crop=eval_crop, eval_limit=eval_limit, data_root=data_root,

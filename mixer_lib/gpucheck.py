@@ -4,7 +4,7 @@
 
 1. **sizes**: Mixer-B/16 at 224 px, L/16 at 224 px and L/16 at 448 px; global batch 512, bf16,
    with the micro-batches and checkpointing the run itself chooses
-   (:func:`mixer_lib.train.execution_plan`), through the training loop's own ``update()`` on
+   (:func:`mixer_lib.runtime.execution_plan`), through the training loop's own ``update()`` on
    synthetic batches: seconds per update and peak memory of each, beside the plan's estimate;
 2. **torchrun**: a few updates of B/16 at 224 px through ``mixer_lib.train`` on a generated
    image folder, under torchrun with NCCL on every GPU of the machine (one process where
@@ -45,9 +45,11 @@ def measure_size(variant: str, img_size: int, batch: int, updates: int, device: 
     execution plan the run would choose; the first update (warm-up) is not timed."""
     import torch
 
+    from mixer_lib.config import RunConfig
     from mixer_lib.distributed import World
     from mixer_lib.optim import make_optimizer
-    from mixer_lib.train import RunConfig, build_model, compute_dtype, execution_plan, update
+    from mixer_lib.runtime import compute_dtype, execution_plan
+    from mixer_lib.train import build_model, update
 
     dev = torch.device(device)
     cfg = RunConfig(dataset="cifar10-jpeg", variant=variant, img_size=img_size,

@@ -161,6 +161,17 @@ def reference_records() -> dict[str, dict]:
     return out
 
 
+def current_ledger(protocol_dirs: tuple[str, ...] = ()) -> list[dict]:
+    """The claims ledger (:func:`mixer_lib.claims.ledger`) from the committed study records
+    and throughput records, and the protocol records under ``protocol_dirs`` (the paper
+    profile's runs): what ``ledger`` writes to ``claims.json`` and the Claims chapter shows."""
+    from mixer_lib.claims import claims_benchmarks, ledger, table1_agreement
+    from mixer_lib.records import collect_protocols
+
+    return ledger(load_records(), claims_benchmarks(RECORDS), collect_protocols(*protocol_dirs),
+                  table1_agreement())
+
+
 def execute(run: StudyRun, data_root: str | None, num_workers: int | None,
             progress: bool = True, device: str = "cpu") -> dict:
     """Run (or resume, or reuse) ``run`` and copy its result record to ``results/study``."""
@@ -222,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(REPO)  # runs name their upstream checkpoints relative to the repository
     runs = study_runs()
     if args.command == "ledger":
-        from mixer_lib.claims import autopsy, current_ledger
+        from mixer_lib.claims import autopsy
         from mixer_lib.provenance import write_json
 
         claims = current_ledger()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import math
 import signal
@@ -49,11 +48,8 @@ from mixer_lib.config import (
     ConfigError,
     RunConfig,
     experiment,
-    parse_classes,
-    parse_randaugment,
 )
 from mixer_lib.data import (
-    DataConfig,
     DataError,
     EpochSampler,
     build_split,
@@ -62,14 +58,12 @@ from mixer_lib.data import (
     sample_files,
 )
 from mixer_lib.distributed import RankShare, World, setup, teardown
-from mixer_lib.driver import no_gpu_reason
 from mixer_lib.evaluate import EvalResult, evaluate
-from mixer_lib.memory import MemoryPlan, plan
+from mixer_lib.memory import MemoryPlan
 from mixer_lib.model import MODEL_FORM, create_model, lecun_normal_
 from mixer_lib.optim import clip_grad_norm, lr_at, make_optimizer, mixup
 from mixer_lib.provenance import environment, write_json
 from mixer_lib.real import check_real_files, real_labels, real_top1
-from mixer_lib.recipes import EVAL_CROPS, STANDIN_PREFIX
 from mixer_lib.rundir import (
     CheckpointError,
     RunExists,
@@ -84,6 +78,13 @@ from mixer_lib.rundir import (
     save_checkpoint,
     stored_config,
     truncate_metrics,
+)
+from mixer_lib.runtime import (
+    compute_dtype,
+    data_config,
+    execution_plan,
+    pick_device,
+    wants_real,
 )
 
 __all__ = ["RunConfig", "RunInterrupted", "TrainingDiverged", "main", "run_or_resume",
@@ -100,62 +101,6 @@ class RunInterrupted(RuntimeError):
     def __init__(self, message: str, signum: int, step: int) -> None:
         super().__init__(message)
         self.signum, self.step = signum, step
-
-
-def pick_device(name: str, world: World | None = None) -> torch.device:
-    """``auto`` -> this rank's GPU when there is one, else the CPU."""
-    local = world.local_rank if world else 0
-    if name == "auto":
-        return torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device 'cuda' requested but torch sees no GPU: {no_gpu_reason()}. "
-                          f"Or use device=cpu.")
-    if device.type == "cuda" and device.index is None:
-        device = torch.device(f"cuda:{local}")
-    return device
-
-
-def compute_dtype(cfg: RunConfig, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast (``precision`` bf16, or auto on a GPU), else None (float32)."""
-    if cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda"):
-        return torch.bfloat16
-    return None
-
-
-def execution_plan(cfg: RunConfig, device: torch.device,
-                   world: World) -> tuple[RunConfig, MemoryPlan | None]:
-    """``cfg`` with ``accum_steps`` and ``grad_checkpointing`` decided: on a GPU from its free
-    memory and the run's activation estimate (:mod:`mixer_lib.memory`), where they are left
-    to the run; elsewhere one micro-batch per update and no checkpointing unless asked."""
-    if cfg.variant in BASELINES or device.type != "cuda":
-        return dataclasses.replace(
-            cfg, accum_steps=cfg.accum_steps or 1,
-            grad_checkpointing="on" if cfg.grad_checkpointing == "on" else "off"), None
-    free = int(world.minimum(torch.cuda.mem_get_info(device)[0]))  # every rank plans alike
-    precision = "bf16" if compute_dtype(cfg, device) is not None else "fp32"
-    chosen = plan(cfg.variant, cfg.img_size, cfg.batch_size, free, precision, world.size,
-                  cfg.optimizer, cfg.grad_checkpointing, cfg.accum_steps)
-    if not chosen.fits:
-        if cfg.accum_steps is None and cfg.grad_checkpointing == "auto":
-            raise ConfigError(f"this run does not fit the free memory of {device}: "
-                              f"{chosen.describe()}. Use more GPUs (gpus / torchrun), a "
-                              f"smaller img_size, or free the GPU.")
-        print(f"warning: the settings given may not fit the free memory of {device}: "
-              f"{chosen.describe()}", file=sys.stderr)
-    return dataclasses.replace(cfg, accum_steps=chosen.accum_steps,
-                               grad_checkpointing="on" if chosen.grad_checkpointing
-                               else "off"), chosen
-
-
-def data_config(cfg: RunConfig) -> DataConfig:
-    return DataConfig(dataset=cfg.dataset, root=cfg.data_root, img_size=cfg.img_size,
-                      train_limit=cfg.train_limit, eval_limit=cfg.eval_limit, seed=cfg.seed,
-                      crop_pct=EVAL_CROPS[cfg.eval_crop or "resize"],
-                      holdout_dev=cfg.eval_split == "val",
-                      randaugment=parse_randaugment(cfg.randaugment), download=cfg.download,
-                      permutation=cfg.permutation, permutation_patch=cfg.permutation_patch,
-                      classes=parse_classes(cfg.classes), flip=cfg.flip)
 
 
 def build_model(cfg: RunConfig, num_classes: int) -> tuple[nn.Module, str]:
@@ -499,11 +444,6 @@ def _interrupted(signum: int | None, step: int, out: Path) -> RunInterrupted:
     return RunInterrupted(f"stopped by {name} after update {step}; checkpoint written to "
                           f"{out / 'checkpoint.pt'}. Continue with --resume (resume=True).",
                           signum or 0, step)
-
-
-def wants_real(cfg: RunConfig) -> bool:
-    """ImageNet runs scored on the validation set (the "test" split) report ReaL top-1."""
-    return cfg.dataset.removeprefix(STANDIN_PREFIX) == "imagenet1k" and cfg.eval_split == "test"
 
 
 def result_record(cfg: RunConfig, ev: EvalResult, names: list[str], num_train: int,
