@@ -188,11 +188,8 @@ def evaluate_released(variant: str, weights: str, dataset: str = "imagenet1k",
 def main(argv: list[str] | None = None) -> int:
     import argparse
     import json
-    import sys
 
-    from mixer_lib.checkpoints import CheckpointDownloadError, CheckpointError
-    from mixer_lib.config import ConfigError
-    from mixer_lib.data import DataError
+    from mixer_lib.errors import USER_ERRORS, report
     from mixer_lib.provenance import write_json
 
     parser = argparse.ArgumentParser(
@@ -219,12 +216,8 @@ def main(argv: list[str] | None = None) -> int:
             args.variant, args.weights, args.dataset, args.img_size, args.eval_crop,
             args.eval_limit, args.data_root, args.batch_size, args.device, args.num_workers,
             progress=not args.no_progress)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except (CheckpointError, CheckpointDownloadError, DataError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    except USER_ERRORS as err:
+        return report(err)
     if args.out:
         write_json(args.out, record)
     print(json.dumps({k: v for k, v in record.items() if k != "environment"}, indent=2))

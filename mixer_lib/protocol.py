@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from mixer_lib.config import ConfigError, RunConfig, experiment
-from mixer_lib.data import DataError
+from mixer_lib.errors import USER_ERRORS, report
 from mixer_lib.provenance import write_json
 from mixer_lib.recipes import PAPER_LR_GRID, STANDIN_PREFIX
-from mixer_lib.rundir import CheckpointError, RunExists, RunLocked, check_experiment
+from mixer_lib.rundir import check_experiment
 
 # RunConfig fields the protocol sets itself.
 PROTOCOL_FIELDS = ("lr", "seed", "eval_split")
@@ -231,12 +231,8 @@ def main(argv: list[str] | None = None) -> int:
                               "(use another --out to start afresh)")
         record = run_protocol(base, args.out, grid, repeats, gpus, args.torchrun_args,
                               progress=not args.no_progress)
-    except (ConfigError, RunExists, RunLocked, CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    except USER_ERRORS as err:
+        return report(err)
     print(json.dumps({k: record[k] for k in ("dataset", "variant", "weights", "dev_top1",
                                               "chosen_lr", "test_top1", "test_top1_mean",
                                               "test_top1_std")}, indent=2))

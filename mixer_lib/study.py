@@ -249,8 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1:
         print(f"error: --jobs must be >= 1; got {args.jobs}", file=sys.stderr)
         return 2
-    from mixer_lib.data import DataError
-    from mixer_lib.rundir import CheckpointError, RunExists, RunLocked
+    from mixer_lib.errors import USER_ERRORS
     from mixer_lib.train import RunInterrupted, TrainingDiverged, pick_device
 
     try:  # a device that is not there fails here, before any run starts
@@ -287,8 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         except RunInterrupted as err:  # SIGTERM / Ctrl-C: checkpointed; run again to resume
             print(str(err), file=sys.stderr)
             return 128 + err.signum
-        except (ConfigError, DataError, RunExists, RunLocked, CheckpointError,
-                TrainingDiverged) as err:
+        except (*USER_ERRORS, TrainingDiverged) as err:
             print(f"error: {r.name}: {err}", file=sys.stderr)
             return 1
     return 0

@@ -38,7 +38,6 @@ from tqdm import tqdm
 from mixer_lib.baselines import BASELINES
 from mixer_lib.checkpoints import (
     WEIGHTS,
-    CheckpointDownloadError,
     checkpoint_info,
     download,
     load_npz,
@@ -50,7 +49,6 @@ from mixer_lib.config import (
     experiment,
 )
 from mixer_lib.data import (
-    DataError,
     EpochSampler,
     build_split,
     loader_kwargs,
@@ -58,6 +56,7 @@ from mixer_lib.data import (
     sample_files,
 )
 from mixer_lib.distributed import RankShare, World, setup, teardown
+from mixer_lib.errors import USER_ERRORS, report
 from mixer_lib.evaluate import EvalResult, evaluate
 from mixer_lib.memory import MemoryPlan
 from mixer_lib.model import MODEL_FORM, create_model, lecun_normal_
@@ -65,10 +64,8 @@ from mixer_lib.optim import clip_grad_norm, lr_at, make_optimizer, mixup
 from mixer_lib.provenance import environment, write_json
 from mixer_lib.real import check_real_files, real_labels, real_top1
 from mixer_lib.rundir import (
-    CheckpointError,
     RunExists,
     RunLock,
-    RunLocked,
     append_metrics,
     check_experiment,
     checkpoint_step,
@@ -545,16 +542,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = config_from_args(args)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    try:
         result = train(cfg, args.out, resume=args.resume, overwrite=args.overwrite,
                        from_previous=args.from_previous, progress=not args.no_progress)
-    except (RunExists, RunLocked, CheckpointError, ConfigError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except (DataError, CheckpointDownloadError) as err:
+    except USER_ERRORS as err:
+        return report(err)
+    except TrainingDiverged as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except RunInterrupted as err:
