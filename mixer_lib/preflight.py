@@ -47,6 +47,7 @@ READY, DOWNLOAD, NOT_READY = "ready", "will download", "NOT READY"
 ASSUMED_GPU_GIB = 80.0  # an H100 80GB, when planning on a machine without a GPU
 LOADER_PREFETCH = 4  # batches in flight per worker (data.loader_kwargs)
 IMAGENET_CLASSES, IMAGENET_VAL_IMAGES = 1000, 50_000
+RUNS = Path(__file__).resolve().parents[1] / "runs"  # where the book's chapters write runs
 
 
 @dataclass(frozen=True)
@@ -398,7 +399,7 @@ def profile_checks(profile: str, gpus: int = 1, root: str | os.PathLike | None =
             checks.append(memory_check(n, gpus, budget, assumed))
             plans.append(memory_plan(n, gpus, budget))
         pending = sum(350 * 2**20 for c in checks if c.status == DOWNLOAD)
-        checks.append(disk_check(needs, Path("runs").resolve(), pending))
+        checks.append(disk_check(needs, RUNS, pending))
         shm = shm_check(needs, gpus, budget)
         if shm:
             checks.append(shm)
