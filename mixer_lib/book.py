@@ -89,36 +89,45 @@ class NotebookFailed(RuntimeError):
 
 def execute(job: Job, extra: dict, force: bool) -> bool:
     """Run one job; returns False when it was skipped as up to date."""
-    import jupytext
-    import papermill as pm
-
     out = CHAPTERS / f"{job.output}.ipynb"
     stamp = CHAPTERS / f"{job.output}.inputs"
     digest = inputs_digest(job, extra)
     if not force and out.exists() and stamp.exists() and stamp.read_text() == digest:
         return False
     CHAPTERS.mkdir(parents=True, exist_ok=True)
-    source = CHAPTERS / f"{job.output}.source.ipynb"
-    nb = jupytext.read(NOTEBOOKS / f"{job.notebook}.md")
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    jupytext.write(nb, source)
     stamp.unlink(missing_ok=True)
+    run_notebook(job.notebook, out, {**job.parameters, **extra}, f"{job.notebook}.md "
+                 f"({job.output})")
+    present(out, job)
+    stamp.write_text(digest)
+    return True
+
+
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+
+
+def run_notebook(notebook: str, out: Path, parameters: dict, name: str = "",
+                 progress: bool = True) -> None:
+    """``notebooks/<notebook>.md`` (jupytext) executed by papermill with ``parameters`` into
+    ``out``, in the repository; :class:`NotebookFailed` names the failing cell."""
+    import jupytext
+    import papermill as pm
+
+    source = out.with_name(out.stem + ".source.ipynb")
+    nb = jupytext.read(NOTEBOOKS / f"{notebook}.md")
+    nb.metadata["kernelspec"] = KERNELSPEC
+    jupytext.write(nb, source)
     try:
-        pm.execute_notebook(str(source), str(out), parameters={**job.parameters, **extra},
-                            cwd=str(REPO), kernel_name="python3", progress_bar=True,
-                            log_output=False)
+        pm.execute_notebook(str(source), str(out), parameters=parameters, cwd=str(REPO),
+                            kernel_name="python3", progress_bar=progress, log_output=False)
     except pm.PapermillExecutionError as err:
         raise NotebookFailed(
-            f"notebook {job.notebook}.md ({job.output}) failed in cell {err.cell_index} "
+            f"notebook {name or notebook + '.md'} failed in cell {err.cell_index} "
             f"(execution count {err.exec_count}): {err.ename}: {err.evalue}\n"
             f"--- cell source ---\n{err.source}\n--- executed copy: {out}"
         ) from err
     finally:
         source.unlink(missing_ok=True)
-    present(out, job)
-    stamp.write_text(digest)
-    return True
 
 
 def shown_paths(source: str) -> str:
@@ -289,8 +298,7 @@ def write_not_run(job: Job, missing: list, note: str = "") -> None:
             f"{rows}\n")
     CHAPTERS.mkdir(parents=True, exist_ok=True)
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(text)])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
+    nb.metadata["kernelspec"] = KERNELSPEC
     nbformat.write(nb, CHAPTERS / f"{job.output}.ipynb")
     (CHAPTERS / f"{job.output}.inputs").unlink(missing_ok=True)
 

@@ -253,18 +253,17 @@ def resolve_dataset(dataset: str, root: str | os.PathLike | None = None,
         if not stand_in:  # no substitute wanted: the dataset is checked (or fetched) now
             base_dataset(dataset, "test", root, download=download)
         return dataset, None
-    stand_in_name = substitute
     try:
         base_dataset(dataset, "test", root, download=download)
         return dataset, None
     except DataError as err:
-        folder = data_root(root) / DATASETS[stand_in_name].folder
+        folder = data_root(root) / DATASETS[substitute].folder
         if not folder.is_dir():
             raise
         reason = str(err).split(":")[0]
-        return stand_in_name, (f"{dataset} is not available here ({reason}); using the "
-                               f"stand-in {stand_in_name!r} from {folder} instead. Results "
-                               f"are labelled {stand_in_name} and do not count as {dataset}.")
+        return substitute, (f"{dataset} is not available here ({reason}); using the stand-in "
+                            f"{substitute!r} from {folder} instead. Results are labelled "
+                            f"{substitute} and do not count as {dataset}.")
 
 
 def dataset_targets(ds: Dataset) -> list[int]:

@@ -129,34 +129,21 @@ def run_torchrun(standin: Path, out: Path, gpus: int, variant: str, img_size: in
 def run_chapter(standin: Path, run_dir: Path, gpus: int, variant: str, img_size: int,
                 device: str) -> dict[str, Any]:
     """The fine-tuning chapter with the protocol on the stand-in, through papermill."""
-    import jupytext
-    import papermill as pm
-
-    from mixer_lib.book import NOTEBOOKS
+    from mixer_lib.book import NotebookFailed, run_notebook
 
     parameters = {"dataset": f"imagefolder:{standin}", "variant": variant, "weights": "random",
                   "recipe": "finetune", "img_size": img_size, "steps": 2, "batch_size": 64,
                   "lr": None, "train_limit": None, "eval_limit": None, "device": device,
                   "run_dir": str(run_dir), "download": False, "protocol": True,
                   "grid": [0.01, 0.03], "repeats": 1, "gpus": gpus}
+    t0 = time.perf_counter()
+    record: dict[str, Any] = {"ok": True, "gpus": gpus}
     with tempfile.TemporaryDirectory() as tmp:
-        source = Path(tmp) / "finetune.ipynb"
-        nb = jupytext.read(NOTEBOOKS / "finetune.md")
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                     "language": "python"}
-        jupytext.write(nb, source)
-        t0 = time.perf_counter()
         try:
-            pm.execute_notebook(str(source), str(Path(tmp) / "out.ipynb"),
-                                parameters=parameters, kernel_name="python3",
-                                progress_bar=False, cwd=str(NOTEBOOKS.parent))
-            ok, error = True, None
-        except pm.PapermillExecutionError as err:
-            ok, error = False, f"{err.ename}: {err.evalue}"
-    record = {"ok": ok, "seconds": time.perf_counter() - t0, "gpus": gpus}
-    if error:
-        record["error"] = error
-    return record
+            run_notebook("finetune", Path(tmp) / "out.ipynb", parameters, progress=False)
+        except NotebookFailed as err:
+            record.update(ok=False, error=str(err)[-2000:])
+    return record | {"seconds": time.perf_counter() - t0}
 
 
 def device_slug(name: str) -> str:
@@ -177,8 +164,9 @@ def check(sizes=SIZES, updates: int = 3, device: str = "cuda", out_dir: Path = P
         gpus = torch.cuda.device_count() if dev.type == "cuda" else 1
     record: dict[str, Any] = {"check": "gpu-check", "environment": environment(dev),
                               "gpus": gpus, "driver": driver_version(),
-                              "cuda": torch.version.cuda, "sizes": [], "torchrun": None,
-                              "chapter": None}
+                              "cuda": torch.version.cuda, "sizes": [],
+                              **{p: {"skipped": f"not among --parts {','.join(parts)}"}
+                                 for p in ("torchrun", "chapter")}}
     name = device_name(dev)
     path = out_dir / f"gpu-check-{device_slug(name)}.json"
     variant, img_size = sizes[0]
@@ -256,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     path = check(TINY_SIZES if args.tiny else SIZES, args.updates, args.device,
                  Path(args.out_dir), parts, args.gpus)
     record = json.loads(path.read_text())
-    failed = [p for p in ("torchrun", "chapter") if record[p] and not record[p]["ok"]]
+    failed = [p for p in ("torchrun", "chapter") if record[p].get("ok") is False]
     print(f"record: {path}" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
 

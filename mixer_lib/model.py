@@ -196,9 +196,6 @@ class TokenMixingMlp(MlpBlock):
     once here (the weights once per step, not once per sample).
     """
 
-    def __init__(self, num_tokens: int, mlp_dim: int, gelu: GeluKind, drop: float) -> None:
-        super().__init__(num_tokens, mlp_dim, gelu, drop)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w1, b1, w2, b2 = self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias
         dtype = _autocast_dtype(x)

@@ -288,9 +288,10 @@ def memory_plan(needs: RunNeeds, gpus: int, budget: float) -> MemoryPlan:
                 gpus, needs.optimizer)
 
 
-def memory_check(needs: RunNeeds, gpus: int, budget: float, assumed: bool) -> Check:
-    chosen = memory_plan(needs, gpus, budget)
-    where = f"assumed {budget / GiB:.0f} GiB per GPU" if assumed else "free GPU memory"
+def memory_check(needs: RunNeeds, chosen: MemoryPlan, assumed: bool) -> Check:
+    """The memory line of a fine-tuning chapter, from its plan."""
+    where = (f"assumed {chosen.budget_bytes / GiB:.0f} GiB per GPU" if assumed
+             else "free GPU memory")
     if chosen.fits:
         return Check(f"memory: {needs.chapter}", READY, f"{chosen.describe()} ({where})")
     return Check(f"memory: {needs.chapter}", NOT_READY, f"{chosen.describe()} ({where})",
@@ -316,13 +317,14 @@ def disk_check(needs: list[RunNeeds], runs_dir: Path, pending_download_bytes: in
                  "(a symbolic link)")
 
 
-def shm_check(needs: list[RunNeeds], gpus: int, budget: float) -> Check | None:
-    """Loader workers hand batches over in shared memory: workers x prefetch x batch."""
+def shm_check(planned: list[tuple[RunNeeds, MemoryPlan]], gpus: int) -> Check | None:
+    """Loader workers hand batches over in shared memory: workers x prefetch x micro-batch
+    (of each chapter's plan) x processes."""
     shm = Path("/dev/shm")
-    if not shm.is_dir() or not needs:
+    if not shm.is_dir() or not planned:
         return None
-    worst = max(n.num_workers * LOADER_PREFETCH * memory_plan(n, gpus, budget).micro_batch
-                * 3 * n.img_size**2 * 4 for n in needs) * gpus
+    worst = max(n.num_workers * LOADER_PREFETCH * chosen.micro_batch * 3 * n.img_size**2 * 4
+                for n, chosen in planned) * gpus
     free = shutil.disk_usage(shm).free
     status = READY if free >= worst else NOT_READY
     return Check("/dev/shm for loader workers", status,
@@ -393,14 +395,13 @@ def profile_checks(profile: str, gpus: int = 1, root: str | os.PathLike | None =
             if c.item not in seen:
                 seen.add(c.item)
                 checks.append(c)
-    plans = []
+    plans = [memory_plan(n, gpus, budget) for n in needs] if uses_gpu else []
     if uses_gpu:
-        for n in needs:
-            checks.append(memory_check(n, gpus, budget, assumed))
-            plans.append(memory_plan(n, gpus, budget))
+        checks += [memory_check(n, chosen, assumed) for n, chosen in zip(needs, plans,
+                                                                          strict=True)]
         pending = sum(350 * 2**20 for c in checks if c.status == DOWNLOAD)
         checks.append(disk_check(needs, RUNS, pending))
-        shm = shm_check(needs, gpus, budget)
+        shm = shm_check(list(zip(needs, plans, strict=True)), gpus)
         if shm:
             checks.append(shm)
     return checks, plans

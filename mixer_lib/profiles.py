@@ -75,7 +75,7 @@ def _intro(runs_dir: str) -> Job:
                       "results/gpu-check-*.json"))
 
 
-def _analysis(profile: str, runs_dir: str, extra_reads: tuple[str, ...] = ()) -> list[Job]:
+def _analysis(runs_dir: str) -> list[Job]:
     """Claims, autopsy, results and the intro: built from the records whatever ran."""
     return [
         Job("claims", "claims", {"runs_dir": runs_dir},
@@ -83,7 +83,7 @@ def _analysis(profile: str, runs_dir: str, extra_reads: tuple[str, ...] = ()) ->
         Job("autopsy", "autopsy", {"runs_dir": runs_dir}, reads=("results/study/*.json",)),
         Job("results", "results", {"runs_dir": runs_dir},
             reads=(f"{runs_dir}/**/results.json", f"{runs_dir}/**/protocol.json",
-                   "results/*.json", *extra_reads)),
+                   "results/*.json")),
         _intro(runs_dir),
     ]
 
@@ -103,7 +103,7 @@ def quick_jobs(cifar: str = "cifar10-jpeg") -> list[Job]:
         Job("token_mixing", "token_mixing",
             {"checkpoint": f"{ft_dir}/checkpoint.pt", "variant": "Mixer-T/4", "img_size": 32},
             reads=(f"{ft_dir}/checkpoint.pt", "results/study/*.json")),
-        *_analysis(QUICK, "runs/quick"),
+        *_analysis("runs/quick"),
     ]
 
 
@@ -122,7 +122,7 @@ def paper_jobs(gpus: int = 1) -> list[Job]:
         Job("token_mixing", "token_mixing", {"checkpoint": "imagenet21k",
                                               "variant": "Mixer-B/16", "img_size": 224},
             reads=("results/study/*.json",)),
-        *_analysis(PAPER, "runs/paper", ("runs/paper/**/protocol.json",)),
+        *_analysis("runs/paper"),
     ]
 
 
@@ -139,7 +139,7 @@ def dryrun_jobs() -> list[Job]:
         Job("token_mixing", "token_mixing", {"checkpoint": "imagenet21k",
                                               "variant": "Mixer-B/16", "img_size": 32},
             reads=("results/study/*.json",)),
-        *_analysis(DRYRUN, DRYRUN_ROOT),
+        *_analysis(DRYRUN_ROOT),
     ]
 
 

@@ -21,6 +21,7 @@ def test_gpu_check_parts_run_on_the_cpu(tmp_path):
     assert torchrun["ok"], torchrun.get("error")
     assert torchrun["world_size"] == 2 and "torch.distributed.run" in torchrun["command"]
     assert record["environment"]["torch"]
+    assert "skipped" in record["chapter"]  # a part not run says so in the record
 
 
 def test_gpu_check_chapter_part_runs_the_protocol_through_papermill(tmp_path):

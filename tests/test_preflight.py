@@ -22,6 +22,7 @@ from mixer_lib.preflight import (
     driver_check,
     imagenet_checks,
     memory_check,
+    memory_plan,
     run_needs,
     shm_check,
 )
@@ -126,13 +127,13 @@ def test_driver_against_the_torch_build():
 def test_memory_disk_and_shm_checks(tmp_path, monkeypatch):
     l16 = next(run_needs(j) for j in jobs_for("paper") if j.notebook == "finetune")
     l16 = l16.__class__(**{**l16.__dict__, "variant": "Mixer-L/16", "img_size": 448})
-    assert memory_check(l16, 1, 80 * 2**30, True).status == READY
-    assert memory_check(l16, 1, 4 * 2**30, True).status == NOT_READY
+    assert memory_check(l16, memory_plan(l16, 1, 80 * 2**30), True).status == READY
+    assert memory_check(l16, memory_plan(l16, 1, 4 * 2**30), True).status == NOT_READY
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(preflight.shutil, "disk_usage", lambda p: usage(0, 0, 2**30))
     disk = disk_check([l16], tmp_path, 0)
     assert disk.status == NOT_READY and "1.0 GiB free" in disk.detail
-    shm = shm_check([l16], 8, 80 * 2**30)
+    shm = shm_check([(l16, memory_plan(l16, 8, 80 * 2**30))], 8)
     assert shm is None or (shm.status == NOT_READY and "--shm-size" in shm.fix)
 
 
