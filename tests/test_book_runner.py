@@ -189,3 +189,15 @@ def test_parameters_show_paths_relative_to_the_repository():
     shown = book.shown_paths(f'data_root = "{book.REPO.parent}/shared/data"\nsteps = 300\n'
                              f"run_dir = 'runs/quick/x'\n")
     assert shown == 'data_root = "../shared/data"\nsteps = 300\nrun_dir = \'runs/quick/x\'\n'
+
+
+def test_bad_runner_options_are_refused_before_any_work(capsys):
+    import pytest
+
+    for argv, message in ((["--set", "steps"], "--set takes NAME=VALUE; got 'steps'"),
+                          (["--gpus", "0"], "--gpus must be >= 1; got 0")):
+        with pytest.raises(SystemExit) as stop:
+            book.main(argv)
+        assert stop.value.code == 2 and message in capsys.readouterr().err
+    assert book.parse_overrides(["steps=20", "device=cpu", "grid=[0.01, 0.03]"]) == {
+        "steps": 20, "device": "cpu", "grid": [0.01, 0.03]}

@@ -147,3 +147,9 @@ def test_preflight_json(tmp_path):
     assert done.returncode == 2
     assert {p["world_size"] for p in record["plans"]} == {2}
     assert all(p["budget_bytes"] == 40 * 2**30 for p in record["plans"])
+
+
+def test_preflight_refuses_zero_gpus(capsys):
+    with pytest.raises(SystemExit) as stop:
+        preflight.main(["--gpus", "0"])
+    assert stop.value.code == 2 and "--gpus must be >= 1; got 0" in capsys.readouterr().err
