@@ -12,7 +12,13 @@ the real CIFAR-10 JPEG copy):
   the median over segments of (segment's loop rate) / (the faster of the measurements beside
   it), so a machine whose speed drifts during the benchmark (a shared 2-core VM's does by
   10-20 %) does not decide the answer;
-* where one update's time goes: data (the loader alone), the model's forward and backward,
+* like with like: both rates are images over the wall time of windows of ``log_every``
+  consecutive updates, median over windows (the loop's logged ``img_per_s``; the model alone
+  by ``timing.window_rates``). Records before 2026-11-26 16:00 divided the loop's window rate
+  by the median of single model-alone updates, which leaves the slow updates out of the model
+  alone only (5-8 % on this VM), so they understated the loop;
+* where one update's time goes: data (the loader alone, fetching each batch at once as the
+  library does and, for comparison, sample by sample), the model's forward and backward,
   the tanh GELU within the forward, the optimiser step;
 * the CPU's measured fp32 matrix-multiply peak, and the model's training FLOP/s as a fraction
   of it (training = 3 x forward FLOPs).
@@ -42,7 +48,7 @@ from mixer_lib.data import loader_kwargs  # noqa: E402
 from mixer_lib.flops import analytic_flops  # noqa: E402
 from mixer_lib.optim import clip_grad_norm, make_optimizer  # noqa: E402
 from mixer_lib.provenance import environment, write_json  # noqa: E402
-from mixer_lib.timing import median_seconds  # noqa: E402
+from mixer_lib.timing import median_seconds, window_rates  # noqa: E402
 from mixer_lib.train import build_model, data_config, train  # noqa: E402
 
 
@@ -120,8 +126,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from mixer_lib.data import EpochSampler, build_split
 
-    def data_seconds() -> float:  # its workers stop when the iterator goes out of scope
+    def data_seconds(batched: bool = True) -> float:  # its workers stop with the iterator
         ds = build_split(data_config(cfg), "train")
+        if not batched:  # what DataLoader does without __getitems__: sample by sample
+            ds.__getitems__ = None
         loader = DataLoader(ds, batch_size=args.batch,
                             sampler=EpochSampler(len(ds), 0, total=10**9),
                             **loader_kwargs(torch.device("cpu"), cfg.num_workers))
@@ -129,9 +137,14 @@ def main(argv: list[str] | None = None) -> int:
         return median_seconds(lambda: next(batches), reps)
 
     t_data = data_seconds()
+    t_data_per_sample = data_seconds(batched=False)
     # the loop itself, in segments between model-alone measurements
-    alone_reps = max(5, args.updates // (2 * args.segments))
-    alone_rates = [args.batch / median_seconds(update, alone_reps)]
+    alone_windows = max(2, args.updates // (2 * args.segments * log_every))
+
+    def alone_rate_now() -> float:  # measured as the loop's windows are
+        return args.batch * statistics.median(window_rates(update, log_every, alone_windows))
+
+    alone_rates = [alone_rate_now()]
     segment_rates, fractions = [], []
     ends = [round(args.updates * (i + 1) / args.segments) for i in range(args.segments)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -141,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             train(cfg, Path(tmp) / "run", resume=i > 0, stop_after=end, progress=False)
             rows = [json.loads(line) for line in metrics.open()][seen:]
             windows = [r["img_per_s"] for r in rows if "img_per_s" in r][1:]
-            alone_rates.append(args.batch / median_seconds(update, alone_reps))
+            alone_rates.append(alone_rate_now())
             if windows:  # the first window of each segment holds the workers' start
                 segment_rates.append(statistics.median(windows))
                 fractions.append(segment_rates[-1] / max(alone_rates[-2:]))
@@ -154,12 +167,14 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "training_loop", "variant": args.variant, "img_size": args.img_size,
         "batch": args.batch, "updates": args.updates,
         "num_workers": loader_kwargs(torch.device("cpu"), cfg.num_workers)["num_workers"],
-        "segments": args.segments,
+        "segments": args.segments, "rate_method": "window-median", "window_updates": log_every,
         "loop_img_s": loop_rate, "model_alone_img_s": alone_rate,
         "loop_img_s_per_segment": segment_rates, "model_alone_img_s_between": alone_rates,
         "loop_fraction_per_segment": fractions,
         "loop_fraction_of_model_alone": statistics.median(fractions),
-        "seconds_per_update": {"data_loader_alone": t_data, "forward": t_fwd,
+        "seconds_per_update": {"data_loader_alone": t_data,
+                               "data_loader_alone_sample_by_sample": t_data_per_sample,
+                               "forward": t_fwd,
                                "forward_backward": t_fwd_bwd,
                                "optimizer_and_clip": t_opt,
                                "sample_seeding_cpu_generator": t_seed,

@@ -36,7 +36,7 @@ from torch import nn
 from tqdm import tqdm
 
 from mixer_lib.filelock import exclusive
-from mixer_lib.model import VARIANTS, MixerConfig, MlpMixer, TokenMixingMlp
+from mixer_lib.model import VARIANTS, MixerConfig, MlpMixer
 
 
 class CheckpointError(ValueError):
@@ -408,7 +408,9 @@ def _widen_token_mixing(weights: dict[str, torch.Tensor], cfg: MixerConfig,
         raise CheckpointError(
             f"the model's token-mixing width D_S={cfg.tokens_mlp_dim} must be {k2} x "
             f"{ckpt.tokens_mlp_dim} = {k2 * ckpt.tokens_mlp_dim} for a {big}x{big} grid "
-            f"initialised from a {g}x{g} checkpoint (paper App. C)."
+            f"initialised from a {g}x{g} checkpoint (paper App. C). Build the model with "
+            f"mixer_lib.pretrained(variant, weights, img_size={cfg.img_size}), which makes "
+            f"it that wide, or create_model(..., tokens_mlp_dim={k2 * ckpt.tokens_mlp_dim})."
         )
     order = tile_token_order(g, big // g)
     inverse = torch.argsort(order)
@@ -426,14 +428,23 @@ def _widen_token_mixing(weights: dict[str, torch.Tensor], cfg: MixerConfig,
     )
 
 
-def _rebuild_token_mixing(model: MlpMixer, tokens_mlp_dim: int) -> None:
-    """Give ``model`` token-mixing MLPs of width ``tokens_mlp_dim`` (weights set later)."""
-    cfg = replace(model.cfg, tokens_mlp_dim=tokens_mlp_dim)
-    param = model.stem.weight
-    for block in model.blocks:
-        block.mlp_tokens = TokenMixingMlp(cfg.num_patches, tokens_mlp_dim, cfg.gelu,
-                                          cfg.drop_rate).to(param)
-    model.cfg = cfg
+def widened_config(cfg: MixerConfig, ckpt: MixerConfig) -> MixerConfig:
+    """``cfg`` with the token-mixing width its weights from ``ckpt`` need: at the checkpoint's
+    own grid, the checkpoint's D_S where that is a square multiple of ``cfg``'s (a model
+    widened earlier, e.g. fine-tuned at 448 px); on a grid K times as large per side, K^2
+    times the checkpoint's D_S (paper Appendix C: K^2 block-diagonal copies). Anything else
+    is left as it is (loading then names the mismatch)."""
+    if cfg.patch_size != ckpt.patch_size:
+        return cfg
+    if cfg.grid_size == ckpt.grid_size:
+        k2, rest = divmod(ckpt.tokens_mlp_dim, cfg.tokens_mlp_dim)
+        if rest == 0 and round(k2**0.5) ** 2 == k2:
+            return replace(cfg, tokens_mlp_dim=ckpt.tokens_mlp_dim)
+        return cfg
+    if cfg.grid_size > ckpt.grid_size and cfg.grid_size % ckpt.grid_size == 0:
+        k2 = (cfg.grid_size // ckpt.grid_size) ** 2
+        return replace(cfg, tokens_mlp_dim=k2 * ckpt.tokens_mlp_dim)
+    return cfg
 
 
 def load_state(model: MlpMixer, weights: dict[str, torch.Tensor], ckpt: MixerConfig,
@@ -449,11 +460,6 @@ def load_state(model: MlpMixer, weights: dict[str, torch.Tensor], ckpt: MixerCon
     if any(getattr(cfg, a) != getattr(ckpt, a) for a in arch):
         raise _variant_mismatch(source, ckpt, cfg)
     if cfg.num_patches != ckpt.num_patches:
-        k2 = (cfg.grid_size // ckpt.grid_size) ** 2
-        if (cfg.grid_size % ckpt.grid_size == 0 and cfg.grid_size > ckpt.grid_size
-                and cfg.tokens_mlp_dim == ckpt.tokens_mlp_dim):
-            _rebuild_token_mixing(model, k2 * ckpt.tokens_mlp_dim)
-            cfg = model.cfg
         _widen_token_mixing(weights, cfg, ckpt, report)
     elif cfg.tokens_mlp_dim != ckpt.tokens_mlp_dim:
         raise _variant_mismatch(source, ckpt, cfg)
@@ -501,9 +507,16 @@ def load_npz(model: MlpMixer, path: str | os.PathLike) -> LoadReport:
     * a different class count keeps everything but the head, which is zero-initialised
       (fine-tuning, paper Section 3.1);
     * a larger image size whose patch grid is a whole multiple of the checkpoint's gets
-      block-diagonal token-mixing weights (paper Appendix C); the model's token-mixing width
-      becomes K^2 D_S.
+      block-diagonal token-mixing weights (paper Appendix C), into a model built K^2 times
+      as wide in D_S (:func:`mixer_lib.pretrained` builds it so; the model is never changed
+      here).
     """
+    weights, ckpt = npz_weights(path)
+    return load_state(model, weights, ckpt, str(path))
+
+
+def npz_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], MixerConfig]:
+    """An official ``.npz`` file as our parameter names and the config it describes."""
     arrays = read_npz(path)
     ckpt = config_from_npz(arrays)
     key_map = _npz_key_map(ckpt)
@@ -515,8 +528,7 @@ def load_npz(model: MlpMixer, path: str | os.PathLike) -> LoadReport:
             f"keys {missing[:6]}. Expected keys like 'stem/kernel', "
             f"'MixerBlock_0/token_mixing/Dense_0/kernel', 'pre_head_layer_norm/scale'."
         )
-    weights = {ours: _to_torch(arrays[k], kind) for k, (ours, kind) in key_map.items()}
-    return load_state(model, weights, ckpt, str(path))
+    return {ours: _to_torch(arrays[k], kind) for k, (ours, kind) in key_map.items()}, ckpt
 
 
 def save_npz(model: MlpMixer, path: str | os.PathLike) -> Path:
@@ -565,9 +577,14 @@ def load_timm_state_dict(model: MlpMixer, state_dict: dict[str, torch.Tensor] | 
     timm's names match ours except the stem (``stem.proj.*`` -> ``stem.*``). Note timm uses
     exact GELU: build the model with ``gelu="exact"`` to reproduce timm's outputs.
     """
+    return load_state(model, *timm_weights(state_dict), source)
+
+
+def timm_weights(state_dict: dict[str, torch.Tensor] | nn.Module,
+                 ) -> tuple[dict[str, torch.Tensor], MixerConfig]:
+    """A timm ``MlpMixer`` state dict as our parameter names and the config it describes."""
     if isinstance(state_dict, nn.Module):
         state_dict = state_dict.state_dict()
     ckpt = timm_config(state_dict)
-    weights = {re.sub(r"^stem\.proj\.", "stem.", k): v.detach().float().clone()
-               for k, v in state_dict.items()}
-    return load_state(model, weights, ckpt, source)
+    return {re.sub(r"^stem\.proj\.", "stem.", k): v.detach().float().clone()
+            for k, v in state_dict.items()}, ckpt

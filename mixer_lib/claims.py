@@ -15,8 +15,12 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+
+from mixer_lib.published import PAPER, PAPER_THROUGHPUT
+from mixer_lib.significance import gain, loss, significant
 
 VERDICTS = ("reproduced", "partly", "not reproduced", "not testable here")
 PENDING = "pending"
@@ -41,11 +45,6 @@ EXPLANATIONS = {
 }
 # ViT peers measured beside Mixer (timm model names), by their names in the paper
 VIT_PEERS = {"ViT-B/16": "timm:vit_base_patch16_224", "ViT-L/16": "timm:vit_large_patch16_224"}
-# paper Table 3, inference throughput, img/s per TPU-v3 core at 224 px
-PAPER_THROUGHPUT = {"Mixer-S/32": 11489, "Mixer-B/32": 4208, "Mixer-S/16": 3994,
-                    "Mixer-B/16": 1384, "Mixer-L/32": 1314, "Mixer-L/16": 419,
-                    "Mixer-H/14": 194, "ViT-B/16": 861, "ViT-L/16": 280}
-
 
 def _var(top1: float, n: int) -> float:
     """Binomial variance (points^2) of a top-1 estimate on ``n`` images."""
@@ -118,7 +117,7 @@ def explanation_support(rows: list[dict], records: Mapping[str, dict] | None = N
                 ref, here = pairs[0]
                 d, se = group_effect([ref], [here])
                 dev_a, dev_b = (x["environment"]["device"].split(" (")[0] for x in (ref, here))
-                small = abs(d) < 2 * se and abs(d) < 1.0
+                small = not significant(d, se) and abs(d) < 1.0
                 out[name] = (f"{'not supported' if small else 'supported'} (the same run on "
                              f"{dev_a} and on {dev_b}: {ref['top1']:.2f} vs {here['top1']:.2f}"
                              f", {d:+.2f} ± {se:.2f} points)")
@@ -127,7 +126,7 @@ def explanation_support(rows: list[dict], records: Mapping[str, dict] | None = N
             out[name] = "not tested here"
             continue
         have = [measured[d] for d in devs if d in measured]
-        if any(r["effect_points"] < -2 * r["se"] for r in have):
+        if any(loss(r["effect_points"], r["se"]) for r in have):
             out[name] = "supported"
         elif len(have) == len(devs):
             out[name] = "not supported"
@@ -136,176 +135,247 @@ def explanation_support(rows: list[dict], records: Mapping[str, dict] | None = N
     return out
 
 
+def _all_some_none(checks: list[bool]) -> str:
+    """"reproduced" when every check holds, "partly" when some do, else "not reproduced"."""
+    return "reproduced" if all(checks) else ("partly" if any(checks) else "not reproduced")
+
+
+# ------------------------------------------------------------------------ the claims registry
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the rules read: the study's records by run name, the throughput measurements
+    (:func:`measurements`), the paper profile's protocol records, and Table 1's agreement
+    (variants whose head-less count rounds to Table 1's, variants)."""
+
+    records: Mapping[str, dict]
+    runs: list[tuple[str, dict[str, dict]]]
+    protocols: list[dict]
+    table1_ok: tuple[int, int] | None
+
+
+Finding = tuple[str, str]  # (verdict, this project's evidence in one sentence)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of the paper: its sentence (written here once), where the paper supports it,
+    the chapter that shows ours, what is missing while it cannot be judged, and its rule (a
+    verdict and the evidence from :class:`Evidence`, or None while the evidence is missing)."""
+
+    id: str
+    sentence: str
+    paper: str
+    chapter: str
+    missing: str
+    rule: Callable[[Evidence], Finding | None]
+    missing_verdict: str = PENDING
+
+
+def _table1(ev: Evidence) -> Finding | None:
+    """All variants' counts round to Table 1's: reproduced; some: partly."""
+    if ev.table1_ok is None:
+        return None
+    ok, n = ev.table1_ok
+    return ("reproduced" if ok == n else ("partly" if ok else "not reproduced"),
+            f"{ok} of {n} head-less counts of the built models round to Table 1's figures.")
+
+
+def _accuracy(ev: Evidence) -> Finding | None:
+    """ImageNet top-1 of the paper profile within 1 point of Table 3: reproduced; within 3:
+    partly; else not reproduced."""
+    real = [p for p in ev.protocols if not p.get("dry_run") and p["dataset"] == "imagenet1k"
+            and p.get("test_top1_mean") is not None]
+    if not real:
+        return None
+    p = real[0]
+    paper = PAPER.get((p["variant"], p["weights"]), {}).get("imagenet1k")
+    gap = p["test_top1_mean"] - paper if paper else None
+    verdict = (PENDING if gap is None else "reproduced" if abs(gap) <= 1 else
+               "partly" if abs(gap) <= 3 else "not reproduced")
+    return verdict, (f"{p['variant']} ({p['weights']}): ImageNet top-1 "
+                     f"{p['test_top1_mean']:.2f} (paper {paper}).")
+
+
+def _vit_pairs() -> list[tuple[str, str, str]]:
+    return [(vit.replace("ViT", "Mixer"), timm, vit) for vit, timm in VIT_PEERS.items()]
+
+
+def _paper_throughput_ratios() -> str:
+    return "Table 3: " + ", ".join(
+        f"{m} / {vit} {PAPER_THROUGHPUT[m] / PAPER_THROUGHPUT[vit]:.2f}x"
+        for m, _, vit in _vit_pairs()) + " (TPU-v3)."
+
+
+def _throughput(ev: Evidence) -> Finding | None:
+    """Mixer faster than ViT of the same size in every measurement (device, dtype, mode):
+    reproduced; in some: partly; in none: not reproduced."""
+    ratios = [(label, vit, rows[m]["infer_img_s"] / rows[v]["infer_img_s"])
+              for label, rows in ev.runs for m, v, vit in _vit_pairs() if m in rows and v in rows]
+    if not ratios:
+        return None
+    return (_all_some_none([r > 1 for _, _, r in ratios]),
+            "Inference, Mixer / ViT of the same size, measured here: " + "; ".join(
+                f"{label}: " + ", ".join(f"{vit} {r:.2f}x" for lab, vit, r in ratios
+                                         if lab == label)
+                for label in dict.fromkeys(lab for lab, _, _ in ratios)) + ".")
+
+
+def _linear(ev: Evidence) -> Finding | None:
+    """Time per image at 448 px (4x the patches) within 0.75-1.33 of 4x that at 224 px in
+    every measurement: reproduced; in some: partly."""
+    linear = []
+    for label, rows in ev.runs:
+        base, big = rows.get("Mixer-B/16"), rows.get("Mixer-B/16@img_size=448")
+        if base and big:
+            wide = rows.get("Mixer-B/16@img_size=448,tokens_mlp_dim=1536")
+            linear.append((label, base["infer_img_s"] / big["infer_img_s"],
+                           base["infer_img_s"] / wide["infer_img_s"] if wide else None))
+    if not linear:
+        return None
+    return (_all_some_none([0.75 <= cost / 4.0 <= 1.33 for _, cost, _ in linear]),
+            "Mixer-B/16 at 448 px (4x the patches), time per image against 224 px: " +
+            "; ".join(f"{label}: {cost:.2f}x ({cost / 4:.2f}x per patch"
+                      + (f"; {wide:.2f}x with App. C's widened token mixing, D_S x 4)"
+                         if wide else ")") for label, cost, wide in linear) + ".")
+
+
+def _permutation(ev: Evidence) -> Finding | None:
+    """Mixer's patch+pixel shuffle effect not significant, ResNet's a significant loss, the
+    global shuffle a significant loss for both: all four reproduced; some: partly."""
+    m = {k: _runs(ev.records, f"e3-mixer-{k}") for k in ("none", "patch_pixel", "global")}
+    r = {k: _runs(ev.records, f"e3-resnet-{k}") for k in ("none", "patch_pixel", "global")}
+    if not all(len(v) >= 2 for v in (*m.values(), *r.values())):
+        return None
+    mp, mg = group_effect(m["none"], m["patch_pixel"]), group_effect(m["none"], m["global"])
+    rp, rg = group_effect(r["none"], r["patch_pixel"]), group_effect(r["none"], r["global"])
+    return (_all_some_none([not significant(*mp), loss(*rp), loss(*mg), loss(*rg)]),
+            f"Mixer: patch+pixel {mp[0]:+.1f} ± {mp[1]:.1f}, global {mg[0]:+.1f} ± "
+            f"{mg[1]:.1f}; ResNet: patch+pixel {rp[0]:+.1f} ± {rp[1]:.1f}, global "
+            f"{rg[0]:+.1f} ± {rg[1]:.1f} points (test top-1 against no shuffle).")
+
+
+def _units(ev: Evidence) -> Finding | None:
+    """The first block's neighbour correlation above its fresh initialisation's by > 0.1."""
+    stats = (ev.records.get("e1-up-mixer") or {}).get("token_mixing")
+    if not stats:
+        return None
+    first = stats["blocks"][0]
+    local = first["neighbour_correlation"] > first["init_neighbour_correlation"] + 0.1
+    return ("reproduced" if local else "not reproduced",
+            f"First block of the E1 upstream Mixer: neighbour correlation "
+            f"{first['neighbour_correlation']:+.2f} (fresh init "
+            f"{first['init_neighbour_correlation']:+.2f}); energy within 1 patch of each "
+            f"unit's peak {100 * first['local_energy']:.0f}% (init "
+            f"{100 * first['init_local_energy']:.0f}%).")
+
+
+def _transfer(ev: Evidence) -> Finding | None:
+    """Fine-tuned minus from scratch a significant gain: reproduced; a significant loss: not
+    reproduced; else partly."""
+    ft, sc = _runs(ev.records, "e1-ft-mixer"), _runs(ev.records, "e1-scratch-mixer")
+    if len(ft) < 2 or len(sc) < 2:
+        return None
+    d, se = group_effect(sc, ft)
+    return ("reproduced" if gain(d, se) else ("not reproduced" if loss(d, se) else "partly"),
+            f"Mixer-T/4 on classes 5-9: fine-tuned {statistics.fmean(x['top1'] for x in ft):.1f}"
+            f" vs from scratch {statistics.fmean(x['top1'] for x in sc):.1f} "
+            f"({d:+.1f} ± {se:.1f} points).")
+
+
+def _resolution(ev: Evidence) -> Finding | None:
+    """Block-diagonal beats random token mixing at 64 px significantly and is not a
+    significant loss against 32 px: reproduced; not a significant loss against random:
+    partly."""
+    bd, rnd, lo = (_runs(ev.records, f"e2-{k}") for k in ("ft64-blockdiag", "ft64-random",
+                                                          "ft32"))
+    if len(bd) < 2 or len(rnd) < 2 or len(lo) < 2:
+        return None
+    d1, s1 = group_effect(rnd, bd)
+    d2, s2 = group_effect(lo, bd)
+    return ("reproduced" if gain(d1, s1) and not loss(d2, s2) else
+            ("partly" if not loss(d1, s1) else "not reproduced"),
+            f"64 px block-diagonal vs random token mixing {d1:+.1f} ± {s1:.1f}; vs 32 px "
+            f"{d2:+.1f} ± {s2:.1f} points (CIFAR's images are 32 px: at 64 px they are "
+            f"upsampled and carry no extra detail, so this tests App. C's initialisation, "
+            f"not the gain from real detail).")
+
+
+def _shortfall(ev: Evidence) -> Finding | None:
+    """All the reproduction's deviations together a significant loss: reproduced."""
+    combined = next(x for x in autopsy(ev.records) if x["deviation"] == "all")
+    if combined["effect_points"] is None:
+        return None
+    d, se = combined["effect_points"], combined["se"]
+    return ("reproduced" if loss(d, se) else "not reproduced",
+            f"All its deviations together: {d:+.1f} ± {se:.1f} points against the official "
+            f"recipe (E6, {combined['seeds']} seeds).")
+
+
+_NO_E5 = "benchmarks/throughput.py --preset claims has not been recorded."
+CLAIMS: tuple[Claim, ...] = (
+    Claim("table1", "The seven variants have the parameter counts of Table 1.",
+          "Table 1 (millions, without the head).", "architecture",
+          "Table 1 was not checked.", _table1),
+    Claim("accuracy", "Pre-trained at scale, Mixer reaches accuracy competitive with CNNs "
+          "and ViT (ImageNet top-1 after fine-tuning).", "Tables 2 and 3.", "results",
+          "Needs the released checkpoints, ImageNet and a GPU: the `paper` profile runs it "
+          "(its dry run checks the code path).", _accuracy,
+          missing_verdict="not testable here"),
+    Claim("throughput", "Mixer has higher throughput than ViT of the same size.",
+          _paper_throughput_ratios(), "claims", _NO_E5, _throughput),
+    Claim("linear", "Mixer's cost grows linearly with the number of patches.",
+          "Section 2 (token mixing is an MLP over patches of fixed width D_S).", "claims",
+          _NO_E5, _linear),
+    Claim("permutation", "Mixer is invariant to a fixed patch+pixel shuffle, a CNN is not; "
+          "a global shuffle hurts both.", "Section 3.4, Figure 4 (ImageNet).", "permutation",
+          "E3 runs not all committed.", _permutation),
+    Claim("units", "Token-mixing units of the first layers learn local detectors.",
+          "Section 3.5, Figure 5.", "token_mixing", "E1 upstream run not committed.",
+          _units),
+    Claim("transfer", "Pre-training upstream, then fine-tuning with the paper's recipe, "
+          "beats training on the downstream task alone.", "Sections 3-3.1.", "autopsy",
+          "E1 runs not all committed.", _transfer),
+    Claim("resolution", "Fine-tuning at a higher resolution with block-diagonal "
+          "token-mixing initialisation works (App. C).", "Appendix C.", "autopsy",
+          "E2 runs not all committed.", _resolution),
+    Claim("shortfall", "The published reproduction's 3-6 point shortfall comes from its "
+          "departures from the recipe.", "Its report: five possible causes, none measured.",
+          "autopsy", "E6 runs not all committed.", _shortfall),
+)
+
+
 def ledger(records: Mapping[str, dict], benches: list[dict] | None,
            protocols: list[dict] | None = None, table1_ok: tuple[int, int] | None = None
            ) -> list[dict]:
-    """The claims, each with the paper's evidence, this project's and a verdict.
+    """Every claim of :data:`CLAIMS` with the paper's evidence, ours and a verdict by its
+    rule (each rule's docstring states it), or its ``missing_verdict`` and what is missing.
 
     ``records``: the study's committed records by run name; ``benches``: the E5 throughput
     records (``results/study/benchmark-claims*.json``); ``protocols``: protocol records of
     the paper profile; ``table1_ok``: (variants whose head-less count rounds to Table 1's,
     variants).
     """
+    ev = Evidence(records, measurements(benches or []), protocols or [], table1_ok)
     out = []
-    benches = benches or []
-
-    def add(cid, claim, paper, verdict, evidence, chapter):
-        out.append({"id": cid, "claim": claim, "paper_evidence": paper, "verdict": verdict,
-                    "evidence": evidence, "chapter": chapter})
-
-    # 1. Table 1
-    if table1_ok is not None:
-        ok, n = table1_ok
-        add("table1", "The seven variants have the parameter counts of Table 1.",
-            "Table 1 (millions, without the head).",
-            "reproduced" if ok == n else ("partly" if ok else "not reproduced"),
-            f"{ok} of {n} head-less counts of the built models round to Table 1's figures.",
-            "architecture")
-    # 2. accuracy at scale
-    real = [p for p in protocols or [] if not p.get("dry_run")
-            and p["dataset"] == "imagenet1k" and p.get("test_top1_mean") is not None]
-    if real:
-        from mixer_lib.records import PAPER
-
-        p = real[0]
-        paper = PAPER.get((p["variant"], p["weights"]), {}).get("imagenet1k")
-        gap = p["test_top1_mean"] - paper if paper else None
-        verdict = (PENDING if gap is None else "reproduced" if abs(gap) <= 1 else
-                   "partly" if abs(gap) <= 3 else "not reproduced")
-        add("accuracy", "Pre-trained at scale, Mixer reaches accuracy competitive with CNNs "
-            "and ViT (ImageNet top-1 after fine-tuning).", "Tables 2 and 3.", verdict,
-            f"{p['variant']} ({p['weights']}): ImageNet top-1 {p['test_top1_mean']:.2f} "
-            f"(paper {paper}).", "results")
-    else:
-        add("accuracy", "Pre-trained at scale, Mixer reaches accuracy competitive with CNNs "
-            "and ViT (ImageNet top-1 after fine-tuning).", "Tables 2 and 3.",
-            "not testable here", "Needs the released checkpoints, ImageNet and a GPU: the "
-            "`paper` profile runs it (its dry run checks the code path).", "results")
-    # 3-4. throughput: every measurement (device, dtype, mode) of every E5 record
-    runs = measurements(benches)
-    pairs = [(vit.replace("ViT", "Mixer"), timm, vit) for vit, timm in VIT_PEERS.items()]
-    ratios = [(label, vit, rows[m]["infer_img_s"] / rows[v]["infer_img_s"])
-              for label, rows in runs for m, v, vit in pairs if m in rows and v in rows]
-    if ratios:
-        faster = sum(r > 1 for _, _, r in ratios)
-        paper_r = {vit: PAPER_THROUGHPUT[m] / PAPER_THROUGHPUT[vit] for m, _, vit in pairs}
-        add("throughput", "Mixer has higher throughput than ViT of the same size.",
-            "Table 3: " + ", ".join(f"{k.replace('ViT', 'Mixer')} / {k} {v:.2f}x"
-                                   for k, v in paper_r.items()) + " (TPU-v3).",
-            "reproduced" if faster == len(ratios) else ("partly" if faster else
-                                                        "not reproduced"),
-            "Inference, Mixer / ViT of the same size, measured here: " + "; ".join(
-                f"{label}: " + ", ".join(f"{vit} {r:.2f}x" for lab, vit, r in ratios
-                                         if lab == label)
-                for label in dict.fromkeys(lab for lab, _, _ in ratios)) + ".", "claims")
-    else:
-        add("throughput", "Mixer has higher throughput than ViT of the same size.",
-            "Table 3.", PENDING,
-            "benchmarks/throughput.py --preset claims has not been recorded.", "claims")
-    linear = []
-    for label, rows in runs:
-        base, big = rows.get("Mixer-B/16"), rows.get("Mixer-B/16@img_size=448")
-        if base and big:
-            wide = rows.get("Mixer-B/16@img_size=448,tokens_mlp_dim=1536")
-            linear.append((label, base["infer_img_s"] / big["infer_img_s"],
-                           base["infer_img_s"] / wide["infer_img_s"] if wide else None))
-    if linear:  # S: 196 -> 784 patches
-        ok = sum(0.75 <= cost / 4.0 <= 1.33 for _, cost, _ in linear)
-        add("linear", "Mixer's cost grows linearly with the number of patches.",
-            "Section 2 (token mixing is an MLP over patches of fixed width D_S).",
-            "reproduced" if ok == len(linear) else ("partly" if ok else "not reproduced"),
-            "Mixer-B/16 at 448 px (4x the patches), time per image against 224 px: " +
-            "; ".join(f"{label}: {cost:.2f}x ({cost / 4:.2f}x per patch"
-                      + (f"; {wide:.2f}x with App. C's widened token mixing, D_S x 4)"
-                         if wide else ")") for label, cost, wide in linear) + ".",
-            "claims")
-    else:
-        add("linear", "Mixer's cost grows linearly with the number of patches.",
-            "Section 2.", PENDING,
-            "benchmarks/throughput.py --preset claims has not been recorded.", "claims")
-    # 5. permutations
-    m = {k: _runs(records, f"e3-mixer-{k}") for k in ("none", "patch_pixel", "global")}
-    r = {k: _runs(records, f"e3-resnet-{k}") for k in ("none", "patch_pixel", "global")}
-    if all(len(v) >= 2 for v in (*m.values(), *r.values())):
-        mp, mg = group_effect(m["none"], m["patch_pixel"]), group_effect(m["none"], m["global"])
-        rp, rg = group_effect(r["none"], r["patch_pixel"]), group_effect(r["none"], r["global"])
-        checks = [abs(mp[0]) <= 2 * mp[1], rp[0] < -2 * rp[1], mg[0] < -2 * mg[1],
-                  rg[0] < -2 * rg[1]]
-        add("permutation", "Mixer is invariant to a fixed patch+pixel shuffle, a CNN is not; "
-            "a global shuffle hurts both.", "Section 3.4, Figure 4 (ImageNet).",
-            "reproduced" if all(checks) else ("partly" if any(checks) else "not reproduced"),
-            f"Mixer: patch+pixel {mp[0]:+.1f} ± {mp[1]:.1f}, global {mg[0]:+.1f} ± "
-            f"{mg[1]:.1f}; ResNet: patch+pixel {rp[0]:+.1f} ± {rp[1]:.1f}, global "
-            f"{rg[0]:+.1f} ± {rg[1]:.1f} points (test top-1 against no shuffle).",
-            "permutation")
-    else:
-        add("permutation", "Mixer is invariant to a fixed patch+pixel shuffle, a CNN is not; "
-            "a global shuffle hurts both.", "Section 3.4, Figure 4.", PENDING,
-            "E3 runs not all committed.", "permutation")
-    # 6. token-mixing units
-    up = records.get("e1-up-mixer")
-    stats = (up or {}).get("token_mixing")
-    if stats:
-        first = stats["blocks"][0]
-        local = first["neighbour_correlation"] > first["init_neighbour_correlation"] + 0.1
-        add("units", "Token-mixing units of the first layers learn local detectors.",
-            "Section 3.5, Figure 5.", "reproduced" if local else "not reproduced",
-            f"First block of the E1 upstream Mixer: neighbour correlation "
-            f"{first['neighbour_correlation']:+.2f} (fresh init "
-            f"{first['init_neighbour_correlation']:+.2f}); energy within 1 patch of each "
-            f"unit's peak {100 * first['local_energy']:.0f}% (init "
-            f"{100 * first['init_local_energy']:.0f}%).", "token_mixing")
-    else:
-        add("units", "Token-mixing units of the first layers learn local detectors.",
-            "Section 3.5, Figure 5.", PENDING, "E1 upstream run not committed.",
-            "token_mixing")
-    # 7. transfer
-    ft, sc = _runs(records, "e1-ft-mixer"), _runs(records, "e1-scratch-mixer")
-    if len(ft) >= 2 and len(sc) >= 2:
-        d, se = group_effect(sc, ft)
-        add("transfer", "Pre-training upstream, then fine-tuning with the paper's recipe, "
-            "beats training on the downstream task alone.", "Sections 3-3.1.",
-            "reproduced" if d > 2 * se else ("not reproduced" if d < -2 * se else "partly"),
-            f"Mixer-T/4 on classes 5-9: fine-tuned {statistics.fmean(x['top1'] for x in ft):.1f}"
-            f" vs from scratch {statistics.fmean(x['top1'] for x in sc):.1f} "
-            f"({d:+.1f} ± {se:.1f} points).", "autopsy")
-    else:
-        add("transfer", "Pre-training upstream, then fine-tuning with the paper's recipe, "
-            "beats training on the downstream task alone.", "Sections 3-3.1.", PENDING,
-            "E1 runs not all committed.", "autopsy")
-    # 8. higher resolution
-    bd, rnd, lo = (_runs(records, f"e2-{k}") for k in ("ft64-blockdiag", "ft64-random",
-                                                       "ft32"))
-    if len(bd) >= 2 and len(rnd) >= 2 and len(lo) >= 2:
-        d1, s1 = group_effect(rnd, bd)
-        d2, s2 = group_effect(lo, bd)
-        add("resolution", "Fine-tuning at a higher resolution with block-diagonal "
-            "token-mixing initialisation works (App. C).", "Appendix C.",
-            "reproduced" if d1 > 2 * s1 and d2 > -2 * s2 else
-            ("partly" if d1 > -2 * s1 else "not reproduced"),
-            f"64 px block-diagonal vs random token mixing {d1:+.1f} ± {s1:.1f}; vs 32 px "
-            f"{d2:+.1f} ± {s2:.1f} points (CIFAR's images are 32 px: at 64 px they are "
-            f"upsampled and carry no extra detail, so this tests App. C's initialisation, "
-            f"not the gain from real detail).", "autopsy")
-    else:
-        add("resolution", "Fine-tuning at a higher resolution with block-diagonal "
-            "token-mixing initialisation works (App. C).", "Appendix C.", PENDING,
-            "E2 runs not all committed.", "autopsy")
-    # 9. the reproduction's shortfall
-    rows_a = autopsy(records)
-    combined = next(x for x in rows_a if x["deviation"] == "all")
-    if combined["effect_points"] is not None:
-        d, se = combined["effect_points"], combined["se"]
-        add("shortfall", "The published reproduction's 3-6 point shortfall comes from its "
-            "departures from the recipe.", "Its report: five possible causes, none measured.",
-            "reproduced" if d < -2 * se else "not reproduced",
-            f"All its deviations together: {d:+.1f} ± {se:.1f} points against the official "
-            f"recipe (E6, {combined['seeds']} seeds).", "autopsy")
-    else:
-        add("shortfall", "The published reproduction's 3-6 point shortfall comes from its "
-            "departures from the recipe.", "Its report: five possible causes.", PENDING,
-            "E6 runs not all committed.", "autopsy")
+    for claim in CLAIMS:
+        found = claim.rule(ev)
+        verdict, evidence = found if found else (claim.missing_verdict, claim.missing)
+        out.append({"id": claim.id, "claim": claim.sentence, "paper_evidence": claim.paper,
+                    "verdict": verdict, "evidence": evidence, "chapter": claim.chapter})
     return out
+
+
+LEDGER_COLUMNS = {"claim": "claim", "paper_evidence": "paper's evidence",
+                  "evidence": "this project's evidence", "verdict": "verdict",
+                  "chapter": "chapter"}
+
+
+def ledger_rows(claims: list[dict], fields: tuple[str, ...] = tuple(LEDGER_COLUMNS),
+                ) -> tuple[list[str], list[list[str]]]:
+    """The ledger as a table: the header and one row per claim, with ``fields`` (keys of
+    :data:`LEDGER_COLUMNS`) as columns."""
+    return [LEDGER_COLUMNS[f] for f in fields], [[c[f] for f in fields] for c in claims]
 
 
 def table1_agreement() -> tuple[int, int]:
@@ -313,7 +383,7 @@ def table1_agreement() -> tuple[int, int]:
     import torch
 
     from mixer_lib.model import VARIANTS, create_model
-    from mixer_lib.records import PAPER_PARAMS_M
+    from mixer_lib.published import PAPER_PARAMS_M
 
     ok = 0
     for name in VARIANTS:

@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from mixer_lib.significance import significant
+
 # Paper Table 2: "Avg 5" = mean top-1 over these five downstream tasks.
 AVG5_DATASETS = ("imagenet1k", "cifar10", "cifar100", "pets", "flowers102")
 
@@ -98,8 +100,9 @@ class AccuracyChange:
 
     @property
     def verdict(self) -> str:
-        """"within noise" when ``|delta| < 2 s.e.``, else "drop" or "gain"."""
-        if abs(self.delta) < self.two_se:
+        """"within noise" unless the change is significant
+        (:func:`mixer_lib.significance.significant`), else "drop" or "gain"."""
+        if not significant(self.delta, self.two_se / 2):
             return "within noise"
         return "drop" if self.delta < 0 else "gain"
 
@@ -139,16 +142,10 @@ def evaluate_released(variant: str, weights: str, dataset: str = "imagenet1k",
                       num_workers: int | None = None, progress: bool = True) -> dict:
     """Top-1/top-5 (and ReaL for ImageNet) of a released checkpoint with its own head, on
     the test split of ``dataset``, without fine-tuning (paper Table 3 at 224 px)."""
-    from mixer_lib.checkpoints import (
-        WEIGHTS,
-        CheckpointError,
-        checkpoint_info,
-        download,
-        load_npz,
-    )
+    from mixer_lib.checkpoints import WEIGHTS, CheckpointError, checkpoint_info
     from mixer_lib.config import ConfigError, RunConfig
     from mixer_lib.data import build_split, class_names, make_eval_loader, sample_files
-    from mixer_lib.model import create_model
+    from mixer_lib.pretrained import pretrained
     from mixer_lib.provenance import environment
     from mixer_lib.real import real_labels, real_top1
     from mixer_lib.runtime import data_config, pick_device, wants_real
@@ -169,8 +166,7 @@ def evaluate_released(variant: str, weights: str, dataset: str = "imagenet1k",
             f"(python -m mixer_lib.train)")
     real = real_labels(progress=progress) if wants_real(cfg) else None
     dev = pick_device(device)
-    model = create_model(variant, num_classes=info.num_classes, img_size=img_size)
-    report = load_npz(model, download(info.name, progress=progress))
+    model, report = pretrained(variant, weights, img_size=img_size, progress=progress)
     model.to(dev)
     amp = torch.bfloat16 if dev.type == "cuda" else None
     result = evaluate(model, make_eval_loader(test, batch_size, dev, num_workers), dev,

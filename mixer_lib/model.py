@@ -302,9 +302,10 @@ class MlpMixer(nn.Module):
                 f"{cfg.name} was built for {cfg.img_size}x{cfg.img_size} images "
                 f"({cfg.grid_size}x{cfg.grid_size} patches of {cfg.patch_size} px); got "
                 f"{x.shape[-2]}x{x.shape[-1]}. The token-mixing MLP has a fixed number of "
-                f"tokens, so resize/crop inputs to {cfg.img_size} px, or build the model with "
-                f"create_model(..., img_size={x.shape[-1]}) and load weights with "
-                f"load_npz(...), which re-maps token-mixing weights for a new grid."
+                f"tokens, so resize/crop inputs to {cfg.img_size} px, or build the model for "
+                f"that size with mixer_lib.pretrained(variant, weights, "
+                f"img_size={x.shape[-1]}), which maps released token-mixing weights to the "
+                f"new grid (paper App. C), or create_model(..., img_size={x.shape[-1]})."
             )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

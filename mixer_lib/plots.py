@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from mixer_lib.significance import SE_MULTIPLE, loss
+
 
 def read_metrics(path: str | Path) -> tuple[list[dict], list[dict]]:
     """Split ``metrics.jsonl`` into training records and evaluation records."""
@@ -185,8 +187,8 @@ def effect_bars(rows: list[dict], title: str = ""):
     rows = [r for r in rows if r["effect_points"] is not None]
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
     y = np.arange(len(rows))[::-1]
-    colours = ["tab:red" if r["effect_points"] < -2 * r["se"] else "tab:grey" for r in rows]
-    ax.barh(y, [r["effect_points"] for r in rows], xerr=[2 * r["se"] for r in rows],
+    colours = ["tab:red" if loss(r["effect_points"], r["se"]) else "tab:grey" for r in rows]
+    ax.barh(y, [r["effect_points"] for r in rows], xerr=[SE_MULTIPLE * r["se"] for r in rows],
             color=colours, capsize=3)
     ax.set_yticks(y, [r["deviation"] for r in rows])
     ax.axvline(0, color="black", lw=0.8)

@@ -71,7 +71,7 @@ def _intro(runs_dir: str) -> Job:
     """The summary page, executed last: it reads the other chapters' records and timings."""
     return Job("intro", "intro", {"runs_dir": runs_dir},
                reads=("book/chapters/[!i]*.ipynb", "book/chapters/build.json",
-                      f"{runs_dir}/**/protocol.json", "results/study/claims.json",
+                      f"{runs_dir}/**/protocol.json", "results/study/*.json",
                       "results/gpu-check-*.json"))
 
 

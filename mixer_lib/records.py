@@ -6,37 +6,12 @@ import json
 from html import escape
 from pathlib import Path
 
+from mixer_lib.published import (
+    OFFICIAL_README_CIFAR10,
+    PAPER,
+    REPRODUCTION_REPORT,
+)
 from mixer_lib.recipes import STANDIN_PREFIX
-
-# Paper Table 1, "Parameters (M)": counts without the classifier head, whole millions.
-PAPER_PARAMS_M = {"Mixer-S/32": 19, "Mixer-S/16": 18, "Mixer-B/32": 60, "Mixer-B/16": 59,
-                  "Mixer-L/32": 206, "Mixer-L/16": 207, "Mixer-H/14": 431}
-# The published reproduction attempt: Avg 5 and ImageNet top-1 for each (variant,
-# pre-training). Its own table quotes 76.44 as the paper's ImageNet figure for B/16
-# ImageNet-21k; the paper's is 80.64 (76.44 is the ImageNet-1k row of Table 3).
-REPRODUCTION_REPORT = {
-    ("Mixer-B/16", "imagenet1k"): {"avg5": 84.50, "imagenet1k": 73.64},
-    ("Mixer-L/16", "imagenet1k"): {"avg5": 83.63, "imagenet1k": 67.89},
-    ("Mixer-B/16", "imagenet21k"): {"avg5": 86.50, "imagenet1k": 72.64},
-    ("Mixer-L/16", "imagenet21k"): {"avg5": 88.70, "imagenet1k": 78.46},
-}
-REPRODUCTION_MISQUOTE = {("Mixer-B/16", "imagenet21k"): 76.44}
-# Paper (Tolstikhin et al., 2021, arXiv 2105.01601v4), Table 3: fine-tuned at 224 px,
-# ImageNet top-1, ReaL top-1 and Avg 5 (means of three fine-tuning runs).
-PAPER = {
-    ("Mixer-B/16", "imagenet1k"): {"imagenet1k": 76.44, "real": 82.36, "avg5": 88.33},
-    ("Mixer-L/16", "imagenet1k"): {"imagenet1k": 71.76, "real": 77.08, "avg5": 87.25},
-    ("Mixer-B/16", "imagenet21k"): {"imagenet1k": 80.64, "real": 85.80, "avg5": 92.50},
-    ("Mixer-L/16", "imagenet21k"): {"imagenet1k": 82.89, "real": 87.54, "avg5": 93.63},
-}
-PAPER_SOURCE = "paper Table 3 (fine-tuned at 224 px)"
-# Table 2 (Mixer rows fine-tuned at 448 px): L/16 ImageNet-21k.
-PAPER_TABLE2_L16_448 = {"imagenet1k": 84.15, "real": 87.86, "avg5": 93.91}
-# The official repository's README: CIFAR-10 fine-tuned at 224 (10k steps, lr 0.03, batch 512).
-OFFICIAL_README_CIFAR10 = {
-    ("Mixer-B/16", "imagenet1k"): 96.72, ("Mixer-L/16", "imagenet1k"): 96.59,
-    ("Mixer-B/16", "imagenet21k"): 96.82, ("Mixer-L/16", "imagenet21k"): 98.34,
-}
 
 
 def html_table(header: list[str], rows: list[list[object]]) -> str:

@@ -1,4 +1,5 @@
-"""Wall-clock timing for the benchmarks: the median of repeated calls after a warm-up."""
+"""Wall-clock timing for the benchmarks: the median of repeated calls after a warm-up, and
+rates over windows of consecutive calls (as a training loop logs them)."""
 
 from __future__ import annotations
 
@@ -17,3 +18,20 @@ def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 3) -> f
         fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def window_rates(fn: Callable[[], object], window: int, windows: int,
+                 warmup: int = 3) -> list[float]:
+    """Calls per second of ``fn`` over ``windows`` runs of ``window`` consecutive calls each
+    (after ``warmup`` calls): a rate measured the way a training loop logs its own, every slow
+    call included, so the two compare like with like (a median of single calls leaves the slow
+    ones out)."""
+    for _ in range(warmup):
+        fn()
+    rates = []
+    for _ in range(windows):
+        t = time.perf_counter()
+        for _ in range(window):
+            fn()
+        rates.append(window / (time.perf_counter() - t))
+    return rates

@@ -36,13 +36,6 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from mixer_lib.baselines import BASELINES
-from mixer_lib.checkpoints import (
-    WEIGHTS,
-    checkpoint_info,
-    download,
-    load_npz,
-    load_timm_state_dict,
-)
 from mixer_lib.config import (
     ConfigError,
     RunConfig,
@@ -61,6 +54,7 @@ from mixer_lib.evaluate import EvalResult, evaluate
 from mixer_lib.memory import MemoryPlan
 from mixer_lib.model import MODEL_FORM, create_model, lecun_normal_
 from mixer_lib.optim import clip_grad_norm, lr_at, make_optimizer, mixup
+from mixer_lib.pretrained import pretrained
 from mixer_lib.provenance import environment, write_json
 from mixer_lib.real import check_real_files, real_labels, real_top1
 from mixer_lib.rundir import (
@@ -111,22 +105,13 @@ def build_model(cfg: RunConfig, num_classes: int) -> tuple[nn.Module, str]:
             raise ConfigError(f"{cfg.variant} starts from random weights or a run's "
                               f"checkpoint.pt; got weights={cfg.weights!r}")
         return model, load_baseline_checkpoint(model, Path(cfg.weights))
-    model = create_model(cfg.variant, num_classes=num_classes, img_size=cfg.img_size,
-                         gelu=cfg.gelu, drop_rate=cfg.drop_rate,
-                         drop_path_rate=cfg.drop_path_rate,
-                         grad_checkpointing=cfg.grad_checkpointing == "on")
+    options = dict(num_classes=num_classes, img_size=cfg.img_size, gelu=cfg.gelu,
+                   drop_rate=cfg.drop_rate, drop_path_rate=cfg.drop_path_rate,
+                   grad_checkpointing=cfg.grad_checkpointing == "on")
     if cfg.weights == "random":
-        return model, "random initialisation (Flax defaults, zero head)"
-    if cfg.weights in WEIGHTS:
-        report = load_npz(model, download(checkpoint_info(model.cfg.name, cfg.weights).name))
-    elif cfg.weights.endswith(".pt"):  # a run of this library (its checkpoint.pt)
-        state = torch.load(cfg.weights, map_location="cpu", weights_only=True)["model"]
-        # our names are timm's but for the stem (timm: stem.proj.*)
-        state = {("stem.proj." + k[5:] if k.startswith("stem.") else k): v
-                 for k, v in state.items()}
-        report = load_timm_state_dict(model, state, source=cfg.weights)
-    else:
-        report = load_npz(model, Path(cfg.weights))
+        return (create_model(cfg.variant, **options),
+                "random initialisation (Flax defaults, zero head)")
+    model, report = pretrained(cfg.variant, cfg.weights, **options)
     text = str(report)
     if cfg.token_init == "random":
         reinit_token_mixing(model)

@@ -88,10 +88,34 @@ def test_training_loop_benchmark_reports_both_rates_in_one_run(cifar_root, tmp_p
         assert fraction == pytest.approx(loop / max(between[k], between[k + 1]))
     assert record["loop_fraction_of_model_alone"] == pytest.approx(statistics.median(segments))
     times = record["seconds_per_update"]
-    assert {"data_loader_alone", "forward", "optimizer_and_clip",
-            "sample_seeding_cpu_generator"} <= set(times)
+    assert {"data_loader_alone", "data_loader_alone_sample_by_sample", "forward",
+            "optimizer_and_clip", "sample_seeding_cpu_generator"} <= set(times)
+    assert record["rate_method"] == "window-median" and record["window_updates"] >= 1
     assert 0 < record["loop_fraction_of_matmul_peak"]
     assert "% of the model alone" in capsys.readouterr().out
+
+
+def test_input_pipeline_benchmark_measures_loader_and_model_in_one_run(cifar_root, tmp_path,
+                                                                       capsys):
+    """Stand-in JPEGs of ImageNet size made from real images; the record holds one worker's
+    rate, the loader's per worker count, the model alone and the workers it needs."""
+    script = load_script("input_pipeline")
+    try:
+        assert script.main(["--data-root", str(cifar_root), "--images", "8", "--batch", "4",
+                            "--batches", "1", "--workers", "0,1", "--variant", "Mixer-S/32",
+                            "--img-size", "64", "--out", str(tmp_path)]) == 0
+        with pytest.raises(SystemExit):
+            script.main(["--images", "2", "--batch", "4"])  # fewer images than a batch
+    finally:
+        sys.modules.pop("input_pipeline", None)
+    record = json.loads(next(tmp_path.glob("benchmark-input-*.json")).read_text())
+    assert record["images"].startswith("real CIFAR-10") and record["image_size"] == [500, 375]
+    assert set(record["loader_img_s_by_workers"]) == {"0", "1"}
+    assert record["one_worker_img_s"] > 0 and record["model_alone_train_img_s"] > 0
+    assert record["workers_needed"] == -(-record["model_alone_train_img_s"]
+                                         // record["one_worker_img_s"])
+    assert record["gpu_decode_img_s"] is None  # no GPU here
+    assert "worker(s) of this CPU" in capsys.readouterr().out
 
 
 def test_perf_preset_compares_ours_with_its_earlier_form(bench, tmp_path):

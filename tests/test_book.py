@@ -51,15 +51,41 @@ def test_figures_are_embedded_images(html_dir):
             assert (html_dir / "book" / "chapters" / src).resolve().exists(), src
 
 
+def _required(what: str) -> None:
+    if os.environ.get("MIXER_BOOK_REQUIRED"):
+        pytest.fail(f"{what} must be built before these tests")
+    pytest.skip(f"{what} not built; run `make book` first")
+
+
 def test_no_notebook_cell_errored():
-    notebooks = sorted(CHAPTERS.glob("*.ipynb"))
-    if not notebooks and not os.environ.get("MIXER_BOOK_REQUIRED"):
-        pytest.skip("no executed notebooks; run `make book` first")
-    for path in notebooks:
-        nb = json.loads(path.read_text())
-        for cell in nb["cells"]:
+    """Every chapter the last build executed (``build.json``) has its executed notebook, with
+    code cells that ran and no error output."""
+    manifest = CHAPTERS / "build.json"
+    if not manifest.exists():
+        _required("the book")
+    chapters = json.loads(manifest.read_text())["chapters"]
+    executed = [name for name, entry in chapters.items() if entry["status"] != "not run"]
+    assert executed, f"{manifest} lists no executed chapter"
+    for name in executed:
+        path = CHAPTERS / f"{name}.ipynb"
+        assert path.exists(), f"{path} is listed as executed but missing"
+        cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+        assert any(c.get("outputs") for c in cells), f"{name}: no code cell has output"
+        for cell in cells:
             for out in cell.get("outputs", []):
-                assert out.get("output_type") != "error", (path.name, out.get("evalue"))
+                assert out.get("output_type") != "error", (name, out.get("evalue"))
+
+
+def test_no_page_of_either_build_shows_an_error_output():
+    """The HTML of the quick book and of the dry run: no rendered traceback on any chapter."""
+    builds = [d for d in (HTML, profile_html(DRYRUN)) if (d / "index.html").exists()]
+    if len(builds) < 2:
+        _required("the quick book and the paper dry run")
+    for build in builds:
+        pages = sorted((build / "book" / "chapters").glob("*.html"))
+        assert len(pages) >= len(PROFILES["quick"]), build
+        for page in pages:
+            assert not re.search(r'class="[^"]*\btraceback\b', page.read_text()), page
 
 
 def test_paper_dry_run_fills_every_comparison_cell_labelled_dry_run():

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from mixer_lib import create_model, get_config
+from mixer_lib import VARIANTS, create_model, get_config, pretrained
 from mixer_lib.checkpoints import (
     CHECKPOINTS,
     CheckpointDownloadError,
@@ -26,6 +26,7 @@ from mixer_lib.checkpoints import (
     sha256_file,
     tile_token_order,
 )
+from tests.conftest import import_or_skip
 
 SMALL = dict(img_size=64, num_classes=7)
 
@@ -55,6 +56,48 @@ def test_npz_has_official_keys_and_layout(tmp_path):
     np.testing.assert_array_equal(arrays["stem/kernel"][2, 5, 1, 9],
                                   model.stem.weight[9, 1, 2, 5].item())
     assert len(arrays) == 4 + 8 * 12 + 2
+    # every Dense kernel is the torch weight transposed, (in, out); scales and biases as is
+    block = model.blocks[3]
+    pairs = {
+        "MixerBlock_3/token_mixing/Dense_0/kernel": block.mlp_tokens.fc1.weight.T,
+        "MixerBlock_3/token_mixing/Dense_1/kernel": block.mlp_tokens.fc2.weight.T,
+        "MixerBlock_3/token_mixing/Dense_0/bias": block.mlp_tokens.fc1.bias,
+        "MixerBlock_3/channel_mixing/Dense_0/kernel": block.mlp_channels.fc1.weight.T,
+        "MixerBlock_3/channel_mixing/Dense_1/kernel": block.mlp_channels.fc2.weight.T,
+        "MixerBlock_3/LayerNorm_0/scale": block.norm1.weight,
+        "MixerBlock_3/LayerNorm_1/bias": block.norm2.bias,
+        "pre_head_layer_norm/scale": model.norm.weight,
+        "head/bias": model.head.bias,
+    }
+    for key, tensor in pairs.items():
+        np.testing.assert_array_equal(arrays[key], tensor.detach().numpy(), err_msg=key)
+
+
+def test_load_reads_a_hand_written_official_file(tmp_path):
+    """A file written here key by key in the official layout (not by ``save_npz``) loads into
+    the right tensors: a transpose or a swapped pair made the same way in saving and loading
+    would pass a round trip, not this."""
+    model = create_model("Mixer-S/32", **SMALL)
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for key, value in read_npz(save_npz(model, tmp_path / "shape.npz")).items():
+        arrays[key] = rng.normal(size=value.shape).astype(np.float32)
+    np.savez(tmp_path / "hand.npz", **arrays)
+    load_npz(model, tmp_path / "hand.npz")
+    b = model.blocks[5]
+    checks = {
+        "stem/kernel": model.stem.weight.permute(2, 3, 1, 0),  # OIHW -> HWIO
+        "MixerBlock_5/token_mixing/Dense_0/kernel": b.mlp_tokens.fc1.weight.T,
+        "MixerBlock_5/token_mixing/Dense_1/bias": b.mlp_tokens.fc2.bias,
+        "MixerBlock_5/channel_mixing/Dense_0/kernel": b.mlp_channels.fc1.weight.T,
+        "MixerBlock_5/channel_mixing/Dense_1/kernel": b.mlp_channels.fc2.weight.T,
+        "MixerBlock_5/LayerNorm_0/scale": b.norm1.weight,
+        "MixerBlock_5/LayerNorm_1/scale": b.norm2.weight,
+        "pre_head_layer_norm/bias": model.norm.bias,
+        "head/kernel": model.head.weight.T,
+    }
+    for key, tensor in checks.items():
+        np.testing.assert_array_equal(tensor.detach().numpy(), arrays[key], err_msg=key)
 
 
 def test_save_load_round_trip_is_exact(s32_npz):
@@ -71,7 +114,7 @@ def test_save_load_round_trip_is_exact(s32_npz):
 
 
 def test_timm_state_dict_gives_same_logits():
-    timm = pytest.importorskip("timm")
+    timm = import_or_skip("timm", "pip install -e '.[test]'")
     ref = randomise(timm.create_model("mixer_b16_224", num_classes=10)).eval()
     ours = create_model("Mixer-B/16", num_classes=10, gelu="exact").eval()
     report = load_timm_state_dict(ours, ref)
@@ -115,10 +158,10 @@ def test_block_diagonal_high_resolution_b16_224_to_448(tmp_path):
     """
     low = randomise(create_model("Mixer-B/16", num_classes=10)).eval()
     path = save_npz(low, tmp_path / "b16.npz")
-    high = create_model("Mixer-B/16", num_classes=10, img_size=448).eval()
-    report = load_npz(high, path)
+    high, report = pretrained("Mixer-B/16", path, img_size=448)  # built 4x as wide in D_S
+    high.eval()
     assert "14x14 -> 28x28" in report.resized["blocks.*.mlp_tokens"]
-    assert high.cfg.tokens_mlp_dim == 4 * 384
+    assert high.cfg.tokens_mlp_dim == 4 * 384 and high.cfg.num_classes == 10
     assert high.blocks[0].mlp_tokens.fc1.weight.shape == (1536, 784)
     img = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
@@ -133,6 +176,21 @@ def test_block_diagonal_high_resolution_b16_224_to_448(tmp_path):
                                                                                   768)
         assert torch.equal(a[:, :14, :14], b[:, :14, :14])
         assert not torch.allclose(a[:, 14:, 14:], b[:, 14:, 14:])
+
+
+def test_loading_never_rewrites_the_model(s32_npz):
+    """App. C's wider model is built, not made by loading: load_npz into a model of the
+    standard width for a larger grid refuses, names the width it needs and how to build it,
+    and leaves the model as it was."""
+    model = create_model("Mixer-S/32", num_classes=7, img_size=128)  # 2x2 -> 4x4 grid
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointError, match=r"D_S=256 must be 4 x 256 = 1024.*"
+                                              r"pretrained\(variant, weights, img_size=128\)"):
+        load_npz(model, s32_npz)
+    assert model.cfg.tokens_mlp_dim == 256
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    wide = create_model("Mixer-S/32", num_classes=7, img_size=128, tokens_mlp_dim=1024)
+    assert "2x2 -> 4x4" in load_npz(wide, s32_npz).resized["blocks.*.mlp_tokens"]
 
 
 def test_unmappable_grid_is_a_clear_error(s32_npz):
@@ -204,7 +262,11 @@ def test_catalogue():
     assert info.num_classes == 21843
     assert {c.weights for c in CHECKPOINTS.values()} == {"imagenet21k", "imagenet1k", "sam",
                                                          "gsam"}
-    assert all(get_config(c.variant) for c in CHECKPOINTS.values())
+    # every released file names a Table 1 variant by its registry name and its file
+    for c in CHECKPOINTS.values():
+        assert c.variant in VARIANTS, c.variant
+        assert get_config(c.variant).name == c.variant
+        assert c.url.endswith(f"/{c.weights}/" + c.variant.replace("/", "_") + ".npz")
 
 
 # ----------------------------------------------------------------------------- download

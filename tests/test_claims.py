@@ -172,3 +172,32 @@ def test_study_is_sized_as_the_issue_asks():
         assert {f"e6-{dev}-s0", f"e6-{dev}-s1"} <= set(runs)
     assert runs["e1-ft-mixer-s0"].config["recipe"] == "finetune"
     assert runs["e1-ft-mixer-s0"].run_config().resolved().optimizer == "sgd"
+
+
+def test_every_claim_is_one_registry_entry_with_a_stated_rule():
+    import inspect
+
+    import mixer_lib.claims as claims_module
+    from mixer_lib.claims import CLAIMS, ledger
+
+    source = inspect.getsource(claims_module)
+    assert len({c.id for c in CLAIMS}) == len(CLAIMS)
+    for claim in CLAIMS:
+        assert claim.rule.__doc__ and claim.rule.__doc__.strip(), claim.id
+        assert source.count(claim.sentence[:40]) == 1, claim.id  # the sentence written once
+    empty = ledger({}, None)
+    assert [c["id"] for c in empty] == [c.id for c in CLAIMS]
+    assert {c["verdict"] for c in empty} == {"pending", "not testable here"}
+    assert all(c["claim"] == k.sentence for c, k in zip(empty, CLAIMS, strict=True))
+
+
+def test_significance_is_decided_in_one_place():
+    from mixer_lib.evaluate import accuracy_change
+    from mixer_lib.significance import gain, loss, significant
+
+    assert significant(2.1, 1.0) and significant(-2.1, 1.0) and not significant(1.9, 1.0)
+    assert gain(2.1, 1.0) and not gain(-2.1, 1.0) and loss(-2.1, 1.0) and not loss(2.1, 1.0)
+    # accuracy comparisons ask the same rule: 2 binomial s.e. on 10,000 images ~ 0.85 points
+    assert accuracy_change(90.0, 91.0, 10_000).verdict == "gain"
+    assert accuracy_change(90.0, 90.5, 10_000).verdict == "within noise"
+    assert accuracy_change(90.0, 89.0, 10_000).verdict == "drop"

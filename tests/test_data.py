@@ -58,9 +58,23 @@ def test_pixels_are_scaled_to_minus_one_one_as_official():
 
 
 def test_eval_resize_and_center_crop():
-    img = Image.fromarray(np.arange(64 * 32 * 3, dtype=np.uint8).reshape(32, 64, 3) % 255)
-    assert eval_transform(16)(img).shape == (3, 16, 16)  # official: plain resize (squash)
-    assert eval_transform(16, crop_pct=0.875)(img).shape == (3, 16, 16)
+    """crop_pct=1: the whole image squashed to img_size (the official input pipeline);
+    crop_pct<1: the smaller side to floor(img_size / crop_pct), aspect kept, then the centre
+    img_size square. Compared pixel for pixel with PIL doing those steps by hand."""
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (32, 64, 3), dtype=np.uint8))
+
+    def signed(im: Image.Image) -> torch.Tensor:
+        return (torch.from_numpy(np.array(im)).permute(2, 0, 1).float() / 255 - 0.5) / 0.5
+
+    squashed = img.resize((16, 16), Image.BILINEAR)
+    torch.testing.assert_close(eval_transform(16)(img), signed(squashed))
+    # 16 / 0.875 -> 18: 32 x 64 becomes 18 x 36; the centre 16 x 16 starts at (1, 10)
+    cropped = img.resize((36, 18), Image.BILINEAR).crop((10, 1, 26, 17))
+    torch.testing.assert_close(eval_transform(16, crop_pct=0.875)(img), signed(cropped))
+    tall = img.transpose(Image.TRANSPOSE)  # 64 x 32: the width is the smaller side now
+    cropped_tall = tall.resize((18, 36), Image.BILINEAR).crop((1, 10, 17, 26))
+    torch.testing.assert_close(eval_transform(16, crop_pct=0.875)(tall), signed(cropped_tall))
 
 
 def test_train_transform_is_inception_crop_and_flip():
@@ -380,3 +394,53 @@ def test_signed_tensor_equals_torchvision_to_tensor_and_normalize(cifar_root):
     assert torch.equal(fast(grey), reference(grey.convert("RGB")))
     assert torch.equal(fast(rgba), reference(rgba.convert("RGB")))
     assert fast(img).min() >= -1 and fast(img).max() <= 1
+
+
+@pytest.mark.parametrize("randaugment", [None, (2, 9)])
+def test_batched_fetch_gives_the_samples_of_the_per_sample_path(cifar_root, randaugment):
+    """``__getitems__`` (what DataLoader calls for a batch) returns, bit for bit, what
+    ``[ds[i] for i in items]`` returns: decoded CIFAR pixels and JPEG files, with and without
+    RandAugment, through a DataLoader with a worker; the caller's random streams are left as
+    they were; batches without seeds or without a common size take the per-sample path."""
+    import random
+
+    from torch.utils.data import DataLoader
+
+    cfg = DataConfig(dataset="cifar10-jpeg", root=cifar_root, img_size=24, train_limit=300,
+                     randaugment=randaugment)
+    for ds in (build_split(cfg, "train"),
+               build_split(dataclasses.replace(cfg, keep_decoded=False), "train")):
+        items = [(i, 7_000 + 13 * i) for i in range(0, 300, 3)]
+        random.seed(5)
+        torch.manual_seed(5)
+        before = (random.random(), torch.rand(1))
+        random.seed(5)
+        torch.manual_seed(5)
+        batched = ds.__getitems__(items)
+        assert (random.random(), torch.rand(1)) == before  # streams untouched
+        single = [ds[i] for i in items]
+        assert len(batched) == len(single) == len(items)
+        for (a, la), (b, lb) in zip(batched, single, strict=True):
+            assert a.shape == (3, 24, 24) and torch.equal(a, b) and la == lb
+        loader = DataLoader(ds, batch_size=25, sampler=items, num_workers=1)
+        x, y = next(iter(loader))
+        assert torch.equal(x, torch.stack([a for a, _ in single[:25]]))
+        assert y.tolist() == [label for _, label in single[:25]]
+    torch.manual_seed(3)
+    random.seed(3)
+    unseeded = ds.__getitems__([0, 1])  # items without seeds draw from the caller's streams
+    torch.manual_seed(3)
+    random.seed(3)
+    assert all(torch.equal(a, ds[i][0]) for i, (a, _) in enumerate(unseeded))
+
+
+def test_batched_fetch_without_a_common_size_takes_the_per_sample_path(tmp_path):
+    root = make_image_folder(tmp_path / "sizes", per_class=2)
+    Image.fromarray(np.zeros((20, 24, 3), np.uint8)).save(root / "test" / "cat" / "odd.jpg")
+    ds = build_split(DataConfig(dataset=f"imagefolder:{root}", img_size=8, crop_pct=1.0,
+                                keep_decoded=False), "test")
+    ds.transform.transforms = ds.transform.transforms[1:]  # no resize: sizes differ
+    items = [(i, 11 + i) for i in range(len(ds))]
+    got, want = ds.__getitems__(items), [ds[i] for i in items]
+    assert len({t.shape for t, _ in got}) > 1
+    assert all(torch.equal(a, b) for (a, _), (b, _) in zip(got, want, strict=True))

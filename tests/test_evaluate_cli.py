@@ -70,12 +70,42 @@ def test_top5_names_are_imagenet_classes():
 
 def test_evaluate_cli_scores_a_released_checkpoint_with_its_head(tmp_path, monkeypatch,
                                                                   capsys):
+    from mixer_lib.checkpoints import load_npz
+    from mixer_lib.config import RunConfig
+    from mixer_lib.data import build_split, sample_files
+    from mixer_lib.model import create_model
+    from mixer_lib.runtime import data_config
+
     cache = tmp_path / "cache"
     monkeypatch.setenv("MIXER_CACHE_DIR", str(cache))
-    write_standin_checkpoint("Mixer-S/32", "gsam", cache, img_size=64)
+    path = write_standin_checkpoint("Mixer-S/32", "gsam", cache, img_size=64)
+    weights = dict(np.load(path))
+    rng = np.random.default_rng(3)  # a head that is not zero: predictions differ per image
+    weights["head/kernel"] = rng.normal(size=weights["head/kernel"].shape).astype(np.float32)
+    weights["head/bias"] = rng.normal(size=weights["head/bias"].shape).astype(np.float32)
+    np.savez(path, **weights)
     make_imagenet_val(tmp_path / "data")
-    labels = [[] for _ in range(50_000)]
-    labels[0], labels[1] = [0], [3]
+    # the test's own predictions for the 20 images the command evaluates, prepared as it
+    # prepares them (the default eval_crop, resize the shorter side + centre crop)
+    cfg = RunConfig(dataset="imagenet1k", variant="Mixer-S/32", weights="gsam", img_size=64,
+                    eval_crop="resmall_crop", eval_limit=20, data_root=str(tmp_path / "data"))
+    test = build_split(data_config(cfg), "test")
+    model = create_model("Mixer-S/32", num_classes=1000, img_size=64)
+    load_npz(model, path)
+    with torch.no_grad():
+        preds = model(torch.stack([test[i][0] for i in range(len(test))])).argmax(1).tolist()
+    # ReaL label sets by file number: of every four images, two sets hold the prediction, one
+    # does not, one is empty (not counted): 2/3 of the counted, whatever the 20 images are,
+    # only when each prediction meets the label set of its own file
+    labels: list[list[int]] = [[] for _ in range(50_000)]
+    counted = correct = 0
+    for k, (file, pred) in enumerate(zip(sample_files(test), preds, strict=True)):
+        index = int(file.rsplit("_", 1)[1].split(".")[0]) - 1
+        if k % 4 < 2:
+            labels[index], counted, correct = [pred, (pred + 1) % 1000], counted + 1, correct + 1
+        elif k % 4 == 2:
+            labels[index], counted = [(pred + 7) % 1000], counted + 1
+    assert len(set(preds)) > 1 and counted == 15 and correct == 10
     (cache / "real.json").write_text(json.dumps(labels))
     out = tmp_path / "eval.json"
     assert main(["--variant", "Mixer-S/32", "--weights", "gsam", "--dataset", "imagenet1k",
@@ -84,7 +114,8 @@ def test_evaluate_cli_scores_a_released_checkpoint_with_its_head(tmp_path, monke
                  "--no-progress"]) == 0
     record = json.loads(out.read_text())
     assert record["num_samples"] == 20 and record["fine_tuned"] is False
-    assert record["num_real"] == 2 and record["real_top1"] in (0.0, 50.0, 100.0)
+    assert record["num_real"] == counted
+    assert record["real_top1"] == pytest.approx(100 * correct / counted)
     assert "new head" not in record["weights_report"]  # its own 1000-class head
     # a dataset whose classes do not match the head is refused before evaluating
     (tmp_path / "data" / "cifar10-jpeg").mkdir()

@@ -94,11 +94,14 @@ def test_sigkill_at_random_moments_and_during_a_checkpoint_write(tmp_path):
     rng = random.Random(2026)
     out = tmp_path / "killed"
     kills, resumed = [], False
-    # 1) during a checkpoint write: its temp file exists and the rename has not happened
-    proc = start(data, out, resume=False, slow_save=0.5)
+    # 1) during a checkpoint write: its temp file exists and the rename has not happened (the
+    # write sleeps 60 s before its rename, so the kill lands inside it however slow the
+    # machine; the temp file still there afterwards shows it did)
+    proc = start(data, out, resume=False, slow_save=60)
     assert wait_for(lambda: any(out.glob("*.pt.tmp")), proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    assert any(out.glob("*.pt.tmp")), "the kill did not land inside the checkpoint write"
     kills.append(("during checkpoint write", logged_step(out)))
     # 2) at random updates, with a random delay inside the update
     for _ in range(3):

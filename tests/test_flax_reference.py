@@ -6,10 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-jax = pytest.importorskip("jax", reason="jax not installed: pip install -e '.[test]'")
-flax = pytest.importorskip("flax", reason="flax not installed: pip install -e '.[test]'")
+from tests.conftest import import_or_skip
+
+jax = import_or_skip("jax", "pip install -e '.[test]'")
+flax = import_or_skip("flax", "pip install -e '.[test]'")
+nn = import_or_skip("flax.linen", "pip install -e '.[test]'")
+import_or_skip("flax.core", "pip install -e '.[test]'")
 jnp = jax.numpy
-nn = flax.linen
 
 from mixer_lib import MixerConfig, create_model  # noqa: E402
 from mixer_lib.checkpoints import load_npz  # noqa: E402

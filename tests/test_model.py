@@ -9,34 +9,53 @@ from einops import rearrange
 
 from mixer_lib import VARIANTS, create_model, get_config
 from mixer_lib.flops import analytic_params
-from mixer_lib.records import PAPER_PARAMS_M  # paper Table 1, "Parameters (M)"
+from mixer_lib.published import PAPER_PARAMS_M  # paper Table 1, "Parameters (M)"
 
 
 def count(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+# Table 1 as printed (patch, layers, C, S at 224 px, D_C, D_S, params without the head in M),
+# typed here from the paper, not read from the library
+TABLE1 = {
+    "Mixer-S/32": (32, 8, 512, 49, 2048, 256, 19),
+    "Mixer-S/16": (16, 8, 512, 196, 2048, 256, 18),
+    "Mixer-B/32": (32, 12, 768, 49, 3072, 384, 60),
+    "Mixer-B/16": (16, 12, 768, 196, 3072, 384, 59),
+    "Mixer-L/32": (32, 24, 1024, 49, 4096, 512, 206),
+    "Mixer-L/16": (16, 24, 1024, 196, 4096, 512, 207),
+    "Mixer-H/14": (14, 32, 1280, 256, 5120, 640, 431),
+}
+
+
 def test_registry_is_table1():
-    assert list(VARIANTS) == list(PAPER_PARAMS_M)
-    b16 = VARIANTS["Mixer-B/16"]
-    assert (b16.num_blocks, b16.hidden_dim, b16.tokens_mlp_dim, b16.channels_mlp_dim,
-            b16.num_patches) == (12, 768, 384, 3072, 196)
-    h14 = VARIANTS["Mixer-H/14"]
-    assert (h14.num_blocks, h14.hidden_dim, h14.tokens_mlp_dim, h14.channels_mlp_dim,
-            h14.num_patches) == (32, 1280, 640, 5120, 256)
+    assert list(VARIANTS) == list(PAPER_PARAMS_M) == list(TABLE1)
+    for name, (p, layers, c, s, dc, ds, params_m) in TABLE1.items():
+        cfg = VARIANTS[name]
+        assert (cfg.patch_size, cfg.num_blocks, cfg.hidden_dim, cfg.num_patches,
+                cfg.channels_mlp_dim, cfg.tokens_mlp_dim) == (p, layers, c, s, dc, ds), name
+        assert PAPER_PARAMS_M[name] == params_m
 
 
-@pytest.mark.parametrize("name", list(PAPER_PARAMS_M))
+@pytest.mark.parametrize("name", list(TABLE1))
 def test_parameter_counts_match_table1(name):
-    """Counted from the built module without its head (Table 1 leaves the head out), equal to
-    the closed form, and, rounded to whole millions, equal to the paper's figure."""
+    """Counted from the built module without its head (Table 1 leaves the head out): exactly
+    the count of the layers the paper describes with Table 1's sizes (stem, per block two
+    LayerNorms and two MLPs, the final LayerNorm), and that count rounds to the printed
+    figure; the library's closed form agrees."""
+    p, layers, c, s, dc, ds, params_m = TABLE1[name]
     with torch.device("meta"):
         model = create_model(name, num_classes=0, img_size=224)
         with_head = create_model(name, num_classes=1000, img_size=224)
     n = count(model)
+    stem = 3 * p * p * c + c
+    token_mlp = (s * ds + ds) + (ds * s + s)
+    channel_mlp = (c * dc + dc) + (dc * c + c)
+    assert n == stem + layers * (2 * 2 * c + token_mlp + channel_mlp) + 2 * c
+    assert round(n / 1e6) == params_m
     assert n == analytic_params(model.cfg)
-    assert count(with_head) - n == model.cfg.hidden_dim * 1000 + 1000
-    assert round(n / 1e6) == PAPER_PARAMS_M[name]
+    assert count(with_head) - n == c * 1000 + 1000
 
 
 def test_official_defaults():
@@ -191,17 +210,39 @@ def test_dropout_and_stochastic_depth_are_off_by_default_and_work_when_on():
     assert torch.equal(reg(x), reg(x))  # deterministic in eval
 
 
-def test_grad_checkpointing_gives_same_gradients():
-    a = create_model("Mixer-S/32", img_size=64, num_classes=3)
-    b = create_model("Mixer-S/32", img_size=64, num_classes=3, grad_checkpointing=True)
+def test_grad_checkpointing_recomputes_blocks_and_gives_same_gradients():
+    """With dropout and stochastic depth on, checkpointing re-runs every block in backward
+    (each block's forward runs twice) and replays the same random masks, so the gradients
+    equal those of the plain model; in eval or without grad it does not recompute."""
+    kw = dict(img_size=64, num_classes=3, drop_rate=0.2, drop_path_rate=0.3)
+    a = create_model("Mixer-S/32", **kw)
+    b = create_model("Mixer-S/32", **kw, grad_checkpointing=True)
     for p in a.head.parameters():
         torch.nn.init.normal_(p)
     b.load_state_dict(a.state_dict())
-    x = torch.randn(2, 3, 64, 64)
+    calls = {"n": 0}
+    for block in b.blocks:
+        # a pre-hook: the recompute stops as soon as it has what backward needs, before a
+        # forward hook would run
+        block.register_forward_pre_hook(lambda *_: calls.__setitem__("n", calls["n"] + 1))
+    x = torch.randn(4, 3, 64, 64)
+    torch.manual_seed(0)
     a(x).sum().backward()
+    torch.manual_seed(0)
     b(x).sum().backward()
-    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
-        torch.testing.assert_close(pa.grad, pb.grad)
+    assert calls["n"] == 2 * len(b.blocks)  # forward, then the recompute in backward
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(pa.grad, pb.grad, msg=name)
+    a.zero_grad()
+    torch.manual_seed(1)
+    a(x).sum().backward()  # another seed, other masks: the gradients differ
+    assert not torch.allclose(a.stem.weight.grad, b.stem.weight.grad)
+    calls["n"] = 0
+    with torch.no_grad():
+        b(x)
+    b.eval()
+    b(x).sum().backward()
+    assert calls["n"] == 2 * len(b.blocks)  # once each: no recompute without training grads
 
 
 @pytest.mark.parametrize("training", [False, True])

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from mixer_lib.records import PAPER, REPRODUCTION_REPORT, collect, html_table, timm_peer
+from mixer_lib.published import PAPER, REPRODUCTION_REPORT
+from mixer_lib.records import collect, html_table, timm_peer
 
 
 def test_collect_names_each_run_by_its_folder(tmp_path):

@@ -15,17 +15,25 @@ import pytest
 from mixer_lib.schedule import Job, run_jobs
 
 
-def stamp_job(tmp: Path, name: str, needs=(), sleep=0.0, status=0) -> Job:
-    """A job that records when it started and ended (and whether its needs had ended)."""
+def stamp_job(tmp: Path, name: str, needs=(), sleep=0.0, status=0, meet: str = "") -> Job:
+    """A job that records when it started and ended (and whether its needs had ended).
+    ``meet``: it marks its own start, then waits (up to 60 s) for the job of that name to
+    have started too, and records whether it saw it while running."""
     code = textwrap.dedent(f"""
         import json, sys, time, pathlib
         t0 = time.time()
-        needs_done = all(pathlib.Path({str(tmp)!r}, n + '.json').exists() for n in {list(needs)!r})
+        tmp = pathlib.Path({str(tmp)!r})
+        needs_done = all((tmp / (n + '.json')).exists() for n in {list(needs)!r})
+        (tmp / ({name!r} + '.started')).touch()
+        met = None
+        if {meet!r}:
+            while not (met := (tmp / ({meet!r} + '.started')).exists()) and time.time() < t0 + 60:
+                time.sleep(0.05)
         time.sleep({sleep})
         if {status}:
             print('broken on purpose'); sys.exit({status})
-        pathlib.Path({str(tmp)!r}, {name!r} + '.json').write_text(json.dumps(
-            dict(start=t0, end=time.time(), needs_done=needs_done)))
+        (tmp / ({name!r} + '.json')).write_text(json.dumps(
+            dict(start=t0, end=time.time(), needs_done=needs_done, met=met)))
     """)
     return Job(name, [sys.executable, "-c", code], tmp / "logs" / f"{name}.log", tuple(needs))
 
@@ -35,7 +43,7 @@ def read(tmp: Path, name: str) -> dict:
 
 
 def test_needs_run_first_and_independent_jobs_run_side_by_side(tmp_path):
-    jobs = [stamp_job(tmp_path, "up", sleep=0.8), stamp_job(tmp_path, "side", sleep=0.8),
+    jobs = [stamp_job(tmp_path, "up", meet="side"), stamp_job(tmp_path, "side", meet="up"),
             stamp_job(tmp_path, "down", needs=("up",)),
             stamp_job(tmp_path, "outside", needs=("not-in-this-set",))]
     lines = []
@@ -43,7 +51,7 @@ def test_needs_run_first_and_independent_jobs_run_side_by_side(tmp_path):
     assert signum is None and all(o.ok for o in outcomes.values())
     up, side, down = read(tmp_path, "up"), read(tmp_path, "side"), read(tmp_path, "down")
     assert down["needs_done"] and down["start"] >= up["end"]
-    assert side["start"] < up["end"]  # ran beside it
+    assert up["met"] and side["met"]  # each saw the other running: side by side
     assert read(tmp_path, "outside")  # a need outside the set counts as met
     assert any(line.startswith("finished down") for line in lines)
 

@@ -83,7 +83,16 @@ def test_parallel_runs_wait_for_their_upstream_and_share_the_cores(tmp_path, mon
     assert argv[argv.index("--device") + 1] == "cpu"
     assert argv[argv.index("--data-root") + 1] == str(data.resolve())
     assert argv[argv.index("--num-workers") + 1] == "2"
-    assert int(ft.env["OMP_NUM_THREADS"]) >= 1
+    # each of the 3 processes gets its share of the cores (at least one thread)
+    monkeypatch.setattr("os.cpu_count", lambda: 12)
+    assert study.main(["run", "--jobs", "3", "--data-root", str(data), "--only", "E1"]) == 0
+    assert {j.env["OMP_NUM_THREADS"] for j in seen["jobs"]} == {"4"}
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert study.main(["run", "--jobs", "3", "--data-root", str(data), "--only", "E1"]) == 0
+    assert {j.env["OMP_NUM_THREADS"] for j in seen["jobs"]} == {"1"}
+    monkeypatch.setenv("OMP_NUM_THREADS", "5")  # the user's own setting is left alone
+    assert study.main(["run", "--jobs", "3", "--data-root", str(data), "--only", "E1"]) == 0
+    assert all("OMP_NUM_THREADS" not in j.env for j in seen["jobs"])
     assert ft.log.name == "e1-ft-mixer-s0.log"
 
 

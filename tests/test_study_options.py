@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from mixer_lib.checkpoints import save_npz
 from mixer_lib.config import RunConfig, experiment
 from mixer_lib.data import DataConfig, EpochSampler, build_split, train_transform
 from mixer_lib.model import create_model
-from mixer_lib.optim import lr_at
 from mixer_lib.train import build_model, train
 from tests.test_data import make_image_folder
 from tests.test_train import tiny_run
@@ -41,12 +41,14 @@ def test_flip_can_be_turned_off():
 
 def test_schedule_lead_and_best_report(tmp_path):
     root = make_image_folder(tmp_path / "data", per_class=4)
-    cfg = tiny_run(root, steps=4, eval_every=1, lr_lead=1, report="best", mixup_alpha=0.0)
+    cfg = tiny_run(root, steps=4, eval_every=1, lr_lead=1, report="best", mixup_alpha=0.0,
+                   lr=0.01, warmup_steps=2, decay="cosine")
     result = train(cfg, tmp_path / "run", progress=False)
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    first = next(r for r in rows if "lr" in r)
-    resolved = cfg.resolved()
-    assert first["lr"] == lr_at(1, resolved.lr, 4, resolved.warmup_steps, resolved.decay) > 0
+    # update k uses the schedule at k + 1: linear warm-up over 2, cosine over the other 2
+    # (lr(t) = 0.01 * min(1, t/2) * (1 + cos(pi * clip((t - 2) / 2, 0, 1))) / 2)
+    assert [r["lr"] for r in rows if "lr" in r] == pytest.approx([0.005, 0.01, 0.005, 0.0],
+                                                                 abs=1e-12)
     evals = [r["top1"] for r in rows if "split" in r]
     assert len(evals) == 4 and result["top1"] == max(evals)
     assert result["top1_final"] == evals[-1] and "best_step" in result

@@ -77,6 +77,21 @@ def test_mixup_is_seeded_and_mixes_targets():
     xb, tb = mixup(x, y, 4, 0.2, np.random.default_rng(1))
     assert torch.equal(xa, xb) and torch.equal(ta, tb)
     assert torch.allclose(ta.sum(1), torch.ones(4))
+    # each sample is lam * itself + (1 - lam) * its partner, inputs and targets with the same
+    # lam from Beta(alpha, alpha) drawn by the rng, the partner the batch reversed
+    lam = float(np.random.default_rng(1).beta(0.2, 0.2))
+    assert 0.0 < lam < 1.0 and abs(lam - 0.5) < 0.5
+    torch.testing.assert_close(xa, lam * x + (1 - lam) * x.flip(0))
+    want = torch.zeros(4, 4)
+    for i in range(4):
+        want[i, y[i]] += lam
+        want[i, y[3 - i]] += 1 - lam
+    torch.testing.assert_close(ta, want)
+    assert not torch.equal(xa, x)  # the inputs are mixed, not passed through
+    xc, tc = mixup(x, y, 4, 0.2, np.random.default_rng(2))
+    assert not torch.equal(xc, xa)  # another seed, another lam
+    x0, t0 = mixup(x, y, 4, 0.0, np.random.default_rng(1))  # alpha 0: off
+    assert torch.equal(x0, x) and torch.equal(t0, torch.eye(4))
 
 
 def test_avg5_reports_missing_instead_of_averaging_fewer():
@@ -154,6 +169,41 @@ def test_resume_is_bit_identical(tmp_path):
                 "environment", "config"):
         assert key in record
     assert record["environment"]["torch"] == torch.__version__
+
+
+def test_compiled_training_runs_checkpoints_and_resumes_like_eager(tmp_path, monkeypatch):
+    """``compile=True`` through the real loop (torch.compile with the aot_eager backend, which
+    traces forward and backward as inductor would but skips code generation): one graph, the
+    same metrics and weights as the eager run, checkpoints with the model's own keys (no
+    ``_orig_mod.``), and a resumed compiled run ends where the uninterrupted one does."""
+    import mixer_lib.train as train_module
+
+    compiled, real_compile = [], torch.compile
+
+    def aot_eager(module, **kw):
+        compiled.append(module)
+        return real_compile(module, backend="aot_eager", fullgraph=True)
+
+    monkeypatch.setattr(train_module.torch, "compile", aot_eager)
+    root = make_image_folder(tmp_path / "data", per_class=8)
+    eager = train(tiny_run(root), tmp_path / "eager", progress=False)
+    assert not compiled
+    cfg = tiny_run(root, compile=True)
+    train(cfg, tmp_path / "compiled", stop_after=3, progress=False)
+    resumed = train(cfg, tmp_path / "compiled", resume=True, progress=False)
+    assert len(compiled) == 2  # once per process start
+    state = torch.load(tmp_path / "compiled" / "checkpoint.pt", weights_only=False)["model"]
+    reference = torch.load(tmp_path / "eager" / "checkpoint.pt", weights_only=False)["model"]
+    assert list(state) == list(reference)
+    for k, v in reference.items():
+        torch.testing.assert_close(state[k], v, rtol=1e-5, atol=1e-6, msg=k)
+    eager_rows = _metrics(tmp_path / "eager" / "metrics.jsonl")
+    for a, b in zip(eager_rows, _metrics(tmp_path / "compiled" / "metrics.jsonl"), strict=True):
+        assert a.keys() == b.keys() and a["step"] == b["step"]
+        if "loss" in a:
+            assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    assert resumed["top1"] == eager["top1"] and resumed["config"]["compile"] is True
+    assert resumed["environment"]["compiled"] is True
 
 
 def test_existing_run_needs_resume_and_same_config(tmp_path):
