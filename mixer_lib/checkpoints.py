@@ -14,37 +14,31 @@ The released checkpoints (``gs://mixer_models``) are Flax parameter trees flatte
 
 PyTorch ``nn.Linear`` stores ``(out, in)`` and ``nn.Conv2d`` ``(out, in, kh, kw)``, hence the
 transposes below. Loading at a higher resolution widens the token-mixing MLPs with
-block-diagonal copies of the checkpoint's weights (paper Appendix C).
+block-diagonal copies of the checkpoint's weights (paper Appendix C, ``mixer_lib.resolution``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import sys
 import tempfile
 import urllib.error
 import urllib.request
 import zipfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
-from mixer_lib.filelock import exclusive
+from mixer_lib.download import default_cache_dir, fetch
 from mixer_lib.model import VARIANTS, MixerConfig, MlpMixer
+from mixer_lib.resolution import widen_token_mixing
 
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be used with the requested model."""
-
-
-class CheckpointDownloadError(RuntimeError):
-    """A checkpoint that could not be downloaded."""
 
 
 # ----------------------------------------------------------------------------- catalogue
@@ -109,22 +103,6 @@ def checkpoint_info(variant: str, weights: str) -> CheckpointInfo:
     return CHECKPOINTS[name]
 
 
-def default_cache_dir() -> Path:
-    """``$MIXER_CACHE_DIR``, else ``$XDG_CACHE_HOME/mixer_lib``, else ``~/.cache/mixer_lib``."""
-    if os.environ.get("MIXER_CACHE_DIR"):
-        return Path(os.environ["MIXER_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "mixer_lib"
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def download(
     name: str,
     cache_dir: str | os.PathLike | None = None,
@@ -134,12 +112,8 @@ def download(
     progress: bool = True,
     timeout: float = 30.0,
 ) -> Path:
-    """Download a catalogue checkpoint (or ``url``) into the cache and return its path.
-
-    Resumes a partial ``.part`` file with an HTTP Range request, writes atomically (the final
-    name appears only once the file is complete and verified) and checks size and sha256
-    where known. A file already in the cache is verified and reused.
-    """
+    """Download a catalogue checkpoint (or ``url``) into the cache and return its path
+    (:func:`mixer_lib.download.fetch`: resumable, atomic, verified, one process per file)."""
     info = CHECKPOINTS.get(name)
     if info is None and url is None:
         raise CheckpointError(
@@ -147,97 +121,12 @@ def download(
             "(or pass url=...)"
         )
     url = url or info.url
-    sha256 = sha256 or (info.sha256 if info else None)
-    expected_size = info.size if info else None
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     target = cache / (info.filename if info else Path(urllib.request.url2pathname(
         url.rsplit("/", 1)[-1])).name)
-    if target.exists():
-        _verify_download(target, sha256, expected_size, url)
-        return target
-    # One process downloads, the others wait and then reuse its file: torchrun's ranks, or
-    # separate runs sharing the cache. Under the lock the .part file is only this process's,
-    # so a download killed earlier is resumed, never written by two processes at once.
-    with exclusive(target.with_name(f".{target.name}.lock"),
-                   f"downloading {target.name}") as locked:
-        if target.exists():  # another process finished it while this one waited
-            _verify_download(target, sha256, expected_size, url)
-            return target
-        # without a lock (a file system that has none) each process writes a file of its
-        # own; the first complete, verified copy is renamed into place, the others too (the
-        # same bytes), so no reader ever sees a partial file
-        part = target.with_name(target.name + ".part" if locked else
-                                f".{target.name}.{os.getpid()}-{os.urandom(4).hex()}.part")
-        _fetch(url, target, part, sha256, expected_size, timeout, progress)
-    return target
-
-
-def _fetch(url: str, target: Path, part: Path, sha256: str | None, expected_size: int | None,
-           timeout: float, progress: bool) -> None:
-    """Download ``url`` to ``target`` through ``part`` (resumed with a Range request when it
-    holds the start of an earlier attempt), verify, and rename atomically."""
-    cache = target.parent
-    cache.mkdir(parents=True, exist_ok=True)
-    done = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={done}-"} if done else {})
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as err:
-        if err.code == 416 and done:  # the .part file is already complete
-            response = None
-        else:
-            raise _offline_error(url, target, err) from err
-    except (urllib.error.URLError, OSError) as err:
-        raise _offline_error(url, target, err) from err
-    if response is not None:
-        with response:
-            if done and response.status != 206:  # server ignored Range: start over
-                done = 0
-            length = response.headers.get("Content-Length")
-            total = done + int(length) if length is not None else None
-            mode = "ab" if done else "wb"
-            with open(part, mode) as f, tqdm(
-                total=total, initial=done, unit="B", unit_scale=True, unit_divisor=1024,
-                desc=f"download {target.name}", disable=not progress, file=sys.stderr,
-            ) as bar:
-                while block := response.read(1 << 20):
-                    f.write(block)
-                    bar.update(len(block))
-            if total is not None and part.stat().st_size != total:
-                raise CheckpointDownloadError(
-                    f"download of {url} stopped at {part.stat().st_size} of {total} bytes; "
-                    f"call download() again to resume from {part}."
-                )
-    _verify_download(part, sha256, expected_size, url)
-    with open(part, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(part, target)
-
-
-def _verify_download(path: Path, sha256: str | None, size: int | None, url: str) -> None:
-    if size is not None and path.stat().st_size != size:
-        raise CheckpointDownloadError(
-            f"{path} has {path.stat().st_size} bytes, expected {size}: delete it and "
-            f"download {url} again."
-        )
-    if sha256 is not None and sha256_file(path) != sha256:
-        raise CheckpointDownloadError(
-            f"{path} does not match its sha256 checksum {sha256}: the file is corrupt or "
-            f"not the released one; delete it and download {url} again."
-        )
-
-
-def _offline_error(url: str, target: Path, err: Exception) -> CheckpointDownloadError:
-    if not url.endswith(".npz"):
-        return CheckpointDownloadError(
-            f"could not download {url} ({err}). If this machine is offline, fetch the file "
-            f"elsewhere and put it at {target}.")
-    return CheckpointDownloadError(
-        f"could not download {url} ({err}). If this machine is offline, fetch the file "
-        f"elsewhere (e.g. `gsutil cp {url.replace('https://storage.googleapis.com/', 'gs://')} "
-        f".` or a browser) and put it at {target} (set MIXER_CACHE_DIR to use another cache "
-        f"folder), or pass the local .npz path instead of the checkpoint name."
-    )
+    return fetch(url, target, sha256=sha256 or (info.sha256 if info else None),
+                 expected_size=info.size if info else None, progress=progress,
+                 timeout=timeout)
 
 
 # ----------------------------------------------------------------------------- npz layout
@@ -364,89 +253,6 @@ class LoadReport:
         return "\n".join(lines)
 
 
-def block_diagonal(weight: torch.Tensor, copies: int) -> torch.Tensor:
-    """``diag(W, ..., W)`` with ``copies`` copies: (out, in) -> (copies*out, copies*in)."""
-    return torch.block_diag(*([weight] * copies))
-
-
-def tile_token_order(grid: int, factor: int) -> torch.Tensor:
-    """Permutation from tile-major token order to the row-major order of a bigger grid.
-
-    The high-resolution grid of ``(factor*grid)^2`` patches is cut into ``factor^2`` tiles of
-    ``grid x grid`` patches; tile-major order lists tile 0's patches (row-major inside the
-    tile), then tile 1's, and so on. Returns ``idx`` with ``row_major[idx] = tile_major``.
-    """
-    big = grid * factor
-    rows = torch.arange(big).view(factor, grid, 1, 1)
-    cols = torch.arange(big).view(1, 1, factor, grid)
-    # tile (ti, tj), in-tile (r, c) -> row-major index (ti*grid + r) * big + tj*grid + c
-    index = rows * big + cols  # (ti, r, tj, c)
-    return index.permute(0, 2, 1, 3).reshape(-1)  # (ti, tj, r, c) = tile-major
-
-
-def _widen_token_mixing(weights: dict[str, torch.Tensor], cfg: MixerConfig,
-                        ckpt: MixerConfig, report: LoadReport) -> None:
-    """Paper Appendix C: map token-mixing weights of a ``g x g`` grid to a ``Kg x Kg`` grid.
-
-    The new grid is split into K^2 tiles of ``g x g`` patches (each tile is laid out exactly
-    like the pre-training grid) and the token-mixing MLP starts as K^2 independent copies of
-    the pre-trained one, one per tile: W1' = P^T diag(W1, ..., W1), W2' = diag(W2, ...) P,
-    with hidden width K^2 D_S. Everything else in Mixer acts per token, so a model initialised
-    this way maps an image made of K x K copies of a low-resolution image to the same
-    features as the low-resolution model on that image.
-    """
-    g, big = ckpt.grid_size, cfg.grid_size
-    if big % g or cfg.patch_size != ckpt.patch_size:
-        raise CheckpointError(
-            f"cannot map the checkpoint's {g}x{g} patch grid ({ckpt.img_size} px, patch "
-            f"{ckpt.patch_size}) to the model's {big}x{big} grid ({cfg.img_size} px): the "
-            f"block-diagonal initialisation (paper App. C) needs the grid to grow by a whole "
-            f"factor. Use img_size = {ckpt.img_size} x k, e.g. {ckpt.img_size * 2}."
-        )
-    k2 = (big // g) ** 2
-    if cfg.tokens_mlp_dim != k2 * ckpt.tokens_mlp_dim:
-        raise CheckpointError(
-            f"the model's token-mixing width D_S={cfg.tokens_mlp_dim} must be {k2} x "
-            f"{ckpt.tokens_mlp_dim} = {k2 * ckpt.tokens_mlp_dim} for a {big}x{big} grid "
-            f"initialised from a {g}x{g} checkpoint (paper App. C). Build the model with "
-            f"mixer_lib.pretrained(variant, weights, img_size={cfg.img_size}), which makes "
-            f"it that wide, or create_model(..., tokens_mlp_dim={k2 * ckpt.tokens_mlp_dim})."
-        )
-    order = tile_token_order(g, big // g)
-    inverse = torch.argsort(order)
-    for i in range(cfg.num_blocks):
-        pre = f"blocks.{i}.mlp_tokens"
-        w1 = block_diagonal(weights[f"{pre}.fc1.weight"], k2)  # acts on tile-major tokens
-        weights[f"{pre}.fc1.weight"] = w1[:, inverse]  # accept row-major tokens
-        weights[f"{pre}.fc1.bias"] = weights[f"{pre}.fc1.bias"].repeat(k2)
-        w2 = block_diagonal(weights[f"{pre}.fc2.weight"], k2)
-        weights[f"{pre}.fc2.weight"] = w2[inverse, :]  # emit row-major tokens
-        weights[f"{pre}.fc2.bias"] = weights[f"{pre}.fc2.bias"].repeat(k2)[inverse]
-    report.resized["blocks.*.mlp_tokens"] = (
-        f"{g}x{g} -> {big}x{big} patch grid: {k2} block-diagonal copies, D_S "
-        f"{ckpt.tokens_mlp_dim} -> {cfg.tokens_mlp_dim} (paper App. C)"
-    )
-
-
-def widened_config(cfg: MixerConfig, ckpt: MixerConfig) -> MixerConfig:
-    """``cfg`` with the token-mixing width its weights from ``ckpt`` need: at the checkpoint's
-    own grid, the checkpoint's D_S where that is a square multiple of ``cfg``'s (a model
-    widened earlier, e.g. fine-tuned at 448 px); on a grid K times as large per side, K^2
-    times the checkpoint's D_S (paper Appendix C: K^2 block-diagonal copies). Anything else
-    is left as it is (loading then names the mismatch)."""
-    if cfg.patch_size != ckpt.patch_size:
-        return cfg
-    if cfg.grid_size == ckpt.grid_size:
-        k2, rest = divmod(ckpt.tokens_mlp_dim, cfg.tokens_mlp_dim)
-        if rest == 0 and round(k2**0.5) ** 2 == k2:
-            return replace(cfg, tokens_mlp_dim=ckpt.tokens_mlp_dim)
-        return cfg
-    if cfg.grid_size > ckpt.grid_size and cfg.grid_size % ckpt.grid_size == 0:
-        k2 = (cfg.grid_size // ckpt.grid_size) ** 2
-        return replace(cfg, tokens_mlp_dim=k2 * ckpt.tokens_mlp_dim)
-    return cfg
-
-
 def load_state(model: MlpMixer, weights: dict[str, torch.Tensor], ckpt: MixerConfig,
                source: str) -> LoadReport:
     """Copy ``weights`` (our key names) from a checkpoint described by ``ckpt`` into ``model``.
@@ -460,7 +266,11 @@ def load_state(model: MlpMixer, weights: dict[str, torch.Tensor], ckpt: MixerCon
     if any(getattr(cfg, a) != getattr(ckpt, a) for a in arch):
         raise _variant_mismatch(source, ckpt, cfg)
     if cfg.num_patches != ckpt.num_patches:
-        _widen_token_mixing(weights, cfg, ckpt, report)
+        try:
+            key, what = widen_token_mixing(weights, cfg, ckpt)
+        except ValueError as err:
+            raise CheckpointError(str(err)) from err
+        report.resized[key] = what
     elif cfg.tokens_mlp_dim != ckpt.tokens_mlp_dim:
         raise _variant_mismatch(source, ckpt, cfg)
     if "head.weight" in weights and (not cfg.num_classes or

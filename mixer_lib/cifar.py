@@ -81,7 +81,7 @@ def _md5(path: Path) -> str:
 
 def fetch(name: str, base: Path, progress: bool = True) -> Path:
     """Download and extract ``name`` into ``base`` unless it is there; returns the folder of
-    its batches. Raises :class:`~mixer_lib.checkpoints.CheckpointDownloadError` offline."""
+    its batches. Raises :class:`~mixer_lib.download.CheckpointDownloadError` offline."""
     spec = SPECS[name]
     if present(name, base):
         return base / spec.folder

@@ -28,13 +28,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mixer_lib import cifar
-from mixer_lib.checkpoints import (
-    WEIGHTS,
-    CheckpointError,
-    checkpoint_info,
-    default_cache_dir,
-)
+from mixer_lib.checkpoints import WEIGHTS, CheckpointError, checkpoint_info
 from mixer_lib.data import DATASETS, data_root, spec_for
+from mixer_lib.download import default_cache_dir
 from mixer_lib.driver import driver_verdict, driver_version
 from mixer_lib.flops import analytic_params
 from mixer_lib.memory import GiB, MemoryPlan, plan

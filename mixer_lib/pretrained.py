@@ -30,9 +30,9 @@ from mixer_lib.checkpoints import (
     load_state,
     npz_weights,
     timm_weights,
-    widened_config,
 )
 from mixer_lib.model import MixerConfig, MlpMixer, get_config
+from mixer_lib.resolution import widened_config
 
 
 def checkpoint_weights(variant: str, weights: str | os.PathLike, progress: bool = True,

@@ -15,7 +15,6 @@ import torch
 from mixer_lib import VARIANTS, create_model, get_config, pretrained
 from mixer_lib.checkpoints import (
     CHECKPOINTS,
-    CheckpointDownloadError,
     CheckpointError,
     checkpoint_info,
     download,
@@ -23,9 +22,9 @@ from mixer_lib.checkpoints import (
     load_timm_state_dict,
     read_npz,
     save_npz,
-    sha256_file,
-    tile_token_order,
 )
+from mixer_lib.download import CheckpointDownloadError, sha256_file
+from mixer_lib.resolution import tile_token_order
 from tests.conftest import import_or_skip
 
 SMALL = dict(img_size=64, num_classes=7)

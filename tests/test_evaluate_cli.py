@@ -40,7 +40,7 @@ def test_real_top1_counts_only_images_with_labels():
 
 def test_real_labels_offline_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("MIXER_CACHE_DIR", str(tmp_path))
-    import mixer_lib.checkpoints as ck
+    import mixer_lib.download as ck
 
     def offline(*a, **k):
         raise ck.urllib.error.URLError("no network")
