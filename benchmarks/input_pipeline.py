@@ -38,9 +38,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from mixer_lib import create_model  # noqa: E402
-from mixer_lib.data import DataConfig, EpochSampler, build_split, loader_kwargs  # noqa: E402
+from mixer_lib.data import DataConfig, build_split  # noqa: E402
 from mixer_lib.optim import make_optimizer  # noqa: E402
 from mixer_lib.provenance import environment, write_json  # noqa: E402
+from mixer_lib.sampling import EpochSampler, loader_kwargs  # noqa: E402
 from mixer_lib.timing import window_rates  # noqa: E402
 
 SIZE = (500, 375)  # a typical ImageNet photograph (width, height)

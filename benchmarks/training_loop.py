@@ -44,10 +44,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from mixer_lib.config import RunConfig  # noqa: E402
-from mixer_lib.data import loader_kwargs  # noqa: E402
 from mixer_lib.flops import analytic_flops  # noqa: E402
 from mixer_lib.optim import clip_grad_norm, make_optimizer  # noqa: E402
 from mixer_lib.provenance import environment, write_json  # noqa: E402
+from mixer_lib.sampling import loader_kwargs  # noqa: E402
 from mixer_lib.timing import median_seconds, window_rates  # noqa: E402
 from mixer_lib.train import build_model, data_config, train  # noqa: E402
 
@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     # the loader alone
     from torch.utils.data import DataLoader
 
-    from mixer_lib.data import EpochSampler, build_split
+    from mixer_lib.data import build_split
+    from mixer_lib.sampling import EpochSampler
 
     def data_seconds(batched: bool = True) -> float:  # its workers stop with the iterator
         ds = build_split(data_config(cfg), "train")

@@ -257,7 +257,7 @@ def quick_cifar(root: str) -> str:
     """The quick profile's CIFAR-10 in its stated order: the real CIFAR-10 under the data
     root (fetched when the machine is online), else the CIFAR-10 JPEG copy; ``cifar10`` when
     neither can be had (its chapters then say how to get it)."""
-    from mixer_lib.data import DataError, base_dataset
+    from mixer_lib.datasets import DataError, base_dataset
 
     for name in CIFAR_ORDER:
         try:

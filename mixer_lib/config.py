@@ -20,7 +20,7 @@ from typing import Any
 
 from mixer_lib.baselines import BASELINES
 from mixer_lib.checkpoints import WEIGHTS
-from mixer_lib.data import DATASETS, DataError, spec_for
+from mixer_lib.datasets import DATASETS, DataError, spec_for
 from mixer_lib.model import get_config
 from mixer_lib.permute import PERMUTATIONS
 from mixer_lib.recipes import EVAL_CROPS, RECIPES, preset_for

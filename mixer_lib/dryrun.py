@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from mixer_lib.checkpoints import checkpoint_info, save_npz
-from mixer_lib.data import DATASETS, data_root
+from mixer_lib.datasets import DATASETS, data_root
 from mixer_lib.model import create_model
 from mixer_lib.recipes import STANDIN_PREFIX
 

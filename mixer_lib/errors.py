@@ -12,7 +12,7 @@ import sys
 
 from mixer_lib.checkpoints import CheckpointError as WeightsError
 from mixer_lib.config import ConfigError
-from mixer_lib.data import DataError
+from mixer_lib.datasets import DataError
 from mixer_lib.download import CheckpointDownloadError
 from mixer_lib.rundir import CheckpointError as RunCheckpointError
 from mixer_lib.rundir import RunExists, RunLocked

@@ -144,11 +144,13 @@ def evaluate_released(variant: str, weights: str, dataset: str = "imagenet1k",
     the test split of ``dataset``, without fine-tuning (paper Table 3 at 224 px)."""
     from mixer_lib.checkpoints import WEIGHTS, CheckpointError, checkpoint_info
     from mixer_lib.config import ConfigError, RunConfig
-    from mixer_lib.data import build_split, class_names, make_eval_loader, sample_files
+    from mixer_lib.data import build_split, sample_files
+    from mixer_lib.datasets import class_names
     from mixer_lib.pretrained import pretrained
     from mixer_lib.provenance import environment
     from mixer_lib.real import real_labels, real_top1
     from mixer_lib.runtime import data_config, pick_device, wants_real
+    from mixer_lib.sampling import make_eval_loader
 
     cfg = RunConfig(dataset=dataset, variant=variant, weights=weights, img_size=img_size,
                     eval_crop=eval_crop, eval_limit=eval_limit, data_root=data_root,

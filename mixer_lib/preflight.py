@@ -29,7 +29,7 @@ from pathlib import Path
 
 from mixer_lib import cifar
 from mixer_lib.checkpoints import WEIGHTS, CheckpointError, checkpoint_info
-from mixer_lib.data import DATASETS, data_root, spec_for
+from mixer_lib.datasets import DATASETS, data_root, spec_for
 from mixer_lib.download import default_cache_dir
 from mixer_lib.driver import driver_verdict, driver_version
 from mixer_lib.flops import analytic_params

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mixer_lib.checkpoints import download
-from mixer_lib.data import DataError
+from mixer_lib.datasets import DataError
 
 REAL_URL = ("https://raw.githubusercontent.com/google-research/reassessed-imagenet/"
             "master/real.json")
@@ -43,7 +43,7 @@ def val_index(path: str | os.PathLike) -> int:
 
 
 def check_real_files(files: Sequence[str | os.PathLike]) -> None:
-    """Raise :class:`~mixer_lib.data.DataError` unless every file is named like an ImageNet
+    """Raise :class:`~mixer_lib.datasets.DataError` unless every file is named like an ImageNet
     validation image (run before training, so a misnamed folder costs no GPU time)."""
     bad = [str(f) for f in files if not _VAL_NAME.search(Path(f).name)]
     if bad:

@@ -41,13 +41,7 @@ from mixer_lib.config import (
     RunConfig,
     experiment,
 )
-from mixer_lib.data import (
-    EpochSampler,
-    build_split,
-    loader_kwargs,
-    make_eval_loader,
-    sample_files,
-)
+from mixer_lib.data import build_split, sample_files
 from mixer_lib.distributed import RankShare, World, setup, teardown
 from mixer_lib.errors import USER_ERRORS, report
 from mixer_lib.evaluate import EvalResult, evaluate
@@ -77,6 +71,7 @@ from mixer_lib.runtime import (
     pick_device,
     wants_real,
 )
+from mixer_lib.sampling import EpochSampler, loader_kwargs, make_eval_loader
 
 __all__ = ["RunConfig", "RunInterrupted", "TrainingDiverged", "main", "run_or_resume",
            "train"]

@@ -16,18 +16,10 @@ from PIL import Image
 from torchvision import datasets as tvd
 
 from mixer_lib import cifar
-from mixer_lib.data import (
-    DataConfig,
-    DataError,
-    EpochSampler,
-    balanced_subset,
-    base_dataset,
-    build_split,
-    class_names,
-    eval_transform,
-    resolve_dataset,
-    train_transform,
-)
+from mixer_lib.data import DataConfig, balanced_subset, build_split
+from mixer_lib.datasets import DataError, base_dataset, class_names, resolve_dataset
+from mixer_lib.sampling import EpochSampler
+from mixer_lib.transforms import eval_transform, train_transform
 
 
 def _img(color, size=(40, 30)) -> Image.Image:
@@ -291,7 +283,7 @@ def test_missing_data_offline_says_what_to_put_where(tmp_path):
 
 
 def test_offline_cifar10_falls_back_to_the_jpeg_copy_and_says_so(tmp_path, monkeypatch):
-    import mixer_lib.data as data
+    import mixer_lib.datasets as data
 
     with pytest.raises(DataError, match="cifar10 not found"):  # no copy of either
         resolve_dataset("cifar10", tmp_path)
@@ -378,7 +370,7 @@ def test_signed_tensor_equals_torchvision_to_tensor_and_normalize(cifar_root):
     real JPEGs at their size and upsampled, and on grey and RGBA images."""
     import torchvision.transforms as T
 
-    from mixer_lib.data import MEAN, STD, ToSignedTensor
+    from mixer_lib.transforms import MEAN, STD, ToSignedTensor
 
     reference = T.Compose([T.ToTensor(), T.Normalize(MEAN, STD)])
     fast = ToSignedTensor()

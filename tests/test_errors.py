@@ -7,7 +7,7 @@ import sys
 
 from mixer_lib.checkpoints import CheckpointError
 from mixer_lib.config import ConfigError
-from mixer_lib.data import DataError
+from mixer_lib.datasets import DataError
 from mixer_lib.download import CheckpointDownloadError
 from mixer_lib.errors import EXIT_STATUS, USER_ERRORS, exit_status
 from mixer_lib.rundir import CheckpointError as RunCheckpointError

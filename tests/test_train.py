@@ -282,7 +282,7 @@ def test_from_scratch_mixer_learns_real_cifar10(cifar_root, tmp_path):
 def test_misnamed_imagenet_validation_files_stop_before_training(tmp_path):
     """ReaL needs the original validation file names: checked before any update (a misnamed
     folder would otherwise lose the whole final run)."""
-    from mixer_lib.data import DataError
+    from mixer_lib.datasets import DataError
 
     make_image_folder(tmp_path / "standins" / "imagenet1k", per_class=4)
     cfg = RunConfig(dataset="standin:imagenet1k", data_root=str(tmp_path), variant="Mixer-T/4",
