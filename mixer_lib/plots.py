@@ -183,7 +183,7 @@ def compute_tradeoff(rows: list[dict], accuracy: dict[str, list[tuple[float, str
 
 def effect_bars(rows: list[dict], title: str = ""):
     """Horizontal bars of effects with two-standard-error whiskers: ``rows`` of
-    :func:`mixer_lib.claims.autopsy` (``deviation``, ``effect_points``, ``se``)."""
+    :func:`mixer_lib.autopsy.autopsy` (``deviation``, ``effect_points``, ``se``)."""
     rows = [r for r in rows if r["effect_points"] is not None]
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
     y = np.arange(len(rows))[::-1]

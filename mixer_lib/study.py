@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(REPO)  # runs name their upstream checkpoints relative to the repository
     runs = study_runs()
     if args.command == "ledger":
-        from mixer_lib.claims import autopsy
+        from mixer_lib.autopsy import autopsy
         from mixer_lib.provenance import write_json
 
         claims = current_ledger()

@@ -7,16 +7,8 @@ import pytest
 import torch
 
 from mixer_lib.analysis import local_energy, token_mixing_stats
-from mixer_lib.claims import (
-    VERDICTS,
-    autopsy,
-    explanation_support,
-    group_effect,
-    group_mean,
-    ledger,
-    measurements,
-    throughput_table,
-)
+from mixer_lib.autopsy import autopsy, explanation_support, group_effect, group_mean
+from mixer_lib.claims import VERDICTS, ledger, measurements, throughput_table
 from mixer_lib.model import create_model
 from mixer_lib.study import DEVIATIONS, study_runs
 
