@@ -47,9 +47,11 @@ from mixer_lib.config import RunConfig  # noqa: E402
 from mixer_lib.flops import analytic_flops  # noqa: E402
 from mixer_lib.optim import clip_grad_norm, make_optimizer  # noqa: E402
 from mixer_lib.provenance import environment, write_json  # noqa: E402
+from mixer_lib.runtime import data_config  # noqa: E402
 from mixer_lib.sampling import loader_kwargs  # noqa: E402
+from mixer_lib.start import build_model  # noqa: E402
 from mixer_lib.timing import median_seconds, window_rates  # noqa: E402
-from mixer_lib.train import build_model, data_config, train  # noqa: E402
+from mixer_lib.train import train  # noqa: E402
 
 
 def matmul_peak_gflops(n: int = 1024, repeats: int = 20) -> float:

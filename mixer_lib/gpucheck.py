@@ -49,7 +49,8 @@ def measure_size(variant: str, img_size: int, batch: int, updates: int, device: 
     from mixer_lib.distributed import World
     from mixer_lib.optim import make_optimizer
     from mixer_lib.runtime import compute_dtype, execution_plan
-    from mixer_lib.train import build_model, update
+    from mixer_lib.start import build_model
+    from mixer_lib.train import update
 
     dev = torch.device(device)
     cfg = RunConfig(dataset="cifar10-jpeg", variant=variant, img_size=img_size,

@@ -168,7 +168,7 @@ def run_protocol(base: RunConfig, out: str | Path, grid: tuple[float, ...] = PAP
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mixer_lib.train import add_run_options
+    from mixer_lib.options import add_run_options
 
     parser = argparse.ArgumentParser(
         allow_abbrev=False, prog="python -m mixer_lib.protocol",
@@ -217,7 +217,7 @@ def parse_grid(grid: object) -> tuple[float, ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mixer_lib.train import config_from_args
+    from mixer_lib.options import config_from_args
 
     args = build_parser().parse_args(argv)
     try:

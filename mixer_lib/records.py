@@ -3,15 +3,49 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from html import escape
 from pathlib import Path
+from typing import Any
 
+from mixer_lib.config import RunConfig
+from mixer_lib.evaluate import EvalResult
 from mixer_lib.published import (
     OFFICIAL_README_CIFAR10,
     PAPER,
     REPRODUCTION_REPORT,
 )
 from mixer_lib.recipes import STANDIN_PREFIX
+
+
+def result_record(cfg: RunConfig, ev: EvalResult, names: list[str], num_train: int,
+                  load_report: str, env: dict, **extra: Any) -> dict[str, Any]:
+    """The ``results.json`` record the book reads: metrics, data, weights, provenance.
+    ``extra`` adds fields and may override ``top1`` (``report="best"``)."""
+    return {
+        "dataset": cfg.dataset, "variant": cfg.variant, "weights": cfg.weights,
+        "recipe": cfg.recipe, "img_size": cfg.img_size, "steps": cfg.steps,
+        "eval_split": cfg.eval_split, "eval_crop": cfg.eval_crop, "top1": ev.top1,
+        "top5": ev.top5, "eval_loss": ev.loss, "num_eval": ev.num_samples,
+        "num_train": num_train, "per_class": [[i, name, top1] for i, (name, top1) in
+                      enumerate(zip(names, ev.per_class, strict=True))],
+        "confusion": ev.confusion.tolist(), "class_names": names,
+        "weights_report": load_report, "data": describe_data(cfg), **extra,
+        "config": asdict(cfg), "environment": env,
+    }
+
+
+def describe_data(cfg: RunConfig) -> str:
+    """Which data a run used, in words (shown next to results in the book)."""
+    what = {"cifar10-jpeg": "real CIFAR-10 images stored as JPEG q75 (shared/data copy)"}
+    text = what.get(cfg.dataset, cfg.dataset)
+    if cfg.eval_split == "val":
+        text += "; training split less its dev slice"
+    if cfg.train_limit:
+        text += f"; {cfg.train_limit} class-balanced training images"
+    if cfg.eval_limit:
+        text += f"; {cfg.eval_limit} class-balanced {cfg.eval_split} images"
+    return text + f"; {cfg.img_size}px"
 
 
 def html_table(header: list[str], rows: list[list[object]]) -> str:

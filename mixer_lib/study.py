@@ -250,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --jobs must be >= 1; got {args.jobs}", file=sys.stderr)
         return 2
     from mixer_lib.errors import USER_ERRORS
-    from mixer_lib.train import RunInterrupted, TrainingDiverged, pick_device
+    from mixer_lib.runtime import pick_device
+    from mixer_lib.train import RunInterrupted, TrainingDiverged
 
     try:  # a device that is not there fails here, before any run starts
         pick_device(args.device)

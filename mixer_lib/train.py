@@ -22,10 +22,9 @@ import json
 import math
 import signal
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,6 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from mixer_lib.baselines import BASELINES
 from mixer_lib.config import (
     ConfigError,
     RunConfig,
@@ -46,11 +44,12 @@ from mixer_lib.distributed import RankShare, World, setup, teardown
 from mixer_lib.errors import USER_ERRORS, report
 from mixer_lib.evaluate import EvalResult, evaluate
 from mixer_lib.memory import MemoryPlan
-from mixer_lib.model import MODEL_FORM, create_model, lecun_normal_
+from mixer_lib.model import MODEL_FORM
 from mixer_lib.optim import clip_grad_norm, lr_at, make_optimizer, mixup
-from mixer_lib.pretrained import pretrained
+from mixer_lib.options import add_run_options, config_from_args
 from mixer_lib.provenance import environment, write_json
 from mixer_lib.real import check_real_files, real_labels, real_top1
+from mixer_lib.records import result_record
 from mixer_lib.rundir import (
     RunExists,
     RunLock,
@@ -72,6 +71,8 @@ from mixer_lib.runtime import (
     wants_real,
 )
 from mixer_lib.sampling import EpochSampler, loader_kwargs, make_eval_loader
+from mixer_lib.signals import StopSignals
+from mixer_lib.start import build_model
 
 __all__ = ["RunConfig", "RunInterrupted", "TrainingDiverged", "main", "run_or_resume",
            "train"]
@@ -89,81 +90,8 @@ class RunInterrupted(RuntimeError):
         self.signum, self.step = signum, step
 
 
-def build_model(cfg: RunConfig, num_classes: int) -> tuple[nn.Module, str]:
-    """The model for ``cfg`` with its weights loaded; returns it and a load report."""
-    torch.manual_seed(cfg.seed)
-    if cfg.variant in BASELINES:
-        model = BASELINES[cfg.variant](num_classes)
-        if cfg.weights == "random":
-            return model, "random initialisation (PyTorch defaults)"
-        if not cfg.weights.endswith(".pt"):
-            raise ConfigError(f"{cfg.variant} starts from random weights or a run's "
-                              f"checkpoint.pt; got weights={cfg.weights!r}")
-        return model, load_baseline_checkpoint(model, Path(cfg.weights))
-    options = dict(num_classes=num_classes, img_size=cfg.img_size, gelu=cfg.gelu,
-                   drop_rate=cfg.drop_rate, drop_path_rate=cfg.drop_path_rate,
-                   grad_checkpointing=cfg.grad_checkpointing == "on")
-    if cfg.weights == "random":
-        return (create_model(cfg.variant, **options),
-                "random initialisation (Flax defaults, zero head)")
-    model, report = pretrained(cfg.variant, cfg.weights, **options)
-    text = str(report)
-    if cfg.token_init == "random":
-        reinit_token_mixing(model)
-        text += "\n  token-mixing MLPs re-initialised at random (token_init=random)"
-    return model, text
-
-
-@torch.no_grad()
-def reinit_token_mixing(model: nn.Module) -> None:
-    """Fresh Flax-default initialisation of every token-mixing MLP (the App. C alternative
-    to block-diagonal copies of the pre-trained weights)."""
-    for block in model.blocks:
-        for layer in (block.mlp_tokens.fc1, block.mlp_tokens.fc2):
-            lecun_normal_(layer.weight, fan_in=layer.weight[0].numel())
-            nn.init.zeros_(layer.bias)
-
-
-def load_baseline_checkpoint(model: nn.Module, path: Path) -> str:
-    """A baseline's run checkpoint into ``model``; the head is re-initialised when its class
-    count differs."""
-    state = torch.load(path, map_location="cpu", weights_only=True)["model"]
-    own = model.state_dict()
-    head = [k for k in state if k.startswith("head.")]
-    if any(state[k].shape != own[k].shape for k in head):
-        state = {k: v for k, v in state.items() if k not in head}
-        model.load_state_dict(state, strict=False)
-        return f"loaded {len(state)} tensors from {path}; new head (class count differs)"
-    model.load_state_dict(state)
-    return f"loaded {len(state)} tensors from {path}"
-
-
 def _step_seed(seed: int, step: int) -> int:
     return (seed * 7_919 + step * 104_729) % (2**31)
-
-
-class StopSignals:
-    """While active, SIGTERM and SIGINT only set :attr:`signum`; the loop checks it after each
-    update, writes a checkpoint and stops. Outside the main thread it does nothing."""
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.signum = self.signum or signum
-
-    def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for s in self.SIGNALS:
-                self._old[s] = signal.signal(s, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for s, old in self._old.items():
-            signal.signal(s, old)
 
 
 def update(model: nn.Module, forward: nn.Module, optimizer: torch.optim.Optimizer,
@@ -423,23 +351,6 @@ def _interrupted(signum: int | None, step: int, out: Path) -> RunInterrupted:
                           signum or 0, step)
 
 
-def result_record(cfg: RunConfig, ev: EvalResult, names: list[str], num_train: int,
-                  load_report: str, env: dict, **extra: Any) -> dict[str, Any]:
-    """The ``results.json`` record the book reads: metrics, data, weights, provenance.
-    ``extra`` adds fields and may override ``top1`` (``report="best"``)."""
-    return {
-        "dataset": cfg.dataset, "variant": cfg.variant, "weights": cfg.weights,
-        "recipe": cfg.recipe, "img_size": cfg.img_size, "steps": cfg.steps,
-        "eval_split": cfg.eval_split, "eval_crop": cfg.eval_crop, "top1": ev.top1,
-        "top5": ev.top5, "eval_loss": ev.loss, "num_eval": ev.num_samples,
-        "num_train": num_train, "per_class": [[i, name, top1] for i, (name, top1) in
-                      enumerate(zip(names, ev.per_class, strict=True))],
-        "confusion": ev.confusion.tolist(), "class_names": names,
-        "weights_report": load_report, "data": describe_data(cfg), **extra,
-        "config": asdict(cfg), "environment": env,
-    }
-
-
 def run_or_resume(cfg: RunConfig, out_dir: str | Path, progress: bool = True,
                   overwrite: bool = False) -> dict[str, Any]:
     """Finish the run in ``out_dir`` (what the book's chapters call).
@@ -460,19 +371,6 @@ def run_or_resume(cfg: RunConfig, out_dir: str | Path, progress: bool = True,
     return train(cfg, out, resume=True, progress=progress)
 
 
-def describe_data(cfg: RunConfig) -> str:
-    """Which data a run used, in words (shown next to results in the book)."""
-    what = {"cifar10-jpeg": "real CIFAR-10 images stored as JPEG q75 (shared/data copy)"}
-    text = what.get(cfg.dataset, cfg.dataset)
-    if cfg.eval_split == "val":
-        text += "; training split less its dev slice"
-    if cfg.train_limit:
-        text += f"; {cfg.train_limit} class-balanced training images"
-    if cfg.eval_limit:
-        text += f"; {cfg.eval_limit} class-balanced {cfg.eval_split} images"
-    return text + f"; {cfg.img_size}px"
-
-
 # ----------------------------------------------------------------------------- CLI
 
 
@@ -486,36 +384,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="output folder of the run")
     add_run_options(parser)
     return parser
-
-
-def add_run_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    """``--resume``, ``--overwrite``, ``--from-previous``, ``--no-progress`` and one option
-    per :class:`RunConfig` field (values are checked by RunConfig, so bad ones get its
-    message)."""
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out from its last checkpoint")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="move an existing run in --out aside (renamed with a timestamp) "
-                             "and start afresh")
-    parser.add_argument("--from-previous", action="store_true",
-                        help="with --resume: when checkpoint.pt is damaged, move it aside and "
-                             "continue from checkpoint.prev.pt")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    for f in fields(RunConfig):
-        if f.name in skip:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if f.metadata.get("kind") is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
-                                help=f.metadata["help"])
-        else:
-            parser.add_argument(flag, default=f.default, help=f.metadata["help"])
-
-
-def config_from_args(args: argparse.Namespace, **override: Any) -> RunConfig:
-    options = {f.name: getattr(args, f.name) for f in fields(RunConfig)
-               if hasattr(args, f.name)}
-    return RunConfig(**{**options, **override})
 
 
 def main(argv: list[str] | None = None) -> int:

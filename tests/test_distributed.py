@@ -10,8 +10,9 @@ from pathlib import Path
 
 import torch
 
+from mixer_lib.config import RunConfig
 from mixer_lib.distributed import RankShare, World
-from mixer_lib.train import RunConfig, train
+from mixer_lib.train import train
 from tests.test_data import make_image_folder
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone"]

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mixer_lib.config import RunConfig
 from mixer_lib.memory import GiB, activation_bytes, plan, saved_bytes
 from mixer_lib.model import create_model
-from mixer_lib.train import RunConfig, train
+from mixer_lib.train import train
 from tests.test_data import make_image_folder
 
 

@@ -22,7 +22,7 @@ from mixer_lib.protocol import (
     torchrun_command,
 )
 from mixer_lib.recipes import PAPER_LR_GRID
-from mixer_lib.train import data_config
+from mixer_lib.runtime import data_config
 from tests.test_data import make_image_folder
 
 

@@ -13,7 +13,8 @@ from mixer_lib.config import RunConfig, experiment
 from mixer_lib.data import DataConfig, build_split
 from mixer_lib.model import create_model
 from mixer_lib.sampling import EpochSampler
-from mixer_lib.train import build_model, train
+from mixer_lib.start import build_model
+from mixer_lib.train import train
 from mixer_lib.transforms import train_transform
 from tests.test_data import make_image_folder
 from tests.test_train import tiny_run

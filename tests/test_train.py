@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from mixer_lib.config import RunConfig
 from mixer_lib.evaluate import accuracy_change, avg5, evaluate
 from mixer_lib.optim import clip_grad_norm, lr_at, make_optimizer, mixup
-from mixer_lib.train import RunConfig, TrainingDiverged, build_parser, main, train
+from mixer_lib.train import TrainingDiverged, build_parser, main, train
 from tests.test_data import make_image_folder
 
 # ---------------------------------------------------------------------- recipe pieces
