@@ -9,7 +9,7 @@ import re
 import pytest
 
 from mixer_lib.book import CHAPTERS, DRYRUN, PROFILES
-from mixer_lib.book import html_dir as profile_html
+from mixer_lib.bookhtml import html_dir as profile_html
 from tests.conftest import REPO
 
 HTML = REPO / "book" / "_build" / "html"

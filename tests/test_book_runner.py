@@ -169,17 +169,19 @@ def test_quick_profile_downloads_cifar10_from_a_reachable_archive_and_trains_on_
 def test_repository_button_follows_the_git_remote(tmp_path, monkeypatch):
     import yaml
 
-    assert book.repository_url("https://github.com/someone/mixer-repro.git") == \
+    from mixer_lib import bookhtml
+
+    assert bookhtml.repository_url("https://github.com/someone/mixer-repro.git") == \
         "https://github.com/someone/mixer-repro"
-    assert book.repository_url("git@github.com:someone/mixer-repro.git") == \
+    assert bookhtml.repository_url("git@github.com:someone/mixer-repro.git") == \
         "https://github.com/someone/mixer-repro"
-    assert book.repository_url("/work/main") is None and book.repository_url(None) is None
-    monkeypatch.setattr(book, "_git", lambda *a: None)  # a clone without a remote
-    config = yaml.safe_load(book.book_config(tmp_path / "c.yml").read_text())
+    assert bookhtml.repository_url("/work/main") is None and bookhtml.repository_url(None) is None
+    monkeypatch.setattr(bookhtml, "_git", lambda *a: None)  # a clone without a remote
+    config = yaml.safe_load(bookhtml.book_config(tmp_path / "c.yml").read_text())
     assert "repository" not in config and config["html"]["use_repository_button"] is False
-    monkeypatch.setattr(book, "_git", lambda *a: "git@github.com:someone/repo.git"
+    monkeypatch.setattr(bookhtml, "_git", lambda *a: "git@github.com:someone/repo.git"
                         if a[0] == "remote" else "main")
-    config = yaml.safe_load(book.book_config(tmp_path / "c.yml").read_text())
+    config = yaml.safe_load(bookhtml.book_config(tmp_path / "c.yml").read_text())
     assert config["repository"] == {"url": "https://github.com/someone/repo", "branch": "main"}
     assert config["html"]["use_repository_button"] is True
     assert config["sphinx"]["config"]["mathjax_path"] == "../mathjax/tex-chtml.js"

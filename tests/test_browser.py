@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from mixer_lib.book import DRYRUN, html_dir
+from mixer_lib.book import DRYRUN
+from mixer_lib.bookhtml import html_dir
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -11,22 +11,24 @@ from collections import namedtuple
 
 import pytest
 
-from mixer_lib import preflight
+from mixer_lib import preflight, readiness
 from mixer_lib.preflight import (
-    DOWNLOAD,
-    NOT_READY,
-    READY,
-    checkpoint_check,
-    dataset_check,
     disk_check,
     driver_check,
-    imagenet_checks,
     memory_check,
     memory_plan,
     run_needs,
     shm_check,
 )
 from mixer_lib.profiles import jobs_for
+from mixer_lib.readiness import (
+    DOWNLOAD,
+    NOT_READY,
+    READY,
+    checkpoint_check,
+    dataset_check,
+    imagenet_checks,
+)
 from tests.conftest import REPO
 from tests.test_data import make_cifar_batches, make_image_folder
 
@@ -36,10 +38,10 @@ OFFLINE = "http://127.0.0.1:9"  # nothing answers there
 @pytest.fixture
 def offline(monkeypatch):
     monkeypatch.setenv("MIXER_DATA_MIRROR", OFFLINE)
-    monkeypatch.setattr(preflight, "DOWNLOAD_URLS", {k: f"{OFFLINE}/{k}"
-                                                     for k in preflight.DOWNLOAD_URLS})
+    monkeypatch.setattr(readiness, "DOWNLOAD_URLS", {k: f"{OFFLINE}/{k}"
+                                                     for k in readiness.DOWNLOAD_URLS})
     monkeypatch.setattr("mixer_lib.checkpoints.BASE_URL", OFFLINE)
-    monkeypatch.setattr(preflight, "REAL_URL", f"{OFFLINE}/real.json")
+    monkeypatch.setattr(readiness, "REAL_URL", f"{OFFLINE}/real.json")
 
 
 def test_paper_preflight_on_an_empty_machine_lists_every_item_and_exits_2(tmp_path):
@@ -84,15 +86,15 @@ def test_datasets_ready_in_their_loaders_format(tmp_path, offline):
 
 
 def test_reachable_download_counts_as_will_download(tmp_path, monkeypatch):
-    monkeypatch.setattr(preflight, "reachable", lambda url, timeout=5.0: None)
+    monkeypatch.setattr(readiness, "reachable", lambda url, timeout=5.0: None)
     (check,) = dataset_check("flowers102", tmp_path, download=True)
     assert check.status == DOWNLOAD and check.ok
     assert checkpoint_check("Mixer-B/16", "imagenet21k", tmp_path).status == DOWNLOAD
 
 
 def test_imagenet_class_folders_and_validation_names(tmp_path, monkeypatch):
-    monkeypatch.setattr(preflight, "IMAGENET_CLASSES", 2)
-    monkeypatch.setattr(preflight, "IMAGENET_VAL_IMAGES", 4)
+    monkeypatch.setattr(readiness, "IMAGENET_CLASSES", 2)
+    monkeypatch.setattr(readiness, "IMAGENET_VAL_IMAGES", 4)
     base = tmp_path / "imagenet"
     for split in ("train", "val"):
         for wnid in ("n01440764", "n01443537"):
