@@ -322,3 +322,39 @@ def measurements(benches: list[dict]) -> list[tuple[str, dict[str, dict]]]:
         for label, rows in mine.items():
             out[f"{label} [{bench.get('preset', '?')}]" if label in out else label] = rows
     return list(out.items())
+
+
+THROUGHPUT_KEYS = ("b16_ratio_cpu_fp32_eager", "b16_ratio_H200_fp32_eager",
+                   "b16_ratio_H200_bf16_eager", "b16_ratio_H200_bf16_compile",
+                   "h200_mixer_tflops", "h200_vit_tflops", "h200_peak")
+
+
+def throughput_summary(benches: list[dict]) -> dict[str, str]:
+    """The figures the Claims chapter quotes from the E5 records: Mixer-B/16 / ViT-B/16
+    inference throughput for the first record of each (device, dtype, mode) as
+    ``b16_ratio_<device>_<dtype>_<mode>``, and on the H200 in bf16 the achieved TFLOP/s of both
+    (forward GFLOPs x images/s) with the bf16 matmul peak measured in the same run. A figure
+    without a record reads "(not measured)"."""
+    text = {k: "(not measured)" for k in THROUGHPUT_KEYS}
+    achieved = {}
+    for label, rows in measurements(benches):
+        m, v = rows.get("Mixer-B/16"), rows.get(VIT_PEERS["ViT-B/16"])
+        if m and v and "[" not in label:  # the first record of each device, dtype, mode
+            key = label.replace(" ", "_")
+            text[f"b16_ratio_{key}"] = f"{m['infer_img_s'] / v['infer_img_s']:.2f}x"
+            achieved[key] = (m["gflops_fwd"] * m["infer_img_s"] / 1e3,
+                             v["gflops_fwd"] * v["infer_img_s"] / 1e3)
+    if "H200_bf16_eager" in achieved:
+        mix, vit = achieved["H200_bf16_eager"]
+        peak = next(b["matmul_peak_tflops"] for b in benches if b["preset"] == "claims-gpu")
+        text |= {"h200_mixer_tflops": f"{mix:.0f}", "h200_vit_tflops": f"{vit:.0f}",
+                 "h200_peak": f"{peak:.0f}"}
+    return text
+
+
+def provenance_lines(benches: list[dict]) -> list[str]:
+    """One line per benchmark record: preset, device, batch, torch, commit, date."""
+    return [f"[{b['preset']}] {b['environment']['device']}, batch {b['rows'][0]['batch']}, "
+            f"torch {b['environment']['torch']}, commit "
+            f"{str(b['environment']['git_commit'])[:12]}, {b['environment']['date']}"
+            for b in benches]

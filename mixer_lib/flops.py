@@ -29,3 +29,21 @@ def analytic_flops(cfg: MixerConfig) -> int:
     stem = 2 * s * (p * p * cfg.in_chans) * c
     block = 2 * (2 * c * s * ds) + 2 * (2 * s * c * dc)
     return stem + cfg.num_blocks * block + 2 * c * cfg.num_classes
+
+
+def size_rows(variants: tuple[str, ...] = ("Mixer-S/32", "Mixer-B/16", "Mixer-L/16",
+                                           "Mixer-H/14"),
+              ) -> tuple[list[str], list[list[str]]]:
+    """Parameters (built on the meta device, head included) and forward GFLOPs per image at
+    224 px of ``variants``, as a table."""
+    import torch
+
+    from mixer_lib.model import create_model
+
+    rows = []
+    for variant in variants:
+        with torch.device("meta"):
+            m = create_model(variant)
+        rows.append([variant, f"{sum(p.numel() for p in m.parameters()) / 1e6:.1f}",
+                     f"{analytic_flops(m.cfg) / 1e9:.1f}"])
+    return ["variant", "params (M)", "GFLOPs / image at 224 px"], rows

@@ -87,6 +87,30 @@ def timm_peer(row: dict, rows: list[dict]) -> dict | None:
                  and p["dtype"] == row["dtype"] and p["mode"] == row["mode"]), None)
 
 
+def benchmark_table(rec: dict) -> tuple[list[str], list[list[str]]]:
+    """A throughput record (``benchmarks/throughput.py``) as a table: each row's speeds, our
+    Mixer-B/16's training speed against timm's ``mixer_b16_224`` in the same dtype and mode,
+    and on a GPU the peak memory and MFU."""
+    on_gpu = any(r["peak_mem_gib"] is not None for r in rec["rows"])
+    rows = []
+    for r in rec["rows"]:
+        ref = timm_peer(r, rec["rows"])
+        rows.append([r["model"], r["dtype"], r["mode"], r["batch"], f"{r['gflops_fwd']:.1f}",
+                     f"{r['infer_img_s']:.1f}", f"{r['train_img_s']:.1f}",
+                     f"{r['train_img_s'] / ref['train_img_s']:.2f}x" if ref else ""]
+                    + ([f"{r['peak_mem_gib']:.1f}", f"{100 * r['mfu']:.0f}%"] if on_gpu else []))
+    header = ["model", "dtype", "mode", "batch", "GFLOPs", "infer img/s", "train img/s",
+              "train vs timm Mixer-B/16"] + (["peak mem GiB", "MFU"] if on_gpu else [])
+    return header, rows
+
+
+def benchmark_provenance(rec: dict) -> str:
+    """Where a benchmark record came from: file, preset, device, torch, commit, date."""
+    env = rec["environment"]
+    return (f"{rec['source']}: preset {rec['preset']}, {env['device']}, torch {env['torch']}, "
+            f"commit {str(env['git_commit'])[:10]}, {env['date']}")
+
+
 def benchmark_records(folder: str | Path) -> list[dict]:
     """Throughput benchmark records (``benchmark-*.json``) written by benchmarks/throughput.py."""
     return [json.loads(p.read_text()) | {"source": str(p)}

@@ -193,3 +193,20 @@ def test_significance_is_decided_in_one_place():
     assert accuracy_change(90.0, 91.0, 10_000).verdict == "gain"
     assert accuracy_change(90.0, 90.5, 10_000).verdict == "within noise"
     assert accuracy_change(90.0, 89.0, 10_000).verdict == "drop"
+
+
+def test_throughput_summary_quotes_the_first_record_of_each_measurement():
+    from mixer_lib.claims import throughput_summary
+
+    def row(model, img_s, gflops):
+        return {"model": model, "dtype": "bf16", "mode": "eager", "infer_img_s": img_s,
+                "gflops_fwd": gflops, "batch": 128}
+
+    bench = {"preset": "claims-gpu", "matmul_peak_tflops": 800.0,
+             "environment": {"device": "NVIDIA H200"},
+             "rows": [row("Mixer-B/16", 6000.0, 25.0),
+                      row("timm:vit_base_patch16_224", 8000.0, 35.0)]}
+    text = throughput_summary([bench])
+    assert text["b16_ratio_H200_bf16_eager"] == "0.75x"
+    assert text["h200_mixer_tflops"] == "150" and text["h200_vit_tflops"] == "280"
+    assert text["h200_peak"] == "800" and text["b16_ratio_cpu_fp32_eager"] == "(not measured)"

@@ -98,3 +98,31 @@ def test_comparison_says_what_fills_cells_this_build_did_not_run():
     assert all(row[2:6] == ["paper profile"] * 4 for row in rows)
     assert all(row[6] is not None for row in rows)  # the paper's figures untouched
 
+
+
+def test_benchmark_table_compares_ours_with_timms_mixer_in_the_same_dtype_and_mode():
+    from mixer_lib.records import benchmark_provenance, benchmark_table
+
+    def row(model, mode, train, mem=None, mfu=None):
+        return {"model": model, "dtype": "bf16", "mode": mode, "batch": 8, "gflops_fwd": 25.2,
+                "infer_img_s": 10.0, "train_img_s": train, "peak_mem_gib": mem, "mfu": mfu}
+
+    rec = {"source": "r.json", "preset": "p", "environment": {
+        "device": "cpu", "torch": "2", "git_commit": "abcdef0123456", "date": "d"},
+        "rows": [row("Mixer-B/16", "eager", 3.0), row("timm:mixer_b16_224", "eager", 2.0),
+                 row("Mixer-B/16", "compile", 4.0), row("timm:vit_base_patch16_224", "eager", 1.0)]}
+    header, rows = benchmark_table(rec)
+    assert header[-1] == "train vs timm Mixer-B/16" and len(header) == 8  # no GPU columns
+    assert [r[-1] for r in rows] == ["1.50x", "", "", ""]  # no compiled timm peer
+    assert benchmark_provenance(rec) == "r.json: preset p, cpu, torch 2, commit abcdef0123, d"
+    gpu = dict(rec, rows=[row("Mixer-B/16", "eager", 3.0, 1.5, 0.42)])
+    header, rows = benchmark_table(gpu)
+    assert header[-2:] == ["peak mem GiB", "MFU"] and rows[0][-2:] == ["1.5", "42%"]
+
+
+def test_size_rows_count_parameters_with_the_head_and_flops_at_224():
+    from mixer_lib.flops import size_rows
+
+    header, rows = size_rows(("Mixer-B/16",))
+    assert header == ["variant", "params (M)", "GFLOPs / image at 224 px"]
+    assert rows == [["Mixer-B/16", "59.9", "25.2"]]

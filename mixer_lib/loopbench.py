@@ -1,0 +1,48 @@
+"""The training-loop benchmark's records (``benchmarks/training_loop.py``) as the tables and
+lines the Claims chapter shows: the loop against the model alone, where an update's time
+goes, and the earlier records kept beside the current one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+EARLIER_METHOD = "median of single model-alone updates"  # records made before rate_method
+
+
+def loop_tables(loop: dict) -> list[tuple[list[str], list[list[str]]]]:
+    """(header, rows) of two tables: the rates with the loop's share (per segment too) and the
+    share of the matmul peak; the milliseconds of each part of one update."""
+    rates = (["", "images/s", "share"], [
+        ["model alone (median of the measurements between segments)",
+         f"{loop['model_alone_img_s']:.0f}", "100%"],
+        ["the training loop, data included (median of segments)", f"{loop['loop_img_s']:.0f}",
+         f"{100 * loop['loop_fraction_of_model_alone']:.0f}% (per segment: " + ", ".join(
+             f"{100 * f:.0f}%" for f in loop["loop_fraction_per_segment"]) + ")"],
+        ["the loop's training FLOP/s against the measured fp32 matmul peak "
+         f"({loop['matmul_peak_gflops_fp32']:.0f} GFLOP/s)", "",
+         f"{100 * loop['loop_fraction_of_matmul_peak']:.0f}%"]])
+    parts = (["part of one update", "ms"], [
+        [k.replace("_", " "), f"{1000 * v:.1f}"] for k, v in loop["seconds_per_update"].items()
+    ] + [["tanh GELU, share of the forward", f"{100 * loop['gelu_share_of_forward']:.0f}%"]])
+    return [rates, parts]
+
+
+def loop_provenance(loop: dict) -> str:
+    env = loop["environment"]
+    return (f"{loop['variant']} {loop['img_size']} px, batch {loop['batch']}, "
+            f"{loop['updates']} updates in {loop['segments']} segments, {loop['num_workers']} "
+            f"loader worker(s); {env['device']}, torch {env['torch']}, "
+            f"commit {str(env['git_commit'])[:12]}, {env['date']}")
+
+
+def earlier_loop_records(folder: str | Path, device: str = "cpu") -> list[str]:
+    """One line per earlier record ``benchmark-loop-<device>-*.json`` (kept as they were
+    made): its date, how its rates were measured, the loop's share of the model alone."""
+    lines = []
+    for path in sorted(Path(folder).glob(f"benchmark-loop-{device}-*.json")):
+        old = json.loads(path.read_text())
+        lines.append(f"earlier record {path.name} ({old['environment']['date'][:16]}, rate "
+                     f"method {old.get('rate_method', EARLIER_METHOD)}): the loop at "
+                     f"{100 * old['loop_fraction_of_model_alone']:.0f}% of the model alone")
+    return lines

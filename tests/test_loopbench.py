@@ -1,0 +1,38 @@
+"""The training-loop record as the Claims chapter's tables and lines (synthetic records)."""
+
+from __future__ import annotations
+
+import json
+
+from mixer_lib.loopbench import earlier_loop_records, loop_provenance, loop_tables
+
+LOOP = {"model_alone_img_s": 400.0, "loop_img_s": 300.0, "loop_fraction_of_model_alone": 0.75,
+        "loop_fraction_per_segment": [0.7, 0.8], "matmul_peak_gflops_fp32": 100.0,
+        "loop_fraction_of_matmul_peak": 0.5, "gelu_share_of_forward": 0.2,
+        "seconds_per_update": {"data_loader_alone": 0.02, "forward": 0.1},
+        "variant": "Mixer-T/4", "img_size": 32, "batch": 128, "updates": 240, "segments": 2,
+        "num_workers": 1, "environment": {"device": "cpu", "torch": "2.14.1",
+                                          "git_commit": "0123456789abcdef",
+                                          "date": "2026-11-26T16:31"}}
+
+
+def test_tables_show_the_record_as_it_is():
+    (rates_header, rates), (parts_header, parts) = loop_tables(LOOP)
+    assert rates_header == ["", "images/s", "share"]
+    assert rates[1][1:] == ["300", "75% (per segment: 70%, 80%)"] and rates[2][2] == "50%"
+    assert parts_header == ["part of one update", "ms"]
+    assert parts == [["data loader alone", "20.0"], ["forward", "100.0"],
+                     ["tanh GELU, share of the forward", "20%"]]
+    assert "commit 0123456789ab," in loop_provenance(LOOP)
+
+
+def test_earlier_records_are_listed_with_their_method(tmp_path):
+    old = dict(LOOP, loop_fraction_of_model_alone=0.87)
+    (tmp_path / "benchmark-loop-cpu-abc.json").write_text(json.dumps(old))
+    (tmp_path / "benchmark-loop-cpu-def.json").write_text(
+        json.dumps(dict(LOOP, rate_method="window-median")))
+    (tmp_path / "benchmark-loop-cpu.json").write_text(json.dumps(LOOP))  # the current one
+    lines = earlier_loop_records(tmp_path)
+    assert len(lines) == 2
+    assert "median of single model-alone updates" in lines[0] and "87%" in lines[0]
+    assert "window-median" in lines[1] and "75%" in lines[1]
