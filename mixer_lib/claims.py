@@ -23,9 +23,16 @@ VERDICTS = ("reproduced", "partly", "not reproduced", "not testable here")
 # ViT peers measured beside Mixer (timm model names), by their names in the paper
 VIT_PEERS = {"ViT-B/16": "timm:vit_base_patch16_224", "ViT-L/16": "timm:vit_large_patch16_224"}
 
+
+def _by_count(ok: int, n: int) -> str:
+    """"reproduced" when all ``n`` checks hold, "partly" when ``ok`` of them do, else "not
+    reproduced"."""
+    return "reproduced" if ok == n else ("partly" if ok else "not reproduced")
+
+
 def _all_some_none(checks: list[bool]) -> str:
-    """"reproduced" when every check holds, "partly" when some do, else "not reproduced"."""
-    return "reproduced" if all(checks) else ("partly" if any(checks) else "not reproduced")
+    """:func:`_by_count` of a list of checks."""
+    return _by_count(sum(checks), len(checks))
 
 
 # ------------------------------------------------------------------------ the claims registry
@@ -65,7 +72,7 @@ def _table1(ev: Evidence) -> Finding | None:
     if ev.table1_ok is None:
         return None
     ok, n = ev.table1_ok
-    return ("reproduced" if ok == n else ("partly" if ok else "not reproduced"),
+    return (_by_count(ok, n),
             f"{ok} of {n} head-less counts of the built models round to Table 1's figures.")
 
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from mixer_lib.significance import significant
+from mixer_lib.significance import SE_MULTIPLE, significant
 
 # Paper Table 2: "Avg 5" = mean top-1 over these five downstream tasks.
 AVG5_DATASETS = ("imagenet1k", "cifar10", "cifar100", "pets", "flowers102")
@@ -93,16 +93,21 @@ def avg5(top1_by_dataset: Mapping[str, float]) -> Avg5:
 
 @dataclass(frozen=True)
 class AccuracyChange:
-    """``top1_b - top1_a`` (points) with two binomial standard errors of that difference."""
+    """``top1_b - top1_a`` (points) with the binomial standard error of that difference."""
 
     delta: float
-    two_se: float
+    se: float
+
+    @property
+    def two_se(self) -> float:
+        """The margin an effect must exceed (:data:`mixer_lib.significance.SE_MULTIPLE` s.e.)."""
+        return SE_MULTIPLE * self.se
 
     @property
     def verdict(self) -> str:
         """"within noise" unless the change is significant
         (:func:`mixer_lib.significance.significant`), else "drop" or "gain"."""
-        if not significant(self.delta, self.two_se / 2):
+        if not significant(self.delta, self.se):
             return "within noise"
         return "drop" if self.delta < 0 else "gain"
 
@@ -111,7 +116,7 @@ def accuracy_change(top1_a: float, top1_b: float, num_samples: int) -> AccuracyC
     """Change from top-1 ``top1_a`` to ``top1_b`` (percent), each measured on ``num_samples``
     independent test images, with the binomial standard error of the difference."""
     var = sum(p * (100.0 - p) / num_samples for p in (top1_a, top1_b))
-    return AccuracyChange(top1_b - top1_a, 2.0 * math.sqrt(var))
+    return AccuracyChange(top1_b - top1_a, math.sqrt(var))
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -26,13 +26,15 @@ class ToSignedTensor:
         self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
-        pixels = torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.uint8).copy())
-        x = pixels.permute(2, 0, 1).contiguous().float().div_(255)
-        return x.sub_(self.mean).div_(self.std)
+        return self.array(np.asarray(img.convert("RGB"), dtype=np.uint8))
+
+    def array(self, pixels: np.ndarray) -> torch.Tensor:
+        """One ``(H, W, 3)`` uint8 array -> ``(3, H, W)`` float (a batch of one)."""
+        return self.batch(torch.from_numpy(pixels.copy())[None])[0]
 
     def batch(self, pixels: torch.Tensor) -> torch.Tensor:
-        """``(B, H, W, 3)`` uint8 -> ``(B, 3, H, W)`` float, each image exactly as ``__call__``
-        gives it (the same element-wise operations in the same order)."""
+        """``(B, H, W, 3)`` uint8 -> ``(B, 3, H, W)`` float: per element ``x / 255``, minus
+        the mean, over the std, in that order (what ``ToTensor`` + ``Normalize`` do)."""
         x = pixels.permute(0, 3, 1, 2).contiguous().float().div_(255)
         return x.sub_(self.mean).div_(self.std)
 

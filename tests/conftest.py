@@ -18,13 +18,14 @@ def shared_data_root() -> Path:
 
 
 STRICT_ENV = "MIXER_TESTS_STRICT"  # set by .ci/run: what would skip fails instead
+BOOK_ENV = "MIXER_BOOK_REQUIRED"  # set by .ci/run: the book tests need the built book
 
 
-def skip_unless_strict(reason: str) -> None:
-    """Skip a test whose inputs are missing, except under ``MIXER_TESTS_STRICT=1`` (CI),
-    where a missing input of a test that guards the paper's numbers is a failure."""
-    if os.environ.get(STRICT_ENV):
-        pytest.fail(f"{reason} ({STRICT_ENV}=1: tests may not skip)")
+def skip_or_fail(reason: str, required_by: str = STRICT_ENV) -> None:
+    """Skip a test whose inputs are missing (``reason`` says which), except when the
+    environment variable ``required_by`` is set (CI): there it is a failure."""
+    if os.environ.get(required_by):
+        pytest.fail(f"{reason} ({required_by}=1: this test may not skip)")
     pytest.skip(reason, allow_module_level=True)
 
 
@@ -33,14 +34,14 @@ def import_or_skip(module: str, hint: str):
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        skip_unless_strict(f"{module} does not import ({err}): {hint}")
+        skip_or_fail(f"{module} does not import ({err}): {hint}")
 
 
 @pytest.fixture
 def cifar_root() -> Path:
     root = shared_data_root()
     if not (root / "cifar10-jpeg" / "train").is_dir():
-        skip_unless_strict(f"real CIFAR-10 JPEG copy not found under {root} "
+        skip_or_fail(f"real CIFAR-10 JPEG copy not found under {root} "
                            f"(set MIXER_DATA_ROOT)")
     return root
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 
 import pytest
 
 from mixer_lib.book import CHAPTERS, DRYRUN, PROFILES
 from mixer_lib.bookhtml import html_dir as profile_html
-from tests.conftest import REPO
+from tests.conftest import BOOK_ENV, REPO, skip_or_fail
 
 HTML = REPO / "book" / "_build" / "html"
 
@@ -18,9 +17,7 @@ HTML = REPO / "book" / "_build" / "html"
 @pytest.fixture(scope="module")
 def html_dir():
     if not (HTML / "index.html").exists():
-        if os.environ.get("MIXER_BOOK_REQUIRED"):
-            pytest.fail("the book must be built (make book) before these tests")
-        pytest.skip("book not built; run `make book` first")
+        skip_or_fail("book not built; run `make book` first", BOOK_ENV)
     return HTML
 
 
@@ -51,18 +48,12 @@ def test_figures_are_embedded_images(html_dir):
             assert (html_dir / "book" / "chapters" / src).resolve().exists(), src
 
 
-def _required(what: str) -> None:
-    if os.environ.get("MIXER_BOOK_REQUIRED"):
-        pytest.fail(f"{what} must be built before these tests")
-    pytest.skip(f"{what} not built; run `make book` first")
-
-
 def test_no_notebook_cell_errored():
     """Every chapter the last build executed (``build.json``) has its executed notebook, with
     code cells that ran and no error output."""
     manifest = CHAPTERS / "build.json"
     if not manifest.exists():
-        _required("the book")
+        skip_or_fail("the book not built; run `make book` first", BOOK_ENV)
     chapters = json.loads(manifest.read_text())["chapters"]
     executed = [name for name, entry in chapters.items() if entry["status"] != "not run"]
     assert executed, f"{manifest} lists no executed chapter"
@@ -80,7 +71,8 @@ def test_no_page_of_either_build_shows_an_error_output():
     """The HTML of the quick book and of the dry run: no rendered traceback on any chapter."""
     builds = [d for d in (HTML, profile_html(DRYRUN)) if (d / "index.html").exists()]
     if len(builds) < 2:
-        _required("the quick book and the paper dry run")
+        skip_or_fail("the quick book and the paper dry run not built; run `make book` and "
+                     "`make book PROFILE=paper-dryrun` first", BOOK_ENV)
     for build in builds:
         pages = sorted((build / "book" / "chapters").glob("*.html"))
         assert len(pages) >= len(PROFILES["quick"]), build
@@ -93,9 +85,7 @@ def test_paper_dry_run_fills_every_comparison_cell_labelled_dry_run():
     the results page's comparison table has every cell filled, ours labelled "dry run"."""
     html = profile_html(DRYRUN)
     if not (html / "index.html").exists():
-        if os.environ.get("MIXER_BOOK_REQUIRED"):
-            pytest.fail("the dry run must be built (make book PROFILE=paper-dryrun) first")
-        pytest.skip("dry run not built; run `make book PROFILE=paper-dryrun` first")
+        skip_or_fail("dry run not built; run `make book PROFILE=paper-dryrun` first", BOOK_ENV)
     for job in PROFILES[DRYRUN]:
         assert (html / "book" / "chapters" / f"{job.output}.html").exists(), job.output
     text = (html / "book" / "chapters" / "results.html").read_text()

@@ -15,6 +15,7 @@ import pytest
 
 from mixer_lib.book import DRYRUN
 from mixer_lib.bookhtml import html_dir
+from tests.conftest import BOOK_ENV, skip_or_fail
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -30,13 +31,10 @@ def pages(root: Path) -> list[Path]:
 def built(profile: str) -> Path:
     root = html_dir(profile)
     if not (root / "index.html").exists():
-        if os.environ.get("MIXER_BOOK_REQUIRED"):
-            pytest.fail(f"the {profile} book must be built before the browser test")
-        pytest.skip(f"{profile} book not built")
+        skip_or_fail(f"{profile} book not built", BOOK_ENV)
     if CHROMIUM is None:
-        if os.environ.get("MIXER_BOOK_REQUIRED"):
-            pytest.fail("chromium is missing (.ci/run installs Debian's chromium)")
-        pytest.skip("chromium not installed (apt-get install chromium)")
+        skip_or_fail("chromium not installed (apt-get install chromium; .ci/run does)",
+                     BOOK_ENV)
     return root
 
 
