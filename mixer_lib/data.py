@@ -186,13 +186,14 @@ class DataConfig:
     keep_decoded: bool = True  # small images decoded once (TransformedSubset.keep_decoded)
 
 
-def build_split(cfg: DataConfig, split: str) -> TransformedSubset:
+def build_split(cfg: DataConfig, split: str, augment: bool = True) -> TransformedSubset:
     """``split`` in train / val / test, preprocessed as the paper does.
 
     "val" is the dev slice held out of the training split to choose hyper-parameters (ViT
     App. B.1.1: 2% CIFAR, 10% Pets and Flowers, 1% ImageNet; :func:`recipes.dev_fraction`),
     chosen by a fixed seeded permutation so it is class-mixed. "train" is the whole training
-    split, or the training split less the dev slice when ``cfg.holdout_dev``.
+    split, or the training split less the dev slice when ``cfg.holdout_dev``; with
+    ``augment=False`` its images are pre-processed as for evaluation (a frozen-feature probe).
     """
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
@@ -223,8 +224,8 @@ def build_split(cfg: DataConfig, split: str) -> TransformedSubset:
         pool = [i for i in pool if targets[i] in wanted]
     limit = cfg.train_limit if split == "train" else cfg.eval_limit
     sub = balanced_subset([targets[i] for i in pool], limit, cfg.seed)
-    transform = (train_transform(cfg.img_size, cfg.randaugment, cfg.flip) if split == "train"
-                 else eval_transform(cfg.img_size, cfg.crop_pct))
+    transform = (train_transform(cfg.img_size, cfg.randaugment, cfg.flip)
+                 if split == "train" and augment else eval_transform(cfg.img_size, cfg.crop_pct))
     if cfg.permutation != "none":
         transform = T.Compose([transform, FixedPermutation(cfg.permutation, cfg.img_size,
                                                            cfg.permutation_patch)])

@@ -94,6 +94,10 @@ VARIANTS: dict[str, MixerConfig] = {
 # Small variants for CPU experiments; not in the paper.
 EXTRA_VARIANTS: dict[str, MixerConfig] = {
     "Mixer-T/4": MixerConfig("Mixer-T/4", 4, 4, 128, 64, 512, img_size=32),
+    # the scale study's model sizes (E8): Mixer-T/4 at half and 1.5x the width, MLP widths
+    # scaled with it (D_S = C/2, D_C = 4C as in Table 1)
+    "Mixer-W64/4": MixerConfig("Mixer-W64/4", 4, 4, 64, 32, 256, img_size=32),
+    "Mixer-W192/4": MixerConfig("Mixer-W192/4", 4, 4, 192, 96, 768, img_size=32),
 }
 
 

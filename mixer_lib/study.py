@@ -61,6 +61,20 @@ DEVIATIONS: dict[str, dict[str, Any]] = {
     "eval-resize": dict(eval_crop="resize"),
 }
 DEVIATIONS["all"] = {k: v for d in DEVIATIONS.values() for k, v in d.items()}
+# the scale study (paper Section 3.3, in miniature): pre-train on class-balanced subsets of
+# classes 0-4 for the same number of updates whatever the subset's size, as the paper
+# pre-trains on 3-100 % of JFT-300M for 233-7 epochs; 600 updates of 128 = 76,800 images, so
+# 500 images are seen 154 times and 10,000 7.7 times. Transfer: the few-shot probe on frozen
+# features of classes 5-9 (mixer_lib.fewshot).
+SCALE = dict(UPSTREAM, steps=600, eval_every=300, checkpoint_every=100)
+SCALE_SIZES = (500, 2000, 10000)
+SCALE_MODELS = {"mixer": "Mixer-T/4", "vit": "ViT-T/4", "resnet": "ResNet-S"}
+SIZE_MODELS = {"mixer64": "Mixer-W64/4", "mixer": "Mixer-T/4", "mixer192": "Mixer-W192/4"}
+# the paper's ImageNet-1k regularisation (Table 4: RandAugment 2 layers magnitude 15, mixup
+# 0.5, stochastic depth 0.1)
+REGULARISED = dict(randaugment="2,15", mixup_alpha=0.5, drop_path_rate=0.1)
+PROBE_CLASSES = "5-9"
+PROBE = dict(shots=(5, 10), draws=5)
 
 
 @dataclass(frozen=True)
@@ -112,6 +126,26 @@ def study_runs() -> list[StudyRun]:
             cfg = dict(FINETUNE, variant="Mixer-T/4", seed=seed,
                        weights=_ckpt("e1-up-mixer"), **change)
             runs.append(StudyRun(f"e6-{dev}-s{seed}", "E6", cfg, ("e1-up-mixer",)))
+    return runs + scale_runs()
+
+
+def scale_runs() -> list[StudyRun]:
+    """E7 (data scaling: each model at each subset size), E8 (Mixer width against data: the
+    smallest and largest subsets), E9 (the small-data Mixer with the paper's regularisation);
+    every seed's runs before the next seed's, so a partial study has whole comparisons."""
+    runs = []
+    for seed in SEEDS:
+        for size in SCALE_SIZES:
+            runs += [StudyRun(f"e7-{m}-n{size}-s{seed}", "E7",
+                              dict(SCALE, variant=v, train_limit=size, seed=seed))
+                     for m, v in SCALE_MODELS.items()]
+        runs += [StudyRun(f"e9-mixer-reg-n{SCALE_SIZES[0]}-s{seed}", "E9",
+                          dict(SCALE, variant="Mixer-T/4", train_limit=SCALE_SIZES[0], seed=seed,
+                               **REGULARISED))]
+        for size in (SCALE_SIZES[0], SCALE_SIZES[-1]):
+            runs += [StudyRun(f"e8-{m}-n{size}-s{seed}", "E8",
+                              dict(SCALE, variant=v, train_limit=size, seed=seed))
+                     for m, v in SIZE_MODELS.items() if v != "Mixer-T/4"]
     return runs
 
 
@@ -182,25 +216,58 @@ def execute(run: StudyRun, data_root: str | None, num_workers: int | None,
     result = run_or_resume(cfg, REPO / RUNS / run.name, progress=progress)
     record = {k: v for k, v in result.items() if k not in ("source",)}
     record["study"] = {"name": run.name, "experiment": run.experiment}
-    if cfg.variant.startswith("Mixer-"):  # E4: how local the token-mixing units are
-        record["token_mixing"] = token_mixing_of(cfg, REPO / RUNS / run.name, len(
-            result["class_names"]))
+    folder = REPO / RUNS / run.name
+    if cfg.variant.startswith("Mixer-") and run.experiment not in PROBED:  # E4: local units?
+        record["token_mixing"] = token_mixing_of(cfg, folder, len(result["class_names"]))
+    if run.experiment in PROBED:
+        record["fewshot"] = probe_of(cfg, folder, len(result["class_names"]))
     write_json(record_path(run.name), record)
     return record
 
 
-def token_mixing_of(cfg: RunConfig, folder: Path, num_classes: int) -> dict:
-    """Token-mixing statistics (:func:`mixer_lib.analysis.token_mixing_stats`) of a run."""
+PROBED = ("E7", "E8", "E9")  # experiments whose records carry the few-shot probe
+
+
+def run_model(cfg: RunConfig, folder: Path, num_classes: int):
+    """The model of a finished run, from its ``checkpoint.pt``, on the CPU."""
     import torch
 
-    from mixer_lib.analysis import token_mixing_stats
+    from mixer_lib.baselines import BASELINES
     from mixer_lib.model import create_model
 
     state = torch.load(folder / "checkpoint.pt", map_location="cpu", weights_only=True)
-    tokens = state["model"]["blocks.0.mlp_tokens.fc1.weight"].shape[0]
-    model = create_model(cfg.variant, num_classes=num_classes, img_size=cfg.img_size,
-                         tokens_mlp_dim=tokens)
+    if cfg.variant in BASELINES:
+        model = BASELINES[cfg.variant](num_classes)
+    else:
+        tokens = state["model"]["blocks.0.mlp_tokens.fc1.weight"].shape[0]
+        model = create_model(cfg.variant, num_classes=num_classes, img_size=cfg.img_size,
+                             tokens_mlp_dim=tokens)
     model.load_state_dict(state["model"])
+    return model
+
+
+def probe_of(cfg: RunConfig, folder: Path, num_classes: int) -> dict:
+    """The few-shot probe (:func:`mixer_lib.fewshot.transfer_probe`) of a run's frozen
+    features on the held-out classes :data:`PROBE_CLASSES`."""
+    import dataclasses
+
+    from mixer_lib.config import parse_classes
+    from mixer_lib.fewshot import transfer_probe
+    from mixer_lib.runtime import data_config, pick_device
+
+    device = pick_device(cfg.device)
+    data = dataclasses.replace(data_config(cfg), classes=parse_classes(PROBE_CLASSES),
+                               randaugment=None, permutation="none")
+    probe = transfer_probe(run_model(cfg, folder, num_classes).to(device), data,
+                           device=device, **PROBE)
+    return {"classes": PROBE_CLASSES, **probe}
+
+
+def token_mixing_of(cfg: RunConfig, folder: Path, num_classes: int) -> dict:
+    """Token-mixing statistics (:func:`mixer_lib.analysis.token_mixing_stats`) of a run."""
+    from mixer_lib.analysis import token_mixing_stats
+
+    model = run_model(cfg, folder, num_classes)
     stats = token_mixing_stats(model)
     # the first and last blocks' token-mixing weights (D_S x S), so the book can draw the
     # units of a run whose checkpoint is not committed (paper Figure 5)
@@ -297,7 +364,8 @@ def _complete_record(r: StudyRun) -> None:
     """Add E4 statistics to a done Mixer record made before they existed."""
     record = json.loads(record_path(r.name).read_text())
     folder = REPO / RUNS / r.name
-    if r.config["variant"].startswith("Mixer-") and "token_mixing" not in record \
+    if r.config["variant"].startswith("Mixer-") and r.experiment not in PROBED \
+            and "token_mixing" not in record \
             and (folder / "checkpoint.pt").exists():
         from mixer_lib.provenance import write_json
 
