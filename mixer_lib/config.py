@@ -18,7 +18,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mixer_lib.baselines import BASELINES
+from mixer_lib.baselines import BASELINE_PATCH, BASELINES
 from mixer_lib.checkpoints import WEIGHTS
 from mixer_lib.datasets import DATASETS, DataError, spec_for
 from mixer_lib.model import get_config
@@ -41,8 +41,9 @@ class RunConfig:
 
     dataset: str = _opt("dataset name (" + ", ".join(DATASETS) + ") or imagefolder:/path",
                         "cifar10-jpeg")
-    variant: str = _opt("Mixer variant: Table 1 name (Mixer-B/16, ...), Mixer-T/4, or the "
-                        "ResNet-S baseline", "Mixer-B/16")
+    variant: str = _opt("Mixer variant: Table 1 name (Mixer-B/16, ...), Mixer-T/4 (and the "
+                        "scale study's Mixer-W64/4, Mixer-W192/4), or a baseline: ResNet-S, "
+                        "ViT-T/4", "Mixer-B/16")
     weights: str = _opt("random, a released pre-training (" + ", ".join(WEIGHTS)
                         + ") or a path to an official-layout .npz", "random")
     recipe: str = _opt("finetune (momentum SGD, cosine, no weight decay) or scratch "
@@ -130,9 +131,9 @@ class RunConfig:
             spec_for(self.dataset)
         except DataError as err:
             raise ConfigError(str(err)) from err
-        if self.variant not in BASELINES:
+        if self.variant not in BASELINES or self.variant in BASELINE_PATCH:
             try:
-                patch = get_config(self.variant).patch_size
+                patch = BASELINE_PATCH.get(self.variant) or get_config(self.variant).patch_size
             except ValueError as err:
                 raise ConfigError(f"{err} (or the baseline {', '.join(BASELINES)})") from err
             if self.img_size % patch:

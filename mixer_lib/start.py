@@ -18,7 +18,7 @@ def build_model(cfg: RunConfig, num_classes: int) -> tuple[nn.Module, str]:
     """The model for ``cfg`` with its weights loaded; returns it and a load report."""
     torch.manual_seed(cfg.seed)
     if cfg.variant in BASELINES:
-        model = BASELINES[cfg.variant](num_classes)
+        model = BASELINES[cfg.variant](num_classes, cfg.img_size)
         if cfg.weights == "random":
             return model, "random initialisation (PyTorch defaults)"
         if not cfg.weights.endswith(".pt"):

@@ -237,7 +237,7 @@ def run_model(cfg: RunConfig, folder: Path, num_classes: int):
 
     state = torch.load(folder / "checkpoint.pt", map_location="cpu", weights_only=True)
     if cfg.variant in BASELINES:
-        model = BASELINES[cfg.variant](num_classes)
+        model = BASELINES[cfg.variant](num_classes, cfg.img_size)
     else:
         tokens = state["model"]["blocks.0.mlp_tokens.fc1.weight"].shape[0]
         model = create_model(cfg.variant, num_classes=num_classes, img_size=cfg.img_size,

@@ -101,3 +101,42 @@ def test_sequential_run_names_a_missing_upstream(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(study, "RUNS", str(tmp_path / "runs"))
     assert study.main(["run", "--only", "e1-ft-mixer-s0"]) == 2
     assert "needs e1-up-mixer first" in capsys.readouterr().err
+
+
+def test_scale_runs_mirror_the_papers_design():
+    """E7: every model at every subset size with the same number of updates; sizes span 20x;
+    two seeds; E8 at the smallest and largest sizes; E9 with the paper's regularisation."""
+    runs = study.scale_runs()
+    assert len({r.name for r in runs}) == len(runs)
+    e7 = [r for r in runs if r.experiment == "E7"]
+    sizes = sorted({r.config["train_limit"] for r in e7})
+    assert sizes[-1] / sizes[0] >= 20 and len(sizes) >= 3
+    assert {r.config["steps"] for r in runs} == {study.SCALE["steps"]}
+    assert {r.config["variant"] for r in e7} == {"Mixer-T/4", "ViT-T/4", "ResNet-S"}
+    assert {r.config["seed"] for r in runs} == set(study.SEEDS) and len(study.SEEDS) >= 2
+    assert all(r.config["classes"] == "0-4" and r.config["precision"] == "fp32" for r in runs)
+    e8 = [r for r in runs if r.experiment == "E8"]
+    assert {r.config["train_limit"] for r in e8} == {sizes[0], sizes[-1]}
+    e9 = [r for r in runs if r.experiment == "E9"]
+    assert e9 and all(r.config["randaugment"] == "2,15" and r.config["mixup_alpha"] == 0.5
+                      and r.config["drop_path_rate"] == 0.1 for r in e9)
+    for r in runs:  # every definition is a valid run
+        r.run_config()
+
+
+def test_a_scale_record_carries_the_probe_and_no_unit_weights(tmp_path, monkeypatch):
+    from tests.test_data import make_image_folder
+
+    root = make_image_folder(tmp_path / "d", classes=tuple("abcdefghij"), per_class=3)
+    monkeypatch.setattr(study, "RECORDS", tmp_path / "records")
+    monkeypatch.setattr(study, "RUNS", "runs")
+    monkeypatch.setattr(study, "REPO", tmp_path)
+    monkeypatch.setattr(study, "PROBE", dict(shots=(1, 2), draws=2))
+    base = dict(study.SCALE, dataset=f"imagefolder:{root}", img_size=16, steps=2,
+                batch_size=4, eval_every=2, checkpoint_every=2, log_every=1, train_limit=5)
+    for variant in ("Mixer-T/4", "ViT-T/4"):
+        run = study.StudyRun(f"e7-{variant[:3]}", "E7", dict(base, variant=variant))
+        record = study.execute(run, None, 0, progress=False)
+        assert record["fewshot"]["classes"] == "5-9" and record["fewshot"]["num_test"] == 15
+        assert "token_mixing" not in record and record["num_train"] == 5
+        assert json.loads(study.record_path(run.name).read_text()) == record
