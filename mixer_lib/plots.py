@@ -196,3 +196,30 @@ def effect_bars(rows: list[dict], title: str = ""):
            title=title)
     fig.tight_layout()
     return fig
+
+
+def scale_curves(records: dict, models: tuple[str, ...], metrics: tuple[str, ...] = (
+        "upstream", "5-shot"), title: str = ""):
+    """The scale study (:mod:`mixer_lib.scale`): one panel per metric against the number of
+    pre-training images (log axis), one line per model, bars of one standard error; a model
+    or size without two seeds committed is left out (the panel says so when empty)."""
+    from mixer_lib.scale import LABELS, METRICS, SIZES, curves
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        lines = curves(records, models, metric)
+        for model, pts in lines.items():
+            n, mean, se = zip(*pts, strict=True)
+            ax.errorbar(n, mean, yerr=se, marker="o", capsize=3, label=LABELS[model])
+        if not lines:
+            ax.text(0.5, 0.5, "pending: no size with two seeds committed",
+                    ha="center", va="center", transform=ax.transAxes)
+        ax.set_xscale("log")
+        ax.set_xticks(SIZES, [f"{n:,}" for n in SIZES])
+        ax.minorticks_off()
+        ax.set(xlabel="pre-training images (classes 0-4)", ylabel=METRICS[metric])
+        if lines:
+            ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

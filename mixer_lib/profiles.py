@@ -76,9 +76,11 @@ def _intro(runs_dir: str) -> Job:
 
 
 def _analysis(runs_dir: str) -> list[Job]:
-    """Claims, autopsy, results and the intro: built from the records whatever ran."""
+    """Claims, scale, autopsy, results and the intro: built from the records whatever ran."""
     return [
         Job("claims", "claims", {"runs_dir": runs_dir},
+            reads=("results/study/*.json", f"{runs_dir}/**/protocol.json")),
+        Job("scale", "scale", {"runs_dir": runs_dir},
             reads=("results/study/*.json", f"{runs_dir}/**/protocol.json")),
         Job("autopsy", "autopsy", {"runs_dir": runs_dir}, reads=("results/study/*.json",)),
         Job("results", "results", {"runs_dir": runs_dir},

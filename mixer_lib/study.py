@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mixer_lib import scale
 from mixer_lib.config import ConfigError, RunConfig, experiment
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,18 +62,9 @@ DEVIATIONS: dict[str, dict[str, Any]] = {
     "eval-resize": dict(eval_crop="resize"),
 }
 DEVIATIONS["all"] = {k: v for d in DEVIATIONS.values() for k, v in d.items()}
-# the scale study (paper Section 3.3, in miniature): pre-train on class-balanced subsets of
-# classes 0-4 for the same number of updates whatever the subset's size, as the paper
-# pre-trains on 3-100 % of JFT-300M for 233-7 epochs; 600 updates of 128 = 76,800 images, so
-# 500 images are seen 154 times and 10,000 7.7 times. Transfer: the few-shot probe on frozen
-# features of classes 5-9 (mixer_lib.fewshot).
+# the scale study (mixer_lib.scale): 600 updates of 128 = 76,800 images whatever the subset's
+# size, so 500 images are seen 154 times and 10,000 7.7 times (the paper: 233 and 7 epochs)
 SCALE = dict(UPSTREAM, steps=600, eval_every=300, checkpoint_every=100)
-SCALE_SIZES = (500, 2000, 10000)
-SCALE_MODELS = {"mixer": "Mixer-T/4", "vit": "ViT-T/4", "resnet": "ResNet-S"}
-SIZE_MODELS = {"mixer64": "Mixer-W64/4", "mixer": "Mixer-T/4", "mixer192": "Mixer-W192/4"}
-# the paper's ImageNet-1k regularisation (Table 4: RandAugment 2 layers magnitude 15, mixup
-# 0.5, stochastic depth 0.1)
-REGULARISED = dict(randaugment="2,15", mixup_alpha=0.5, drop_path_rate=0.1)
 PROBE_CLASSES = "5-9"
 PROBE = dict(shots=(5, 10), draws=5)
 
@@ -130,22 +122,22 @@ def study_runs() -> list[StudyRun]:
 
 
 def scale_runs() -> list[StudyRun]:
-    """E7 (data scaling: each model at each subset size), E8 (Mixer width against data: the
-    smallest and largest subsets), E9 (the small-data Mixer with the paper's regularisation);
-    every seed's runs before the next seed's, so a partial study has whole comparisons."""
+    """E7, E8 and E9 (:mod:`mixer_lib.scale`); every seed's runs before the next seed's, so a
+    partial study has whole comparisons."""
     runs = []
     for seed in SEEDS:
-        for size in SCALE_SIZES:
-            runs += [StudyRun(f"e7-{m}-n{size}-s{seed}", "E7",
+        for size in scale.SIZES:
+            runs += [StudyRun(scale.run_name(m, size, seed), "E7",
                               dict(SCALE, variant=v, train_limit=size, seed=seed))
-                     for m, v in SCALE_MODELS.items()]
-        runs += [StudyRun(f"e9-mixer-reg-n{SCALE_SIZES[0]}-s{seed}", "E9",
-                          dict(SCALE, variant="Mixer-T/4", train_limit=SCALE_SIZES[0], seed=seed,
-                               **REGULARISED))]
-        for size in (SCALE_SIZES[0], SCALE_SIZES[-1]):
-            runs += [StudyRun(f"e8-{m}-n{size}-s{seed}", "E8",
-                              dict(SCALE, variant=v, train_limit=size, seed=seed))
-                     for m, v in SIZE_MODELS.items() if v != "Mixer-T/4"]
+                     for m, v in scale.DATA_MODELS.items()]
+        small, large = scale.SIZES[0], scale.SIZES[-1]
+        runs.append(StudyRun(scale.run_name(scale.REG_MODEL, small, seed), "E9",
+                             dict(SCALE, variant="Mixer-T/4", train_limit=small, seed=seed,
+                                  **scale.REGULARISED)))
+        runs += [StudyRun(scale.run_name(m, size, seed), "E8",
+                          dict(SCALE, variant=v, train_limit=size, seed=seed))
+                 for size in (small, large) for m, v in scale.WIDTH_MODELS.items()
+                 if m not in scale.DATA_MODELS]
     return runs
 
 

@@ -118,7 +118,7 @@ def test_a_chapter_without_its_data_gets_a_not_run_page(tmp_path):
     not_run = {"finetune-cifar10", "permutation", "token_mixing"}
     assert {k for k, v in status.items() if v == "not run"} == not_run
     assert {k for k, v in status.items() if v == "executed"} == \
-        {"architecture", "weights", "claims", "autopsy", "results", "intro"}
+        {"architecture", "weights", "claims", "scale", "autopsy", "results", "intro"}
     html = repo / "book" / "_build" / "html" / "book" / "chapters"
     assert {p.stem for p in html.glob("*.html")} >= set(status)
     assert "not run in this build" in (html / "finetune-cifar10.html").read_text()

@@ -116,7 +116,10 @@ def test_ledger_verdicts_follow_the_rules():
     bench = bench_record("cpu (x86_64, 2 cores)", "fp32", {
         "Mixer-B/16": 10.0, "timm:vit_base_patch16_224": 7.0, "Mixer-B/16@img_size=448": 2.4,
         "Mixer-B/16@img_size=448,tokens_mlp_dim=1536": 2.0})
-    records = full_records()
+    from tests.test_scale import paper_like
+    from tests.test_scale import records as scale_records
+
+    records = full_records() | scale_records(paper_like())
     records["e1-up-mixer"] = {"token_mixing": {"blocks": [{
         "neighbour_correlation": 0.5, "init_neighbour_correlation": 0.0,
         "local_energy": 0.6, "init_local_energy": 0.15}]}}
@@ -132,6 +135,8 @@ def test_ledger_verdicts_follow_the_rules():
     assert claims["resolution"]["verdict"] == "reproduced"
     assert claims["shortfall"]["verdict"] == "reproduced"
     assert claims["units"]["verdict"] == "reproduced"
+    assert claims["data-scaling"]["verdict"] == claims["size-vs-data"]["verdict"] == \
+        claims["regularisation"]["verdict"] == "reproduced"
     for c in claims.values():
         assert set(c) == {"id", "claim", "paper_evidence", "verdict", "evidence", "chapter"}
     # a Mixer that loses accuracy under the patch+pixel shuffle: only partly
