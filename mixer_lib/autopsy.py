@@ -120,3 +120,56 @@ def explanation_support(rows: list[dict], records: Mapping[str, dict] | None = N
         else:
             out[name] = PENDING
     return out
+
+
+def reproduction_table() -> tuple[list[str], list[list]]:
+    """The published reproduction's figures beside the paper's (ImageNet and Avg 5), with
+    the gaps."""
+    from mixer_lib.published import PAPER, REPRODUCTION_REPORT
+
+    rows = []
+    for (v, p), fig in REPRODUCTION_REPORT.items():
+        paper = PAPER[v, p]
+        rows.append([v, p, paper["imagenet1k"], fig["imagenet1k"],
+                     f"{fig['imagenet1k'] - paper['imagenet1k']:+.2f}", paper["avg5"],
+                     fig["avg5"], f"{fig['avg5'] - paper['avg5']:+.2f}"])
+    return (["variant", "pre-training", "paper: ImageNet", "reproduction: ImageNet", "gap",
+             "paper: Avg 5", "reproduction: Avg 5", "gap"], rows)
+
+
+def misquote_notes() -> str:
+    """Where the reproduction's own table misquotes the paper, and what that does to its gap."""
+    from mixer_lib.published import PAPER, REPRODUCTION_MISQUOTE
+
+    return "\n".join(
+        f"Its own table quotes {quoted} as the paper's ImageNet figure for {key[0]} {key[1]}; "
+        f"the paper's is {PAPER[key]['imagenet1k']} ({quoted} is the ImageNet-1k row), so its "
+        f"gap there is larger than it reported." for key, quoted in REPRODUCTION_MISQUOTE.items())
+
+
+def autopsy_table(table: list[dict]) -> tuple[list[str], list[list]]:
+    """:func:`autopsy`'s rows as the chapter shows them."""
+    return (["deviation", "what it does", "effect (points)", "standard error", "seeds",
+             "status"],
+            [[r["deviation"], r["description"],
+              f"{r['effect_points']:+.2f}" if r["effect_points"] is not None else None,
+              f"{r['se']:.2f}" if r["se"] is not None else None, r["seeds"], r["status"]]
+             for r in table])
+
+
+def _effect(r: dict) -> str:
+    return "(pending)" if r["effect_points"] is None else \
+        f"{r['effect_points']:+.1f} ± {r['se']:.1f}"
+
+
+def autopsy_summary(table: list[dict]) -> dict[str, str]:
+    """What the chapter's prose quotes: ``effect_all`` (all deviations together), ``costly``
+    (each deviation that alone is a significant loss, described) and ``within`` (each whose
+    effect is within two standard errors of zero)."""
+    single = [r for r in table if r["deviation"] != "all" and r["effect_points"] is not None]
+    costly = [r for r in single if loss(r["effect_points"], r["se"])]
+    within = [r for r in single if not significant(r["effect_points"], r["se"])]
+    combined = next(r for r in table if r["deviation"] == "all")
+    return {"effect_all": _effect(combined),
+            "costly": "; ".join(f"{r['description']} ({_effect(r)})" for r in costly) or "none",
+            "within": ", ".join(f"{r['deviation']} ({_effect(r)})" for r in within) or "none"}

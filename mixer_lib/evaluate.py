@@ -140,6 +140,28 @@ def top5_classes(model: nn.Module, images: torch.Tensor,
             for idx, val in zip(top.indices, top.values, strict=True)]
 
 
+def released_top5(variant: str, weights: str, dataset: str, data_root: str | None,
+                  img_size: int, count: int = 4, download: bool = False
+                  ) -> tuple[str, tuple[list[str], list[list[str]]]]:
+    """What a released ImageNet-1k classifier sees: its load report, and for ``count`` test
+    images of ``dataset`` (class-balanced) their label and the classifier's five most probable
+    ImageNet classes with their probabilities."""
+    from mixer_lib.data import DataConfig, build_split
+    from mixer_lib.datasets import class_names
+    from mixer_lib.pretrained import pretrained
+
+    classifier, report = pretrained(variant, weights, img_size=img_size)
+    ds = build_split(DataConfig(dataset=dataset, root=data_root, img_size=img_size,
+                                eval_limit=count, download=download), "test")
+    images = torch.stack([ds[i][0] for i in range(len(ds))])
+    top = top5_classes(classifier, images, imagenet_class_names())
+    rows = [[class_names(ds.base)[ds.targets[i]],
+             ", ".join(f"{name} ({p:.2f})" for name, p in classes)]
+            for i, classes in enumerate(top)]
+    return str(report), ([f"{dataset} label",
+                          f"top-5 ImageNet classes ({variant} {weights})"], rows)
+
+
 def evaluate_released(variant: str, weights: str, dataset: str = "imagenet1k",
                       img_size: int = 224, eval_crop: str = "resmall_crop",
                       eval_limit: int | None = None, data_root: str | None = None,

@@ -252,3 +252,26 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def paper_cost_html(results_dir: str | Path = "results") -> str:
+    """Every recorded GPU check (``results/gpu-check-*.json``) as the paper profile's cost:
+    one table per record with its device, torch, commit and date; a paragraph saying none is
+    recorded otherwise."""
+    from mixer_lib.profiles import jobs_for
+    from mixer_lib.records import html_table
+
+    checks = sorted(Path(results_dir).glob("gpu-check-*.json"))
+    if not checks:
+        return ("<p>No GPU check has been recorded in this commit: "
+                "results/gpu-check-&lt;device&gt;.json is written by scripts/gpu-check.sh on a "
+                "GPU machine, and this table is computed from it. No GPU time has been measured "
+                "for the paper profile yet.</p>")
+    out = []
+    for path in checks:
+        record = json.loads(path.read_text())
+        env = record["environment"]
+        out.append(f"<p>On {env['device']} ({record['gpus']} GPU), torch {env['torch']}, "
+                   f"commit {env['git_commit']}, {env['date']} (<code>{path}</code>):</p>"
+                   + html_table(*paper_cost_rows(record, jobs_for("paper"))))
+    return "".join(out)

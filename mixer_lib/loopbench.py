@@ -46,3 +46,21 @@ def earlier_loop_records(folder: str | Path, device: str = "cpu") -> list[str]:
                      f"method {old.get('rate_method', EARLIER_METHOD)}): the loop at "
                      f"{100 * old['loop_fraction_of_model_alone']:.0f}% of the model alone")
     return lines
+
+
+def loop_html(folder: str | Path, device: str = "cpu") -> str:
+    """The current record ``benchmark-loop-<device>.json`` in ``folder`` as the Claims chapter
+    shows it (its tables and provenance), then one line per earlier record; "pending" when
+    none is committed."""
+    from html import escape
+
+    from mixer_lib.records import html_table
+
+    path = Path(folder) / f"benchmark-loop-{device}.json"
+    if path.exists():
+        loop = json.loads(path.read_text())
+        out = "".join(html_table(h, r) for h, r in loop_tables(loop))
+        out += f"<p>{escape(loop_provenance(loop))}</p>"
+    else:
+        out = f"<p>pending: no training-loop record under {escape(str(folder))}/</p>"
+    return out + "".join(f"<p>{escape(line)}</p>" for line in earlier_loop_records(folder, device))

@@ -189,3 +189,21 @@ def per_class_rows(result: dict) -> list[list[object]]:
         return [[i, name, top1] for i, (name, top1) in enumerate(per_class.items())]
     return [list(row) for row in per_class]
 
+
+
+def per_class_table(result: dict, dry_run: bool = False) -> tuple[list[str], list[list]]:
+    """The per-class accuracy of a result record as the book shows it: index, class, top-1
+    on the evaluated split (labelled in a dry run)."""
+    return (["index", "class", f"{result['eval_split']} top-1 (%)"],
+            [[i, name, measured(v, None, dry_run)] for i, name, v in per_class_rows(result)])
+
+
+def inventory(records: list[dict], protocols: list[dict], benches: list[dict]) -> str:
+    """How many result, protocol and benchmark records a page reads, and the dry-run banner
+    when any protocol record is a dry run."""
+    text = (f"{len(records)} result records, {len(protocols)} protocol records, "
+            f"{len(benches)} benchmark records")
+    if any(p.get("dry_run") for p in protocols):
+        text += ("\nDRY RUN: stand-in data and weights; every figure of ours is labelled "
+                 "'dry run' and is not a result.")
+    return text

@@ -98,3 +98,22 @@ def test_paper_dry_run_fills_every_comparison_cell_labelled_dry_run():
     assert len(cells) == len(header) and "missing" not in cells
     assert all(c.startswith("dry run: ") for c in cells[2:6]), cells
     assert cells[:2] == ["Mixer-B/16", "imagenet21k"] and cells[6] == "80.64"
+
+
+def test_chapter_code_cells_are_short():
+    """Notebooks hold narrative, parameters and results: no code cell outside the parameters
+    cell has more than 15 non-blank lines (logic lives in mixer_lib, where it is tested)."""
+    long = []
+    for path in sorted((REPO / "notebooks").glob("*.md")):
+        text = path.read_text()
+        for m in re.finditer(r"```\{code-cell\}[^\n]*\n(.*?)```", text, re.S):
+            body = m.group(1)
+            if ":tags: [parameters]" in body:
+                continue
+            if body.startswith("---"):  # the cell's MyST options (figure caption, name)
+                body = body.split("---", 2)[2]
+            lines = [line for line in body.splitlines() if line.strip()]
+            if len(lines) > 15:
+                long.append(f"{path.name}:{text[:m.start()].count(chr(10)) + 1} "
+                            f"({len(lines)} lines)")
+    assert not long, long

@@ -64,3 +64,16 @@ def test_gpu_check_script_runs_on_the_cpu(tmp_path):
     (record,) = (tmp_path / "results").glob("gpu-check-*.json")
     assert json.loads(record.read_text())["sizes"][0]["variant"] == "Mixer-T/4"
     assert (out / "gpu-check.log").exists()
+
+
+def test_paper_cost_html_reads_every_record_or_says_none(tmp_path):
+    from mixer_lib.gpucheck import paper_cost_html
+
+    assert "No GPU check has been recorded" in paper_cost_html(tmp_path)
+    (tmp_path / "gpu-check-H100.json").write_text(json.dumps({
+        "gpus": 1, "sizes": [{"variant": "Mixer-B/16", "img_size": 224,
+                              "seconds_per_update": 0.5}],
+        "environment": {"device": "NVIDIA H100", "torch": "2.14.1", "git_commit": "abc",
+                        "date": "2026-11-26"}}))
+    html = paper_cost_html(tmp_path)
+    assert "On NVIDIA H100 (1 GPU)" in html and "<table" in html and "0.500" in html

@@ -36,3 +36,14 @@ def test_earlier_records_are_listed_with_their_method(tmp_path):
     assert len(lines) == 2
     assert "median of single model-alone updates" in lines[0] and "87%" in lines[0]
     assert "window-median" in lines[1] and "75%" in lines[1]
+
+
+def test_loop_html_shows_the_current_record_and_the_earlier_ones(tmp_path):
+    from mixer_lib.loopbench import loop_html
+
+    assert "pending: no training-loop record" in loop_html(tmp_path)
+    (tmp_path / "benchmark-loop-cpu.json").write_text(json.dumps(LOOP))
+    (tmp_path / "benchmark-loop-cpu-abc.json").write_text(json.dumps(LOOP))
+    html = loop_html(tmp_path)
+    assert html.count("<table") == 2 and "commit 0123456789ab," in html
+    assert "earlier record benchmark-loop-cpu-abc.json" in html

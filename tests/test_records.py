@@ -126,3 +126,14 @@ def test_size_rows_count_parameters_with_the_head_and_flops_at_224():
     header, rows = size_rows(("Mixer-B/16",))
     assert header == ["variant", "params (M)", "GFLOPs / image at 224 px"]
     assert rows == [["Mixer-B/16", "59.9", "25.2"]]
+
+
+def test_inventory_counts_records_and_labels_a_dry_run():
+    from mixer_lib.records import inventory, per_class_table
+
+    assert inventory([{}], [], [{}, {}]) == \
+        "1 result records, 0 protocol records, 2 benchmark records"
+    assert "DRY RUN" in inventory([], [_protocol("cifar10", 50.0, dry=True)], [])
+    header, rows = per_class_table({"eval_split": "test", "per_class": [[0, "cat", 50.0]]},
+                                   dry_run=True)
+    assert header[2] == "test top-1 (%)" and rows == [[0, "cat", "dry run: 50.00"]]
