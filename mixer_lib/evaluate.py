@@ -169,14 +169,14 @@ def evaluate_released(variant: str, weights: str, dataset: str = "imagenet1k",
                       num_workers: int | None = None, progress: bool = True) -> dict:
     """Top-1/top-5 (and ReaL for ImageNet) of a released checkpoint with its own head, on
     the test split of ``dataset``, without fine-tuning (paper Table 3 at 224 px)."""
+    from mixer_lib import evaluators
     from mixer_lib.checkpoints import WEIGHTS, CheckpointError, checkpoint_info
     from mixer_lib.config import ConfigError, RunConfig
-    from mixer_lib.data import build_split, sample_files
+    from mixer_lib.data import build_split
     from mixer_lib.datasets import class_names
     from mixer_lib.pretrained import pretrained
     from mixer_lib.provenance import environment
-    from mixer_lib.real import real_labels, real_top1
-    from mixer_lib.runtime import data_config, pick_device, wants_real
+    from mixer_lib.runtime import data_config, pick_device
     from mixer_lib.sampling import make_eval_loader
 
     cfg = RunConfig(dataset=dataset, variant=variant, weights=weights, img_size=img_size,
@@ -193,21 +193,23 @@ def evaluate_released(variant: str, weights: str, dataset: str = "imagenet1k",
             f"{info.name} has a {info.num_classes}-class head but {dataset} has {len(names)} "
             f"classes; evaluate it on the dataset it was trained for, or fine-tune it "
             f"(python -m mixer_lib.train)")
-    real = real_labels(progress=progress) if wants_real(cfg) else None
+    extra_evals = evaluators.prepare(cfg, test, progress)  # ReaL's labels, before the model
     dev = pick_device(device)
     model, report = pretrained(variant, weights, img_size=img_size, progress=progress)
     model.to(dev)
     amp = torch.bfloat16 if dev.type == "cuda" else None
+    def top1_of(ds) -> float:
+        return evaluate(model, make_eval_loader(ds, batch_size, dev, num_workers), dev,
+                        info.num_classes, amp, progress=progress).top1
+
     result = evaluate(model, make_eval_loader(test, batch_size, dev, num_workers), dev,
                       info.num_classes, amp, progress=progress)
-    record = {"dataset": dataset, "variant": variant, "weights": weights,
-              "img_size": img_size, "eval_crop": eval_crop, "fine_tuned": False,
-              **result.summary(), "weights_report": str(report),
-              "environment": environment(dev)}
-    if real is not None:
-        record["real_top1"], record["num_real"] = real_top1(result.predictions.tolist(),
-                                                            sample_files(test), real)
-    return record
+    return {"dataset": dataset, "variant": variant, "weights": weights,
+            "img_size": img_size, "eval_crop": eval_crop, "fine_tuned": False,
+            **result.summary(), "weights_report": str(report),
+            "environment": environment(dev),
+            **evaluators.score(extra_evals, evaluators.Finished(
+                result.predictions.tolist(), test, cfg.resolved(), top1_of))}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -146,7 +146,7 @@ def run_protocol(base: RunConfig, out: str | Path, grid: tuple[float, ...] = PAP
         write_json(path, record)
     chosen = choose_lr({float(k): v for k, v in record["dev_top1"].items()})
     record["chosen_lr"] = chosen
-    real = []
+    extra: dict[str, list[float]] = {}  # the evaluators' scores (mixer_lib.evaluators)
     for seed in range(repeats):
         folder = out / "final" / f"seed-{seed}"
         result = run_one(final_config(base, chosen, seed), folder, gpus, torchrun_args,
@@ -154,12 +154,12 @@ def run_protocol(base: RunConfig, out: str | Path, grid: tuple[float, ...] = PAP
         record["test_top1"].append(result["top1"])
         record["environment"] = result["environment"]
         record["runs"]["final"].append(str(folder))
-        if "real_top1" in result:
-            real.append(result["real_top1"])
         record["test_top1_mean"], record["test_top1_std"] = summary(record["test_top1"])
-        if real:
-            record["real_top1"] = real
-            record["real_top1_mean"], record["real_top1_std"] = summary(real)
+        for key, name in (("real_top1", "real_top1"), ("top1_resize", "test_top1_resize")):
+            if key in result:  # e.g. real_top1, real_top1_mean, real_top1_std
+                extra.setdefault(name, []).append(result[key])
+                record[name] = extra[name]
+                record[f"{name}_mean"], record[f"{name}_std"] = summary(extra[name])
         write_json(path, record)
     return record
 

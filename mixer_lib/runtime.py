@@ -18,7 +18,7 @@ from mixer_lib.data import DataConfig
 from mixer_lib.distributed import World
 from mixer_lib.driver import no_gpu_reason
 from mixer_lib.memory import MemoryPlan, plan
-from mixer_lib.recipes import EVAL_CROPS, STANDIN_PREFIX
+from mixer_lib.recipes import EVAL_CROPS
 
 
 def pick_device(name: str, world: World | None = None) -> torch.device:
@@ -75,8 +75,3 @@ def data_config(cfg: RunConfig) -> DataConfig:
                       randaugment=parse_randaugment(cfg.randaugment), download=cfg.download,
                       permutation=cfg.permutation, permutation_patch=cfg.permutation_patch,
                       classes=parse_classes(cfg.classes), flip=cfg.flip)
-
-
-def wants_real(cfg: RunConfig) -> bool:
-    """ImageNet runs scored on the validation set (the "test" split) report ReaL top-1."""
-    return cfg.dataset.removeprefix(STANDIN_PREFIX) == "imagenet1k" and cfg.eval_split == "test"

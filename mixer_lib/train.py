@@ -34,12 +34,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from mixer_lib import evaluators
 from mixer_lib.config import (
     ConfigError,
     RunConfig,
     experiment,
 )
-from mixer_lib.data import build_split, sample_files
+from mixer_lib.data import build_split
 from mixer_lib.distributed import RankShare, World, setup, teardown
 from mixer_lib.errors import USER_ERRORS, report
 from mixer_lib.evaluate import EvalResult, evaluate
@@ -48,7 +49,6 @@ from mixer_lib.model import MODEL_FORM
 from mixer_lib.optim import clip_grad_norm, lr_at, make_optimizer, mixup
 from mixer_lib.options import add_run_options, config_from_args
 from mixer_lib.provenance import environment, write_json
-from mixer_lib.real import check_real_files, real_labels, real_top1
 from mixer_lib.records import result_record
 from mixer_lib.rundir import (
     RunExists,
@@ -68,7 +68,6 @@ from mixer_lib.runtime import (
     data_config,
     execution_plan,
     pick_device,
-    wants_real,
 )
 from mixer_lib.sampling import EpochSampler, loader_kwargs, make_eval_loader
 from mixer_lib.signals import StopSignals
@@ -174,10 +173,8 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False,
             train_ds, eval_ds = world.main_first(
                 lambda: (build_split(dcfg, "train"), build_split(dcfg, cfg.eval_split)),
                 "preparing the data")
-            real = None
-            if world.main and wants_real(cfg):  # checked now, not after hours of training
-                check_real_files(sample_files(eval_ds))
-                real = real_labels(progress=progress)
+            # what the extra scores need (ReaL's labels) is checked now, not after hours
+            extra_evals = evaluators.prepare(cfg, eval_ds, progress) if world.main else []
         except Exception:
             world.agree(False)  # the other ranks stop too instead of waiting for this one
             raise
@@ -190,16 +187,16 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False,
                           file=sys.stderr)
                 check_experiment(out, cfg, "overwrite=True (--overwrite)")
                 return _train(cfg, out, world, device, train_ds, eval_ds, from_previous,
-                              stop_after, progress, real, memory)
+                              stop_after, progress, extra_evals, memory)
         return _train(cfg, out, world, device, train_ds, eval_ds, from_previous, stop_after,
-                      False, None, memory)
+                      False, [], memory)
     finally:
         teardown(world)
 
 
 def _train(cfg: RunConfig, out: Path, world: World, device: torch.device, train_ds, eval_ds,
            from_previous: bool, stop_after: int | None, progress: bool,
-           real: list | None, memory: MemoryPlan | None = None) -> dict[str, Any]:
+           extra_evals: list, memory: MemoryPlan | None = None) -> dict[str, Any]:
     amp = compute_dtype(cfg, device)
     if device.type == "cuda" and amp is None:  # fp32 means fp32: no TF32 matmuls or convolutions
         torch.backends.cuda.matmul.allow_tf32 = False
@@ -329,10 +326,10 @@ def _train(cfg: RunConfig, out: Path, world: World, device: torch.device, train_
         last_eval = run_eval(done)
     if not world.main:
         return {"rank": world.rank, "out_dir": str(out)}
-    extra = {}
-    if real is not None:  # ImageNet validation images: the paper's ReaL column too
-        extra["real_top1"], extra["num_real"] = real_top1(last_eval.predictions.tolist(),
-                                                          sample_files(eval_ds), real)
+    extra = evaluators.score(extra_evals, evaluators.Finished(
+        last_eval.predictions.tolist(), eval_ds, cfg, lambda ds: evaluate(
+            model, make_eval_loader(ds, micro, device, cfg.num_workers), device, len(names),
+            amp).top1))
     if cfg.report == "best":  # selection on the evaluated split, from every logged evaluation
         evals = [json.loads(line) for line in metrics_path.read_text().splitlines()]
         best = max((r for r in evals if "split" in r), key=lambda r: r["top1"])

@@ -63,7 +63,9 @@ def _protocol(dataset, mean, std=0.1, dry=False, real=None, variant="Mixer-B/16"
 def test_comparison_fills_our_cells_from_protocol_records():
     from mixer_lib.records import comparison_rows
 
-    done = [_protocol("imagenet1k", 80.1, real=85.0), _protocol("cifar10", 98.0),
+    done = [_protocol("imagenet1k", 80.1, real=85.0),
+            _protocol("cifar10", 98.0) | {"test_top1_resize_mean": 97.5,
+                                          "test_top1_resize_std": 0.3},
             _protocol("cifar100", 90.0), _protocol("pets", 94.0), _protocol("flowers102", 99.0)]
     header, rows = comparison_rows(done)
     assert len(rows) == 1
@@ -72,6 +74,8 @@ def test_comparison_fills_our_cells_from_protocol_records():
     assert row["ours: Avg 5"] == f"{(80.1 + 98 + 90 + 94 + 99) / 5:.2f}"
     assert row["paper: ImageNet"] == 80.64 and row["official README: CIFAR-10"] == 96.82
     assert row["reproduction: ImageNet"] == 72.64
+    assert row["ours: CIFAR-10"] == "98.00 ± 0.10"
+    assert row["ours: CIFAR-10, resized (as the README)"] == "97.50 ± 0.30"
     # four of five: no Avg 5 (never an average over fewer)
     header, rows = comparison_rows(done[:4])
     assert dict(zip(header, rows[0], strict=True))["ours: Avg 5"] is None
@@ -81,7 +85,8 @@ def test_dry_run_figures_are_always_labelled():
     from mixer_lib.records import comparison_rows, measured
 
     dry = [_protocol("standin:" + d, 10.0, dry=True, real=11.0 if d == "imagenet1k" else None)
-           for d in ("imagenet1k", "cifar10", "cifar100", "pets", "flowers102")]
+           | ({"test_top1_resize_mean": 9.0, "test_top1_resize_std": 0.1} if d == "cifar10"
+              else {}) for d in ("imagenet1k", "cifar10", "cifar100", "pets", "flowers102")]
     header, rows = comparison_rows(dry)
     ours = [v for h, v in zip(header, rows[0], strict=True) if h.startswith("ours")]
     assert all(v is not None and v.startswith("dry run: ") for v in ours)
@@ -95,8 +100,8 @@ def test_comparison_says_what_fills_cells_this_build_did_not_run():
     from mixer_lib.records import comparison_rows
 
     header, rows = comparison_rows([], not_run="paper profile")
-    assert all(row[2:6] == ["paper profile"] * 4 for row in rows)
-    assert all(row[6] is not None for row in rows)  # the paper's figures untouched
+    assert all(row[2:7] == ["paper profile"] * 5 for row in rows)
+    assert all(row[7] is not None for row in rows)  # the paper's figures untouched
 
 
 
