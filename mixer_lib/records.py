@@ -145,8 +145,9 @@ def comparison_rows(protocols: list[dict], not_run: str | None = None
     over the final runs) and Avg 5, beside the paper's Table 3, the official README's CIFAR-10
     and the published reproduction's figures. Our CIFAR-10 appears twice: evaluated as the
     paper's text says (resize the smaller side, crop; Table 3's figures) and by plain resizing
-    as the official code does (the README's figures; :mod:`mixer_lib.evaluators`). ``not_run`` is shown in our cells that no
-    record of this build fills (say what would fill them); None leaves them empty."""
+    as the official code does (the README's figures; :mod:`mixer_lib.evaluators`).
+    ``not_run`` is shown in our cells that no record of this build fills (say what would fill
+    them); None leaves them empty."""
     from mixer_lib.evaluate import avg5
 
     groups: dict[tuple[str, str], dict[str, dict]] = {}
