@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 
 def neighbour_correlation(weight: torch.Tensor, grid: int) -> float:
@@ -56,3 +57,24 @@ def token_mixing_stats(model, seed: int = 0) -> dict:
                        "local_energy": local_energy(w, grid),
                        "init_local_energy": local_energy(w0, grid)})
     return {"grid": grid, "blocks": blocks}
+
+
+def locality_rows(model: nn.Module, seed: int = 0) -> tuple[list[str], list[list[str]]]:
+    """Per block, the neighbour correlation of the first token-mixing layer's weights
+    (:func:`neighbour_correlation`) against a freshly initialised model of the same shape."""
+    from mixer_lib.model import create_model
+
+    torch.manual_seed(seed)
+    fresh, grid = create_model(model.cfg), model.cfg.grid_size
+    rows = [[b, f"{neighbour_correlation(model.blocks[b].mlp_tokens.fc1.weight, grid):+.3f}",
+             f"{neighbour_correlation(fresh.blocks[b].mlp_tokens.fc1.weight, grid):+.3f}"]
+            for b in range(model.cfg.num_blocks)]
+    return ["block", "neighbour correlation", "fresh init"], rows
+
+
+def stats_rows(stats: dict) -> tuple[list[str], list[list[str]]]:
+    """A study record's token-mixing statistics (:func:`token_mixing_stats`) as a table."""
+    return (["block", "neighbour correlation", "fresh init", "local energy", "fresh init"],
+            [[i, f"{b['neighbour_correlation']:+.3f}", f"{b['init_neighbour_correlation']:+.3f}",
+              f"{b['local_energy']:.3f}", f"{b['init_local_energy']:.3f}"]
+             for i, b in enumerate(stats["blocks"])])

@@ -47,3 +47,27 @@ def size_rows(variants: tuple[str, ...] = ("Mixer-S/32", "Mixer-B/16", "Mixer-L/
         rows.append([variant, f"{sum(p.numel() for p in m.parameters()) / 1e6:.1f}",
                      f"{analytic_flops(m.cfg) / 1e9:.1f}"])
     return ["variant", "params (M)", "GFLOPs / image at 224 px"], rows
+
+
+def table1_table() -> tuple[list[str], list[list]]:
+    """Paper Table 1 regenerated from the built modules (224 px, meta device): each variant's
+    layers, patch, S, C, D_S, D_C, head-less parameters beside Table 1's, parameters with a
+    1000-class head, and forward GFLOPs per image (:func:`analytic_flops`)."""
+    import torch
+
+    from mixer_lib.model import VARIANTS, create_model
+    from mixer_lib.published import PAPER_PARAMS_M
+
+    rows = []
+    for name, cfg in VARIANTS.items():
+        with torch.device("meta"):
+            bare = create_model(name, num_classes=0, img_size=224)
+            headed = create_model(name, num_classes=1000, img_size=224)
+        n, n_head = (sum(p.numel() for p in m.parameters()) for m in (bare, headed))
+        rows.append([name, cfg.num_blocks, f"{cfg.patch_size}x{cfg.patch_size}",
+                     cfg.num_patches, cfg.hidden_dim, cfg.tokens_mlp_dim, cfg.channels_mlp_dim,
+                     f"{n / 1e6:.2f}", PAPER_PARAMS_M[name], f"{n_head / 1e6:.2f}",
+                     f"{analytic_flops(headed.cfg) / 1e9:.1f}"])
+    return (["variant", "layers", "patch", "S", "C", "D_S", "D_C",
+             "params (M), no head, computed", "params (M), paper Table 1",
+             "params (M) with 1000-class head", "GFLOPs / image"], rows)

@@ -41,7 +41,7 @@ TINY_SIZES = (("Mixer-T/4", 32),)  # for a CPU test of the same code
 
 def measure_size(variant: str, img_size: int, batch: int, updates: int, device: str,
                  precision: str) -> dict[str, Any]:
-    """``updates`` optimiser updates of ``variant`` through ``train.update`` with the
+    """``updates`` optimiser updates of ``variant`` through ``step.update`` with the
     execution plan the run would choose; the first update (warm-up) is not timed."""
     import torch
 
@@ -50,7 +50,7 @@ def measure_size(variant: str, img_size: int, batch: int, updates: int, device: 
     from mixer_lib.optim import make_optimizer
     from mixer_lib.runtime import compute_dtype, execution_plan
     from mixer_lib.start import build_model
-    from mixer_lib.train import update
+    from mixer_lib.step import update
 
     dev = torch.device(device)
     cfg = RunConfig(dataset="cifar10-jpeg", variant=variant, img_size=img_size,

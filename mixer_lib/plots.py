@@ -223,3 +223,24 @@ def scale_curves(records: dict, models: tuple[str, ...], metrics: tuple[str, ...
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def block_units(model, block: int, n_units: int = 32):
+    """:func:`token_mixing_units` of ``model``'s block ``block`` (negative: from the end)."""
+    block = block % model.cfg.num_blocks
+    w, grid = model.blocks[block].mlp_tokens.fc1.weight, model.cfg.grid_size
+    return token_mixing_units(w, grid, n_units=n_units, title=(
+        f"block {block}: first {min(n_units, w.shape[0])} of {w.shape[0]} units "
+        f"({grid}x{grid} patch grid)"))
+
+
+def study_units(stats: dict | None, title: str = "study upstream Mixer-T/4, block 0"):
+    """The first block's units kept in a study record's token-mixing statistics, or a
+    "pending" figure when the record is not committed."""
+    if stats is None:
+        fig, ax = plt.subplots(figsize=(4, 1))
+        ax.text(0.5, 0.5, "pending: e1-up-mixer not committed", ha="center", va="center")
+        ax.axis("off")
+        return fig
+    return token_mixing_units(torch.tensor(stats["weights"]["0"]), stats["grid"], n_units=32,
+                              title=title)

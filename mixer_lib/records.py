@@ -213,3 +213,37 @@ def inventory(records: list[dict], protocols: list[dict], benches: list[dict]) -
         text += ("\nDRY RUN: stand-in data and weights; every figure of ours is labelled "
                  "'dry run' and is not a result.")
     return text
+
+
+def protocol_table(protocols: list[dict]) -> tuple[list[str], list[list]]:
+    """Each protocol record: dataset, model, dev top-1 per learning rate, the chosen rate,
+    test top-1 (mean ± std over the final runs) and how many final runs."""
+    rows = [[p["dataset"], f"{p['variant']} ({p['weights']})",
+             ", ".join(f"{lr}: {measured(v, None, p['dry_run'])}"
+                       for lr, v in p["dev_top1"].items()),
+             p["chosen_lr"], measured(p["test_top1_mean"], p["test_top1_std"], p["dry_run"]),
+             len(p["test_top1"])] for p in protocols]
+    return (["dataset", "model", "dev top-1 by learning rate", "chosen lr",
+             "test top-1 (mean ± std)", "final runs"], rows)
+
+
+def run_table(records: list[dict]) -> tuple[list[str], list[list]]:
+    """One row per result record: run, model (weights), dataset, input shuffle, top-1,
+    top-5, updates, train / test images at the resolution; dry-run figures labelled."""
+    rows = []
+    for r in records:
+        cfg, dry = r["config"], r["dataset"].startswith(STANDIN_PREFIX)
+        rows.append([r["run"], f"{r['variant']} ({r['weights']})", r["dataset"],
+                     cfg.get("permutation", "none"), measured(r["top1"], None, dry),
+                     measured(r["top5"], None, dry), r["steps"],
+                     f"{r['num_train']} / {r['num_eval']} at {cfg['img_size']} px"])
+    return (["run", "model (weights)", "dataset", "input shuffle", "top-1", "top-5",
+             "updates", "train / test images"], rows)
+
+
+def run_provenance(records: list[dict]) -> str:
+    """One line per result record: its data, device, torch, commit and date."""
+    return "\n".join(f"{r['run']}: {r['data']}; {r['environment']['device']}, torch "
+                     f"{r['environment']['torch']}, commit "
+                     f"{str(r['environment']['git_commit'])[:10]}, {r['environment']['date']}"
+                     for r in records)

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from mixer_lib.config import differences, experiment
-from mixer_lib.provenance import atomic_torch_save
+from mixer_lib.provenance import atomic_torch_save, write_json
 
 CHECKPOINT, PREVIOUS = "checkpoint.pt", "checkpoint.prev.pt"
 
@@ -223,3 +223,50 @@ def truncate_metrics(path: Path, last_step: int) -> None:
 def append_metrics(path: Path, record: dict[str, Any]) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
+
+
+class RunFolder:
+    """One run's folder and what it holds: ``config.json`` (what ran, on what), the newest
+    ``checkpoint.pt`` and the one before, ``metrics.jsonl`` (a line per log and evaluation),
+    ``results.json`` (the result record). Only the ``writer`` (the main process) writes."""
+
+    def __init__(self, path: str | os.PathLike, writer: bool = True) -> None:
+        self.path, self.writer = Path(path), writer
+        self.metrics = self.path / "metrics.jsonl"
+
+    def write_config(self, config: dict[str, Any], env: dict[str, Any]) -> None:
+        if self.writer:
+            write_json(self.path / "config.json", {"config": config, "environment": env})
+
+    def resume_state(self, use_previous: bool = False) -> dict[str, Any] | None:
+        """The checkpoint to continue from (:func:`load_checkpoint`), or None."""
+        return load_checkpoint(self.path, use_previous)
+
+    def restart_metrics(self, start: int) -> None:
+        """Metrics up to update ``start`` kept (a resumed run), or none (a fresh start)."""
+        if not self.writer:
+            return
+        if start:
+            truncate_metrics(self.metrics, start)
+        elif self.metrics.exists():
+            self.metrics.unlink()  # records of a start that wrote no checkpoint
+
+    def log(self, record: dict[str, Any]) -> None:
+        if self.writer:
+            append_metrics(self.metrics, record)
+
+    def save(self, state: dict[str, Any]) -> None:
+        if self.writer:
+            save_checkpoint(self.path, state)
+
+    def checkpoint_step(self) -> int | None:
+        return checkpoint_step(self.path)
+
+    def evaluations(self) -> list[dict[str, Any]]:
+        """Every evaluation logged in ``metrics.jsonl``."""
+        return [r for line in self.metrics.read_text().splitlines()
+                if "split" in (r := json.loads(line))]
+
+    def write_result(self, record: dict[str, Any]) -> None:
+        if self.writer:
+            write_json(self.path / "results.json", record)

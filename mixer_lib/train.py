@@ -17,18 +17,15 @@ Command line: ``python -m mixer_lib.train --help``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import signal
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -46,22 +43,19 @@ from mixer_lib.errors import USER_ERRORS, report
 from mixer_lib.evaluate import EvalResult, evaluate
 from mixer_lib.memory import MemoryPlan
 from mixer_lib.model import MODEL_FORM
-from mixer_lib.optim import clip_grad_norm, lr_at, make_optimizer, mixup
+from mixer_lib.optim import make_optimizer
 from mixer_lib.options import add_run_options, config_from_args
-from mixer_lib.provenance import environment, write_json
+from mixer_lib.provenance import environment
 from mixer_lib.records import result_record
 from mixer_lib.rundir import (
     RunExists,
+    RunFolder,
     RunLock,
-    append_metrics,
     check_experiment,
     checkpoint_step,
-    load_checkpoint,
     move_aside,
     refuse_or_move_aside,
-    save_checkpoint,
     stored_config,
-    truncate_metrics,
 )
 from mixer_lib.runtime import (
     compute_dtype,
@@ -72,6 +66,7 @@ from mixer_lib.runtime import (
 from mixer_lib.sampling import EpochSampler, loader_kwargs, make_eval_loader
 from mixer_lib.signals import StopSignals
 from mixer_lib.start import build_model
+from mixer_lib.step import ImageRate, update
 
 __all__ = ["RunConfig", "RunInterrupted", "TrainingDiverged", "main", "run_or_resume",
            "train"]
@@ -87,46 +82,6 @@ class RunInterrupted(RuntimeError):
     def __init__(self, message: str, signum: int, step: int) -> None:
         super().__init__(message)
         self.signum, self.step = signum, step
-
-
-def _step_seed(seed: int, step: int) -> int:
-    return (seed * 7_919 + step * 104_729) % (2**31)
-
-
-def update(model: nn.Module, forward: nn.Module, optimizer: torch.optim.Optimizer,
-           batches: Iterator, cfg: RunConfig, step: int, num_classes: int,
-           device: torch.device, amp: torch.dtype | None, world: World) -> dict[str, float]:
-    """One optimiser update of the global batch: ``accum_steps`` micro-batches on each rank
-    (gradients averaged over ranks by DDP), clipping, the optimiser step. Returns the loss
-    (mean over the global batch), learning rate, gradient norm and samples seen here."""
-    lr = lr_at(step + cfg.lr_lead, cfg.lr, cfg.steps, cfg.warmup_steps, cfg.decay)
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    torch.manual_seed(_step_seed(cfg.seed, step) + world.rank)
-    mix_rng = np.random.default_rng([cfg.seed, step])
-    optimizer.zero_grad(set_to_none=True)
-    loss_total, seen = 0.0, 0
-    for micro in range(cfg.accum_steps):
-        x, y = next(batches)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        last = micro == cfg.accum_steps - 1
-        sync = contextlib.nullcontext() if last or world.size == 1 else forward.no_sync()
-        with sync, torch.autocast(device.type, dtype=amp or torch.float32,
-                                  enabled=amp is not None):
-            if cfg.mixup_alpha > 0:
-                x, target = mixup(x, y, num_classes, cfg.mixup_alpha, mix_rng)
-            else:
-                target = y
-            loss = nn.functional.cross_entropy(forward(x).float(), target)
-            (loss / cfg.accum_steps).backward()
-        loss_total += float(loss.detach()) / cfg.accum_steps
-        seen += y.numel()
-    loss_total = world.sum([loss_total])[0] / world.size
-    if not math.isfinite(loss_total):
-        return {"loss": loss_total, "lr": lr, "grad_norm": float("nan"), "seen": seen}
-    grad_norm = clip_grad_norm(model.parameters(), cfg.grad_clip)
-    optimizer.step()
-    return {"loss": loss_total, "lr": lr, "grad_norm": grad_norm, "seen": seen}
 
 
 def _prepare_folder(cfg: RunConfig, out: Path, resume: bool, overwrite: bool) -> None:
@@ -197,43 +152,32 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False,
 def _train(cfg: RunConfig, out: Path, world: World, device: torch.device, train_ds, eval_ds,
            from_previous: bool, stop_after: int | None, progress: bool,
            extra_evals: list, memory: MemoryPlan | None = None) -> dict[str, Any]:
+    """The run itself, in four sections: where it starts (folder, model, optimiser,
+    checkpoint), its data, the train loop, and the finish (last evaluation, evaluators,
+    result record)."""
+    t0 = time.perf_counter()
     amp = compute_dtype(cfg, device)
     if device.type == "cuda" and amp is None:  # fp32 means fp32: no TF32 matmuls or convolutions
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
-    metrics_path = out / "metrics.jsonl"
+    names = train_ds.classes
+
+    # ---- Where the run starts: its folder, the model and optimiser, a checkpoint if any
+    run = RunFolder(out, writer=world.main)
     env = environment(device) | {"world_size": world.size,
                                  "memory_plan": memory.as_dict() if memory else None,
                                  "model_form": MODEL_FORM, "compiled": cfg.compile}
-    if world.main:
-        write_json(out / "config.json", {"config": asdict(cfg), "environment": env})
+    run.write_config(asdict(cfg), env)
     world.barrier()
-    names = train_ds.classes
-    # rank 0 first: a released checkpoint is downloaded once
     model, load_report = world.main_first(lambda: build_model(cfg, len(names)),
-                                          "loading the weights")
+                                          "loading the weights")  # downloaded once
     model.to(device)
     optimizer = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.momentum,
                                cfg.weight_decay)
-    state = load_checkpoint(out, use_previous=from_previous)
-    start = 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        if state["optimizer"] is not None:  # None: a finished run, nothing to continue
-            optimizer.load_state_dict(state["optimizer"])
-        start = int(state["step"])
-    if world.main:
-        if state is not None:
-            truncate_metrics(metrics_path, start)
-        elif metrics_path.exists():
-            metrics_path.unlink()  # records of a start that wrote no checkpoint
-    forward: nn.Module = model
-    if world.size > 1:
-        forward = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg.compile:
-        forward = torch.compile(forward)
+    start = _restore(run, model, optimizer, from_previous)
+    forward = _wrap(model, cfg, device, world)
 
+    # ---- The data: each rank's share of every global batch, continuing at the checkpoint
     micro = cfg.batch_size // cfg.accum_steps
     if micro % world.size:
         raise ConfigError(f"batch_size {cfg.batch_size} / accum_steps {cfg.accum_steps} = "
@@ -241,36 +185,30 @@ def _train(cfg: RunConfig, out: Path, world: World, device: torch.device, train_
     sampler = RankShare(EpochSampler(len(train_ds), cfg.seed, start=start * cfg.batch_size,
                                      total=cfg.steps * cfg.batch_size,
                                      fixed_order=cfg.data_order == "fixed"), micro, world)
-    kw = loader_kwargs(device, cfg.num_workers)
-    loader = DataLoader(train_ds, batch_size=micro // world.size, sampler=sampler,
-                        drop_last=False, **kw)
-    eval_loader = make_eval_loader(eval_ds, micro, device, cfg.num_workers)
-    batches = iter(loader)
+    batches = iter(DataLoader(train_ds, batch_size=micro // world.size, sampler=sampler,
+                              drop_last=False, **loader_kwargs(device, cfg.num_workers)))
 
-    def save(step: int) -> None:
-        # a finished run never continues: its last checkpoint holds the weights only (half
-        # the size with momentum SGD, a third with AdamW)
-        if world.main:
-            save_checkpoint(out, {"model": model.state_dict(),
-                                  "optimizer": optimizer.state_dict() if step < cfg.steps
-                                  else None, "step": step, "config": asdict(cfg)})
+    def evaluate_on(ds) -> EvalResult:
+        return evaluate(model, make_eval_loader(ds, micro, device, cfg.num_workers), device,
+                        len(names), amp)
 
     def run_eval(step: int) -> EvalResult | None:
-        result = None
-        if world.main:
-            result = evaluate(model, eval_loader, device, len(names), amp)
-            append_metrics(metrics_path, {"step": step, "split": cfg.eval_split,
-                                          **result.summary()})
+        result = evaluate_on(eval_ds) if world.main else None
+        if result is not None:
+            run.log({"step": step, "split": cfg.eval_split, **result.summary()})
         world.barrier()
         return result
 
-    t0 = time.perf_counter()
-    window_t, window_n = time.perf_counter(), 0
+    def save(step: int) -> None:  # a finished run keeps its weights only, no optimiser state
+        run.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()
+                  if step < cfg.steps else None, "step": step, "config": asdict(cfg)})
+
+    # ---- The train loop: update; log; evaluate; checkpoint; stop cleanly on a signal
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress,
                desc=f"{cfg.variant} {cfg.dataset}", dynamic_ncols=True)
+    rate = ImageRate()
     model.train()
-    last_eval = None
-    done = start
+    last_eval, done = None, start
     with StopSignals() as stop:
         for step in bar:
             try:
@@ -284,26 +222,15 @@ def _train(cfg: RunConfig, out: Path, world: World, device: torch.device, train_
                 save(done)
                 raise _interrupted(stop.signum, done, out)
             if not math.isfinite(stats["loss"]):
-                kept_step = checkpoint_step(out)
-                kept = (f"the last good checkpoint {out / 'checkpoint.pt'} (step {kept_step}) "
-                        f"is kept" if kept_step is not None
-                        else "no checkpoint had been written yet")
-                raise TrainingDiverged(
-                    f"loss became {stats['loss']} at update {step + 1} "
-                    f"(lr={stats['lr']:.3g}); {kept}. Lower the learning rate, keep gradient "
-                    f"clipping on, or check the inputs.")
+                raise _diverged(stats, step, run)
             done = step + 1
-            window_n += stats["seen"] * world.size
+            rate.add(stats["seen"] * world.size)
             if world.main and (done % cfg.log_every == 0 or done == cfg.steps):
-                now = time.perf_counter()
-                rate = window_n / max(now - window_t, 1e-9)
-                window_t, window_n = now, 0
-                append_metrics(metrics_path, {"step": done, "loss": stats["loss"],
-                                              "lr": stats["lr"],
-                                              "grad_norm": stats["grad_norm"],
-                                              "img_per_s": rate})
+                img_s = rate.take()
+                run.log({"step": done, "loss": stats["loss"], "lr": stats["lr"],
+                         "grad_norm": stats["grad_norm"], "img_per_s": img_s})
                 bar.set_postfix(loss=f"{stats['loss']:.3f}", lr=f"{stats['lr']:.2e}",
-                                img_s=f"{rate:.0f}")
+                                img_s=f"{img_s:.0f}")
             if done % cfg.eval_every == 0 or done == cfg.steps:
                 last_eval = run_eval(done)
                 if last_eval is not None and progress:
@@ -322,23 +249,56 @@ def _train(cfg: RunConfig, out: Path, world: World, device: torch.device, train_
                 bar.close()
                 return {"stopped_at": done, "out_dir": str(out)}
     bar.close()
+
+    # ---- Finish: the last evaluation, the evaluators' scores, the result record
     if start == cfg.steps:  # resumed at the very end: the loop did not evaluate
         last_eval = run_eval(done)
     if not world.main:
         return {"rank": world.rank, "out_dir": str(out)}
     extra = evaluators.score(extra_evals, evaluators.Finished(
-        last_eval.predictions.tolist(), eval_ds, cfg, lambda ds: evaluate(
-            model, make_eval_loader(ds, micro, device, cfg.num_workers), device, len(names),
-            amp).top1))
+        last_eval.predictions.tolist(), eval_ds, cfg, lambda ds: evaluate_on(ds).top1))
     if cfg.report == "best":  # selection on the evaluated split, from every logged evaluation
-        evals = [json.loads(line) for line in metrics_path.read_text().splitlines()]
-        best = max((r for r in evals if "split" in r), key=lambda r: r["top1"])
+        best = max(run.evaluations(), key=lambda r: r["top1"])
         extra.update(top1=best["top1"], top1_final=last_eval.top1, best_step=best["step"])
     record = result_record(cfg, last_eval, names, len(train_ds), load_report, env, **extra,
                            wall_time_s=time.perf_counter() - t0, resumed_from=start or None,
                            params=sum(p.numel() for p in model.parameters()))
-    write_json(out / "results.json", record)
+    run.write_result(record)
     return record
+
+
+def _restore(run: RunFolder, model: nn.Module, optimizer: torch.optim.Optimizer,
+             from_previous: bool) -> int:
+    """Load the newest checkpoint into ``model`` and ``optimizer`` (a finished run kept no
+    optimiser state); keep the metrics up to it. Returns the update to continue from."""
+    state = run.resume_state(use_previous=from_previous)
+    start = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        if state["optimizer"] is not None:
+            optimizer.load_state_dict(state["optimizer"])
+        start = int(state["step"])
+    run.restart_metrics(start)
+    return start
+
+
+def _wrap(model: nn.Module, cfg: RunConfig, device: torch.device, world: World) -> nn.Module:
+    """What computes the forward pass: the model, under DDP with several processes, compiled
+    when ``cfg.compile``."""
+    forward: nn.Module = model
+    if world.size > 1:
+        forward = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    return torch.compile(forward) if cfg.compile else forward
+
+
+def _diverged(stats: dict, step: int, run: RunFolder) -> TrainingDiverged:
+    kept_step = run.checkpoint_step()
+    kept = (f"the last good checkpoint {run.path / 'checkpoint.pt'} (step {kept_step}) is kept"
+            if kept_step is not None else "no checkpoint had been written yet")
+    return TrainingDiverged(
+        f"loss became {stats['loss']} at update {step + 1} (lr={stats['lr']:.3g}); {kept}. "
+        f"Lower the learning rate, keep gradient clipping on, or check the inputs.")
 
 
 def _interrupted(signum: int | None, step: int, out: Path) -> RunInterrupted:

@@ -26,3 +26,14 @@ def test_neighbour_correlation_separates_smooth_from_random_units():
 def test_neighbour_correlation_rejects_wrong_grid():
     with pytest.raises(ValueError, match="7x7 grid"):
         neighbour_correlation(torch.zeros(4, 64), 7)
+
+
+def test_locality_and_stats_tables():
+    from mixer_lib.analysis import locality_rows, stats_rows, token_mixing_stats
+    from mixer_lib.model import create_model
+
+    model = create_model("Mixer-T/4", num_classes=5, img_size=32)
+    header, rows = locality_rows(model)
+    assert header[1] == "neighbour correlation" and [r[0] for r in rows] == [0, 1, 2, 3]
+    header, rows = stats_rows(token_mixing_stats(model))
+    assert len(rows) == 4 and header[3] == "local energy"

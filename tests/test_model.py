@@ -309,3 +309,14 @@ def test_unknown_variant_and_option_are_clear_errors():
 def test_variant_name_spellings():
     assert get_config("B/16").name == "Mixer-B/16"
     assert get_config("Mixer-B_16").name == "Mixer-B/16"
+
+
+def test_table1_table_sets_each_count_beside_the_papers():
+    from mixer_lib.flops import table1_table
+
+    header, rows = table1_table()
+    assert len(rows) == 7 and header[7:9] == ["params (M), no head, computed",
+                                              "params (M), paper Table 1"]
+    assert all(round(float(r[7])) == r[8] for r in rows)
+    l16 = next(r for r in rows if r[0] == "Mixer-L/16")
+    assert l16[9] == "208.20" and l16[3] == 196

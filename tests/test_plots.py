@@ -56,3 +56,15 @@ def test_most_confused_pairs_skip_the_diagonal():
 def test_per_class_rows_read_old_records():
     assert per_class_rows({"per_class": {"cat": 50.0, "dog": 25.0}}) == \
         [[0, "cat", 50.0], [1, "dog", 25.0]]
+
+
+def test_block_units_and_study_units():
+    from mixer_lib.model import create_model
+    from mixer_lib.plots import block_units, study_units
+
+    model = create_model("Mixer-T/4", num_classes=5, img_size=32)
+    fig = block_units(model, -1)
+    assert fig._suptitle.get_text().startswith("block 3: first 32 of 64 units (8x8")
+    assert "pending" in study_units(None).axes[0].texts[0].get_text()
+    w = model.blocks[0].mlp_tokens.fc1.weight.tolist()
+    assert len(study_units({"weights": {"0": w}, "grid": 8}).axes) == 32

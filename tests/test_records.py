@@ -142,3 +142,22 @@ def test_inventory_counts_records_and_labels_a_dry_run():
     header, rows = per_class_table({"eval_split": "test", "per_class": [[0, "cat", 50.0]]},
                                    dry_run=True)
     assert header[2] == "test top-1 (%)" and rows == [[0, "cat", "dry run: 50.00"]]
+
+
+def test_protocol_and_run_tables_show_each_record_labelled():
+    from mixer_lib.records import protocol_table, run_provenance, run_table
+
+    p = _protocol("standin:cifar10", 50.0, dry=True) | {
+        "dev_top1": {"0.01": 40.0, "0.03": 45.0}, "chosen_lr": 0.03, "test_top1": [49.9, 50.1]}
+    header, rows = protocol_table([p])
+    assert rows == [["standin:cifar10", "Mixer-B/16 (imagenet21k)",
+                     "0.01: dry run: 40.00, 0.03: dry run: 45.00", 0.03,
+                     "dry run: 50.00 ± 0.10", 2]]
+    r = {"run": "a", "variant": "Mixer-T/4", "weights": "random", "dataset": "cifar10-jpeg",
+         "config": {"img_size": 32}, "top1": 60.0, "top5": 95.0, "steps": 10, "num_train": 100,
+         "num_eval": 50, "data": "JPEG copy", "environment": {
+             "device": "cpu", "torch": "2.14.1", "git_commit": "0123456789abc", "date": "d"}}
+    header, rows = run_table([r])
+    assert rows[0] == ["a", "Mixer-T/4 (random)", "cifar10-jpeg", "none", "60.00", "95.00", 10,
+                       "100 / 50 at 32 px"]
+    assert run_provenance([r]) == "a: JPEG copy; cpu, torch 2.14.1, commit 0123456789, d"
