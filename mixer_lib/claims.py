@@ -346,6 +346,12 @@ def ledger_rows(claims: list[dict], fields: tuple[str, ...] = tuple(LEDGER_COLUM
     return [LEDGER_COLUMNS[f] for f in fields], [[c[f] for f in fields] for c in claims]
 
 
+def rule_rows() -> tuple[list[str], list[list[str]]]:
+    """Each claim with its rule as stated (the rule function's docstring), for the book."""
+    return (["claim", "rule"],
+            [[c.sentence, " ".join((c.rule.__doc__ or "").split())] for c in CLAIMS])
+
+
 def chapter_claims(claims: list[dict], chapter: str) -> list[dict]:
     """The ledger's rows whose evidence ``chapter`` shows (its closing verdicts)."""
     return [c for c in claims if c["chapter"] == chapter]

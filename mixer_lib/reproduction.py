@@ -71,6 +71,46 @@ class Reproduction:
         return "".join(parts)
 
 
+def published_beside(variant: str, weights: str, dataset: str) -> list[tuple[str, float]]:
+    """The published figures a fine-tuning of ``variant`` from ``weights`` on ``dataset`` can
+    be set beside, each named with its source and how it was evaluated: Table 3's ImageNet
+    top-1 (resize the smaller side, crop), the official README's CIFAR-10 (plain resize)."""
+    from mixer_lib.published import OFFICIAL_README_CIFAR10, PAPER
+
+    base = dataset.removeprefix("standin:")
+    out = []
+    if base == "imagenet1k" and (variant, weights) in PAPER:
+        out.append(("paper Table 3, ImageNet top-1 (smaller side resized, centre crop)",
+                    PAPER[variant, weights]["imagenet1k"]))
+    if base == "cifar10" and (variant, weights) in OFFICIAL_README_CIFAR10:
+        out.append(("official README, CIFAR-10 (plain resize)",
+                    OFFICIAL_README_CIFAR10[variant, weights]))
+    return out
+
+
+def verdict_html(rep: Reproduction) -> str:
+    """This chapter's answer: our protocol's test top-1 beside each published figure for the
+    same model, pre-training and dataset (evaluated as that figure was), or why there is none
+    to compare with."""
+    p = rep.protocol
+    figures = published_beside(rep.cfg.variant, rep.cfg.weights, rep.cfg.dataset)
+    if not p or not figures:
+        why = ("this run is not the paper's protocol (a sweep of the learning rate on the dev "
+               "slice, then repeats)" if not p else
+               f"no per-dataset figure is published for {rep.cfg.variant} from "
+               f"{rep.cfg.weights} on {rep.cfg.dataset} (Table 3 prints ImageNet and the "
+               f"average over five datasets, on the intro)")
+        return f"<p>No published figure to compare with: {escape(why)}.</p>"
+    rows = []
+    for source, figure in figures:
+        resized = "plain resize" in source
+        mean = p.get("test_top1_resize_mean") if resized else p["test_top1_mean"]
+        std = p.get("test_top1_resize_std") if resized else p["test_top1_std"]
+        rows.append([source, f"{figure:.2f}", measured(mean, std, rep.dry),
+                     f"{mean - figure:+.2f}" if mean is not None and not rep.dry else None])
+    return html_table(["published figure", "published", "ours (mean ± std)", "gap"], rows)
+
+
 def reproduce(cfg: RunConfig, run_dir: str | Path, *, protocol: bool = False,
               grid: object = None, repeats: object = 3, gpus: object = 1,
               stand_in: bool = False, overwrite: bool = False) -> Reproduction:

@@ -215,3 +215,12 @@ def test_throughput_summary_quotes_the_first_record_of_each_measurement():
     assert text["b16_ratio_H200_bf16_eager"] == "0.75x"
     assert text["h200_mixer_tflops"] == "150" and text["h200_vit_tflops"] == "280"
     assert text["h200_peak"] == "800" and text["b16_ratio_cpu_fp32_eager"] == "(not measured)"
+
+
+def test_rule_rows_state_every_rule_as_the_code_applies_it():
+    from mixer_lib.claims import CLAIMS, rule_rows
+
+    header, rows = rule_rows()
+    assert header == ["claim", "rule"] and len(rows) == len(CLAIMS)
+    scaling = next(r for r in rows if r[0].startswith("Mixer improves more"))
+    assert "5-shot probe" in scaling[1] and "minus ResNet-S" in scaling[1]

@@ -45,3 +45,20 @@ def test_bad_options_fail_before_any_data_is_read(tmp_path):
     with pytest.raises(ConfigError, match="repeats"):
         reproduce(_cfg(tmp_path / "missing"), tmp_path / "r", repeats="three")
     assert not (tmp_path / "r").exists()
+
+
+def test_verdict_sets_each_published_figure_beside_ours_evaluated_as_it_was(tmp_path):
+    from mixer_lib.reproduction import Reproduction, published_beside, verdict_html
+
+    assert [s for s, _ in published_beside("Mixer-B/16", "imagenet21k", "cifar10")] == [
+        "official README, CIFAR-10 (plain resize)"]
+    assert published_beside("Mixer-B/16", "imagenet21k", "imagenet1k")[0][1] == 80.64
+    assert published_beside("Mixer-T/4", "random", "cifar10") == []
+    cfg = RunConfig(dataset="cifar10", variant="Mixer-B/16", weights="imagenet21k")
+    protocol = {"test_top1_mean": 97.5, "test_top1_std": 0.1, "test_top1_resize_mean": 97.0,
+                "test_top1_resize_std": 0.2}
+    html = verdict_html(Reproduction(cfg, protocol, {}, tmp_path, False, ""))
+    assert "97.00 ± 0.20" in html and "96.82" in html and "+0.18" in html
+    assert "97.50" not in html  # the README's figure is set beside the resized evaluation
+    none = verdict_html(Reproduction(cfg, None, {}, tmp_path, False, ""))
+    assert "not the paper&#x27;s protocol" in none
