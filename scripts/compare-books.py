@@ -19,7 +19,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 IGNORE = (r"\d{4}-\d\d-\d\dT|commit |[0-9a-f]{12}|min\b|minutes|\bs\)|img/s|images/s|"
-          r"/tmp/|executed in|wall|elapsed|\d+(\.\d+)?s\b|GFLOP/s|ms\b")
+          r"/tmp/|executed in|wall|elapsed|\d+(\.\d+)? ?s\b(?!\.)|GFLOP/s|ms\b")
 
 
 class _Cells(HTMLParser):
