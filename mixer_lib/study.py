@@ -191,8 +191,9 @@ def current_ledger(protocol_dirs: tuple[str, ...] = ()) -> list[dict]:
     """The claims ledger (:func:`mixer_lib.claims.ledger`) from the committed study records
     and throughput records, and the protocol records under ``protocol_dirs`` (the paper
     profile's runs): what ``ledger`` writes to ``claims.json`` and the Claims chapter shows."""
-    from mixer_lib.claims import claims_benchmarks, ledger, table1_agreement
+    from mixer_lib.claims import ledger, table1_agreement
     from mixer_lib.records import collect_protocols
+    from mixer_lib.throughputs import claims_benchmarks
 
     return ledger(load_records(), claims_benchmarks(RECORDS), collect_protocols(*protocol_dirs),
                   table1_agreement())

@@ -8,9 +8,10 @@ import torch
 
 from mixer_lib.analysis import local_energy, token_mixing_stats
 from mixer_lib.autopsy import autopsy, explanation_support, group_effect, group_mean
-from mixer_lib.claims import VERDICTS, ledger, measurements, throughput_table
+from mixer_lib.claims import VERDICTS, ledger
 from mixer_lib.model import create_model
 from mixer_lib.study import DEVIATIONS, study_runs
+from mixer_lib.throughputs import measurements, throughput_table
 
 
 def rec(top1: float, n: int = 5000) -> dict:
@@ -201,7 +202,7 @@ def test_significance_is_decided_in_one_place():
 
 
 def test_throughput_summary_quotes_the_first_record_of_each_measurement():
-    from mixer_lib.claims import throughput_summary
+    from mixer_lib.throughputs import throughput_summary
 
     def row(model, img_s, gflops):
         return {"model": model, "dtype": "bf16", "mode": "eager", "infer_img_s": img_s,
