@@ -23,7 +23,9 @@ IGNORE = (r"\d{4}-\d\d-\d\dT|commit |[0-9a-f]{12}|min\b|minutes|\bs\)|img/s|imag
 
 
 class _Cells(HTMLParser):
-    """The text of each table cell of an HTML fragment."""
+    """The text of each table cell and each paragraph of an HTML fragment."""
+
+    BLOCKS = ("td", "th", "p")
 
     def __init__(self) -> None:
         super().__init__()
@@ -31,11 +33,11 @@ class _Cells(HTMLParser):
         self._buf: list[str] | None = None
 
     def handle_starttag(self, tag, attrs):
-        if tag in ("td", "th"):
+        if tag in self.BLOCKS:
             self._buf = []
 
     def handle_endtag(self, tag):
-        if tag in ("td", "th") and self._buf is not None:
+        if tag in self.BLOCKS and self._buf is not None:
             self.cells.append(" ".join("".join(self._buf).split()))
             self._buf = None
 
@@ -45,14 +47,16 @@ class _Cells(HTMLParser):
 
 
 def facts(notebook: Path) -> set[str]:
-    """Glued values (``glue name = value``), table cells and printed lines of a notebook."""
+    """Glued values (``glue name = value``), table cells, HTML paragraphs and printed lines of
+    a notebook."""
     out = set()
     for cell in json.loads(notebook.read_text())["cells"]:
         for o in cell.get("outputs", []):
             data, meta = o.get("data", {}), o.get("metadata", {})
             name = meta.get("scrapbook", {}).get("name")
             if name:
-                out.add(f"glue {name} = {data.get('text/plain', '')}")
+                prefix = meta["scrapbook"].get("mime_prefix", "")
+                out.add(f"glue {name} = {data.get(prefix + 'text/plain', '')}")
             elif "text/html" in data:
                 parser = _Cells()
                 parser.feed("".join(data["text/html"]))
