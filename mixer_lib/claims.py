@@ -221,8 +221,7 @@ def _data_scaling(ev: Evidence) -> Finding | None:
             + ", minus ViT's " + _pm(over["vit"]) + ".")
 
 
-def _pm(effect: tuple[float, float]) -> str:
-    return f"{effect[0]:+.1f} ± {effect[1]:.1f}"
+_pm = scale.signed  # "+1.2 ± 0.3"
 
 
 def _size_vs_data(ev: Evidence) -> Finding | None:

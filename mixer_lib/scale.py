@@ -108,7 +108,8 @@ def _cell(p: tuple[float, float] | None) -> str | None:
     return f"{p[0]:.1f} ± {p[1]:.1f}" if p else None
 
 
-def _signed(p: tuple[float, float] | None) -> str | None:
+def signed(p: tuple[float, float] | None) -> str | None:
+    """An effect and its standard error as ``+1.2 ± 0.3`` (None stays None)."""
     return f"{p[0]:+.1f} ± {p[1]:.1f}" if p else None
 
 
@@ -117,7 +118,7 @@ def scale_table(records: Mapping[str, dict], models: tuple[str, ...] = tuple(DAT
     """One row per model: ``metric`` (mean ± s.e. over seeds) at each subset size, and the
     gain from the smallest to the largest."""
     rows = [[LABELS[m], *(_cell(point(records, m, n, metric)) for n in SIZES),
-             _signed(gain_with_data(records, m, metric))] for m in models]
+             signed(gain_with_data(records, m, metric))] for m in models]
     return (["model", *(f"{n:,} images" for n in SIZES),
              f"gain {SIZES[0]:,} -> {SIZES[-1]:,}"], rows)
 
@@ -127,7 +128,7 @@ def gap_table(records: Mapping[str, dict], metric: str = "5-shot"
     """Mixer-T/4 minus each other E7 model at each subset size (mean ± s.e.): the gaps whose
     change with data the paper describes."""
     rows = [[f"Mixer-T/4 - {LABELS[m]}",
-             *(_signed(change(records, (m, n), ("mixer", n), metric)) for n in SIZES)]
+             *(signed(change(records, (m, n), ("mixer", n), metric)) for n in SIZES)]
             for m in DATA_MODELS if m != "mixer"]
     return ["gap", *(f"{n:,} images" for n in SIZES)], rows
 
@@ -136,7 +137,7 @@ def width_table(records: Mapping[str, dict], metric: str = "upstream"
                 ) -> tuple[list[str], list[list]]:
     """Each wider Mixer minus the next narrower one at the smallest and largest sizes."""
     rows = [[f"{LABELS[big]} - {LABELS[small]}",
-             *(_signed(change(records, (small, n), (big, n), metric)) for n in
+             *(signed(change(records, (small, n), (big, n), metric)) for n in
                (SIZES[0], SIZES[-1]))] for small, big in width_pairs()]
     return ["larger minus smaller", f"{SIZES[0]:,} images", f"{SIZES[-1]:,} images"], rows
 
@@ -225,7 +226,7 @@ def regularisation_table(records: Mapping[str, dict]) -> tuple[list[str], list[l
         eff = regularisation_effect(records, metric)
         rows.append([METRICS[metric], *(_cell(point(records, m, n, metric))
                                         for m in ("mixer", REG_MODEL, "resnet")),
-                     _signed(eff["effect"]),
+                     signed(eff["effect"]),
                      f"{100 * eff['closed']:.0f} %" if eff["closed"] is not None else None])
     return [f"{n:,} images", "Mixer-T/4", LABELS[REG_MODEL], "ResNet-S",
             "regularisation effect", "share of the gap to ResNet-S closed"], rows

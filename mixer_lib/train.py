@@ -192,8 +192,10 @@ def _train(cfg: RunConfig, out: Path, world: World, device: torch.device, train_
         return evaluate(model, make_eval_loader(ds, micro, device, cfg.num_workers), device,
                         len(names), amp)
 
+    eval_loader = make_eval_loader(eval_ds, micro, device, cfg.num_workers)  # workers persist
+
     def run_eval(step: int) -> EvalResult | None:
-        result = evaluate_on(eval_ds) if world.main else None
+        result = evaluate(model, eval_loader, device, len(names), amp) if world.main else None
         if result is not None:
             run.log({"step": step, "split": cfg.eval_split, **result.summary()})
         world.barrier()
