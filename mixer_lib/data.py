@@ -17,6 +17,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
+from mixer_lib.batch_augment import BatchedInceptionCrop
 from mixer_lib.datasets import (
     SPLITS,
     DataError,
@@ -114,16 +115,20 @@ class TransformedSubset(Dataset):
     def __getitems__(self, items: Sequence[int | tuple[int, int]],
                      ) -> list[tuple[torch.Tensor, int]]:
         """A whole batch (what ``DataLoader`` calls when the dataset has this method): the same
-        samples bit for bit as ``[self[i] for i in items]``, with the per-sample work cut to
-        the seeded PIL crop and flip. The random-number state is saved and restored once per
-        batch instead of once per sample, and the pixels of the batch are scaled to [-1, 1]
-        in one tensor operation (:meth:`ToSignedTensor.batch`): about 40 % less work per
-        batch for the study's 32 px loader (``benchmarks/training_loop.py`` times both)."""
+        samples bit for bit as ``[self[i] for i in items]``. The random-number state is
+        saved and restored once per batch instead of once per sample, and the pixels of the
+        batch are scaled to [-1, 1] in one tensor operation (:meth:`ToSignedTensor.batch`).
+        Decoded images with only an Inception crop and flip (the study's 32 px loader) are
+        also cropped and resized together (:meth:`_crop_batch`); otherwise each sample's PIL
+        steps run after its seed (``benchmarks/training_loop.py`` times the loader)."""
         steps = getattr(self.transform, "transforms", None)
         if not steps or not isinstance(steps[-1], ToSignedTensor) or \
                 not all(isinstance(i, tuple) for i in items):
             return [self[i] for i in items]
         pil_steps, to_tensor = steps[:-1], steps[-1]
+        crop = BatchedInceptionCrop.of(pil_steps) if self.decoded is not None else None
+        if crop is not None:
+            return self._crop_batch(items, crop, to_tensor)
         images, labels = [], []
         with _seeded_rngs():
             for index, seed in items:
@@ -137,6 +142,23 @@ class TransformedSubset(Dataset):
             return [(to_tensor.array(a), y) for a, y in zip(images, labels, strict=True)]
         batch = to_tensor.batch(torch.from_numpy(np.stack(images)))
         return list(zip(batch.unbind(0), labels, strict=True))
+
+
+    def _crop_batch(self, items: Sequence[tuple[int, int]], crop: BatchedInceptionCrop,
+                    to_tensor: ToSignedTensor) -> list[tuple[torch.Tensor, int]]:
+        """Decoded images with only an Inception crop and flip before the scaling: each
+        sample's draws after its seed, then the pixels of the whole batch at once
+        (:mod:`mixer_lib.batch_augment`), the same samples bit for bit."""
+        height, width = self.decoded.shape[1:3]
+        with _seeded_rngs():
+            draws = []
+            for _, seed in items:
+                _seed_sample(seed)
+                draws.append(crop.draw(height, width))
+        indices = [index for index, _ in items]
+        pixels = crop.apply(torch.from_numpy(self.decoded[indices]), draws)
+        batch = to_tensor.batch(pixels)
+        return list(zip(batch.unbind(0), [self.targets[i] for i in indices], strict=True))
 
 
 @contextlib.contextmanager

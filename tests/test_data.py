@@ -388,18 +388,21 @@ def test_signed_tensor_equals_torchvision_to_tensor_and_normalize(cifar_root):
     assert fast(img).min() >= -1 and fast(img).max() <= 1
 
 
-@pytest.mark.parametrize("randaugment", [None, (2, 9)])
-def test_batched_fetch_gives_the_samples_of_the_per_sample_path(cifar_root, randaugment):
+@pytest.mark.parametrize("randaugment, img_size", [(None, 24), ((2, 9), 24), (None, 32),
+                                                   (None, 40)])
+def test_batched_fetch_gives_the_samples_of_the_per_sample_path(cifar_root, randaugment,
+                                                                 img_size):
     """``__getitems__`` (what DataLoader calls for a batch) returns, bit for bit, what
     ``[ds[i] for i in items]`` returns: decoded CIFAR pixels and JPEG files, with and without
-    RandAugment, through a DataLoader with a worker; the caller's random streams are left as
-    they were; batches without seeds or without a common size take the per-sample path."""
+    RandAugment, cropped to a smaller, the same (the study's) and a larger size, through a
+    DataLoader with a worker; the caller's random streams are left as they were; batches
+    without seeds or without a common size take the per-sample path."""
     import random
 
     from torch.utils.data import DataLoader
 
-    cfg = DataConfig(dataset="cifar10-jpeg", root=cifar_root, img_size=24, train_limit=300,
-                     randaugment=randaugment)
+    cfg = DataConfig(dataset="cifar10-jpeg", root=cifar_root, img_size=img_size,
+                     train_limit=300, randaugment=randaugment)
     for ds in (build_split(cfg, "train"),
                build_split(dataclasses.replace(cfg, keep_decoded=False), "train")):
         items = [(i, 7_000 + 13 * i) for i in range(0, 300, 3)]
@@ -413,7 +416,7 @@ def test_batched_fetch_gives_the_samples_of_the_per_sample_path(cifar_root, rand
         single = [ds[i] for i in items]
         assert len(batched) == len(single) == len(items)
         for (a, la), (b, lb) in zip(batched, single, strict=True):
-            assert a.shape == (3, 24, 24) and torch.equal(a, b) and la == lb
+            assert a.shape == (3, img_size, img_size) and torch.equal(a, b) and la == lb
         loader = DataLoader(ds, batch_size=25, sampler=items, num_workers=1)
         x, y = next(iter(loader))
         assert torch.equal(x, torch.stack([a for a, _ in single[:25]]))
@@ -436,3 +439,21 @@ def test_batched_fetch_without_a_common_size_takes_the_per_sample_path(tmp_path)
     got, want = ds.__getitems__(items), [ds[i] for i in items]
     assert len({t.shape for t, _ in got}) > 1
     assert all(torch.equal(a, b) for (a, _), (b, _) in zip(got, want, strict=True))
+
+
+def test_study_loader_crops_decoded_batches_together(cifar_root, monkeypatch):
+    """The study's loader (decoded 32 px images, Inception crop and flip at 32 px) resamples
+    every sample of a batch in one call; JPEG files and RandAugment keep the PIL path."""
+    from mixer_lib import batch_augment
+
+    calls = []
+    real = batch_augment.upscaled_crops
+    monkeypatch.setattr(batch_augment, "upscaled_crops",
+                        lambda pixels, *a: calls.append(len(pixels)) or real(pixels, *a))
+    cfg = DataConfig(dataset="cifar10-jpeg", root=cifar_root, img_size=32, train_limit=100)
+    items = [(i, 31 + i) for i in range(50)]
+    build_split(cfg, "train").__getitems__(items)
+    assert calls == [50]
+    build_split(dataclasses.replace(cfg, keep_decoded=False), "train").__getitems__(items)
+    build_split(dataclasses.replace(cfg, randaugment=(2, 15)), "train").__getitems__(items)
+    assert calls == [50]
