@@ -247,3 +247,18 @@ def run_provenance(records: list[dict]) -> str:
                      f"{r['environment']['torch']}, commit "
                      f"{str(r['environment']['git_commit'])[:10]}, {r['environment']['date']}"
                      for r in records)
+
+
+def made_summary(records: list[dict]) -> dict[str, str]:
+    """Where and when run records were made: their ``devices``, ``commits`` (12 characters)
+    and ``dates``, each sorted and comma-separated ("(none yet)" without records), and the
+    training ``minutes`` they took together."""
+    env = [r["environment"] for r in records]
+
+    def listed(values: set[str]) -> str:
+        return ", ".join(sorted(values)) or "(none yet)"
+
+    return {"devices": listed({e["device"] for e in env}),
+            "commits": listed({str(e["git_commit"])[:12] for e in env}),
+            "dates": listed({e["date"][:10] for e in env}),
+            "minutes": f"{sum(r['wall_time_s'] for r in records) / 60:.0f}"}

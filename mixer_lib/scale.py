@@ -177,15 +177,12 @@ def design_table(img_size: int = 32, num_classes: int = 5) -> tuple[list[str], l
 
 
 def committed(records: Mapping[str, dict], names: list[str]) -> dict[str, str]:
-    """What the chapter says about its records: how many of ``names`` are committed, on
-    which devices, at which commits, on which dates, and their training minutes."""
+    """What the chapter says about its records: how many of ``names`` are committed, and
+    where and when they were made (:func:`records.made_summary`)."""
+    from mixer_lib.records import made_summary
+
     made = [records[n] for n in names if n in records]
-    env = [m["environment"] for m in made]
-    return {"done": str(len(made)), "total": str(len(names)),
-            "devices": ", ".join(sorted({e["device"] for e in env})) or "(none yet)",
-            "commits": ", ".join(sorted({str(e["git_commit"])[:12] for e in env})) or "-",
-            "dates": ", ".join(sorted({e["date"][:10] for e in env})) or "-",
-            "minutes": f"{sum(m['wall_time_s'] for m in made) / 60:.0f}"}
+    return {"done": str(len(made)), "total": str(len(names)), **made_summary(made)}
 
 
 def design_facts(steps: int, batch_size: int, shots: tuple[int, ...], draws: int

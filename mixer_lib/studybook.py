@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from mixer_lib.claims import PENDING, VERDICTS, chapter_claims, ledger_rows
+from mixer_lib.records import made_summary
 from mixer_lib.study import current_ledger, record_path, status, study_runs
 
 
@@ -29,12 +30,9 @@ def ledger_summary(claims: list[dict]) -> dict[str, object]:
                               for v in (*VERDICTS, PENDING)}
     runs = _made()
     done = [rec for _, _, state, rec in runs if state == "done"]
+    made = made_summary(done)
     out |= {"n_claims": len(claims), "n_done": len(done), "n_runs": len(runs),
-            "study_devices": ", ".join(sorted({m["environment"]["device"] for m in done}))
-            or "(none yet)",
-            "study_minutes": f"{sum(m['wall_time_s'] for m in done) / 60:.0f}",
-            "study_dates": ", ".join(sorted({m["environment"]["date"][:10] for m in done}))
-            or "(none yet)"}
+            **{f"study_{key}": made[key] for key in ("devices", "minutes", "dates")}}
     return out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from mixer_lib.published import PAPER, REPRODUCTION_REPORT
-from mixer_lib.records import collect, html_table, timm_peer
+from mixer_lib.records import collect, html_table, made_summary, timm_peer
 
 
 def test_collect_names_each_run_by_its_folder(tmp_path):
@@ -161,3 +161,17 @@ def test_protocol_and_run_tables_show_each_record_labelled():
     assert rows[0] == ["a", "Mixer-T/4 (random)", "cifar10-jpeg", "none", "60.00", "95.00", 10,
                        "100 / 50 at 32 px"]
     assert run_provenance([r]) == "a: JPEG copy; cpu, torch 2.14.1, commit 0123456789, d"
+
+
+def test_made_summary_lists_devices_commits_dates_and_minutes():
+    def rec(device, commit, date, seconds):
+        return {"environment": {"device": device, "git_commit": commit, "date": date},
+                "wall_time_s": seconds}
+
+    made = made_summary([rec("cpu", "0123456789abcdef", "2026-11-26T10:00:00", 90),
+                         rec("NVIDIA H200", "fedcba9876543210", "2026-11-25T09:00:00", 150),
+                         rec("cpu", "0123456789abcdef", "2026-11-26T11:00:00", 60)])
+    assert made == {"devices": "NVIDIA H200, cpu", "commits": "0123456789ab, fedcba987654",
+                    "dates": "2026-11-25, 2026-11-26", "minutes": "5"}
+    assert made_summary([]) == {"devices": "(none yet)", "commits": "(none yet)",
+                                "dates": "(none yet)", "minutes": "0"}
