@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "training_loop", "variant": args.variant, "img_size": args.img_size,
         "batch": args.batch, "updates": args.updates,
         "num_workers": loader_kwargs(torch.device("cpu"), cfg.num_workers)["num_workers"],
+        "loader_form": build_split(data_config(cfg), "train").fetch_form(),
         "segments": args.segments, "rate_method": "window-median", "window_updates": log_every,
         "loop_img_s": loop_rate, "model_alone_img_s": alone_rate,
         "loop_img_s_per_segment": segment_rates, "model_alone_img_s_between": alone_rates,

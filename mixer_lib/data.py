@@ -126,7 +126,7 @@ class TransformedSubset(Dataset):
                 not all(isinstance(i, tuple) for i in items):
             return [self[i] for i in items]
         pil_steps, to_tensor = steps[:-1], steps[-1]
-        crop = BatchedInceptionCrop.of(pil_steps) if self.decoded is not None else None
+        crop = self._batched_crop()
         if crop is not None:
             return self._crop_batch(items, crop, to_tensor)
         images, labels = [], []
@@ -143,6 +143,19 @@ class TransformedSubset(Dataset):
         batch = to_tensor.batch(torch.from_numpy(np.stack(images)))
         return list(zip(batch.unbind(0), labels, strict=True))
 
+
+    def _batched_crop(self) -> BatchedInceptionCrop | None:
+        """The batched form of this subset's augmentation when its images are decoded and it
+        is an Inception crop (and flip) before the scaling, else None."""
+        steps = getattr(self.transform, "transforms", None)
+        if self.decoded is None or not steps or not isinstance(steps[-1], ToSignedTensor):
+            return None
+        return BatchedInceptionCrop.of(steps[:-1])
+
+    def fetch_form(self) -> str:
+        """How a seeded batch is made, as a run records it: ``"batched-crop"`` (decoded
+        pixels cropped and resized together, :meth:`_crop_batch`) or ``"per-sample"``."""
+        return "batched-crop" if self._batched_crop() is not None else "per-sample"
 
     def _crop_batch(self, items: Sequence[tuple[int, int]], crop: BatchedInceptionCrop,
                     to_tensor: ToSignedTensor) -> list[tuple[torch.Tensor, int]]:

@@ -166,7 +166,8 @@ def _train(cfg: RunConfig, out: Path, world: World, device: torch.device, train_
     run = RunFolder(out, writer=world.main)
     env = environment(device) | {"world_size": world.size,
                                  "memory_plan": memory.as_dict() if memory else None,
-                                 "model_form": MODEL_FORM, "compiled": cfg.compile}
+                                 "model_form": MODEL_FORM, "compiled": cfg.compile,
+                                 "loader_form": getattr(train_ds, "fetch_form", lambda: None)()}
     run.write_config(asdict(cfg), env)
     world.barrier()
     model, load_report = world.main_first(lambda: build_model(cfg, len(names)),

@@ -452,8 +452,13 @@ def test_study_loader_crops_decoded_batches_together(cifar_root, monkeypatch):
                         lambda pixels, *a: calls.append(len(pixels)) or real(pixels, *a))
     cfg = DataConfig(dataset="cifar10-jpeg", root=cifar_root, img_size=32, train_limit=100)
     items = [(i, 31 + i) for i in range(50)]
-    build_split(cfg, "train").__getitems__(items)
+    study = build_split(cfg, "train")
+    study.__getitems__(items)
+    assert calls == [50] and study.fetch_form() == "batched-crop"
+    for other in (dataclasses.replace(cfg, keep_decoded=False),
+                  dataclasses.replace(cfg, randaugment=(2, 15))):
+        ds = build_split(other, "train")
+        ds.__getitems__(items)
+        assert ds.fetch_form() == "per-sample"
     assert calls == [50]
-    build_split(dataclasses.replace(cfg, keep_decoded=False), "train").__getitems__(items)
-    build_split(dataclasses.replace(cfg, randaugment=(2, 15)), "train").__getitems__(items)
-    assert calls == [50]
+    assert build_split(cfg, "test").fetch_form() == "per-sample"

@@ -170,6 +170,7 @@ def test_resume_is_bit_identical(tmp_path):
                 "environment", "config"):
         assert key in record
     assert record["environment"]["torch"] == torch.__version__
+    assert record["environment"]["loader_form"] == "batched-crop"  # 40x30 px, kept decoded
 
 
 def test_compiled_training_runs_checkpoints_and_resumes_like_eager(tmp_path, monkeypatch):
@@ -278,6 +279,7 @@ def test_from_scratch_mixer_learns_real_cifar10(cifar_root, tmp_path):
     result = train(cfg, tmp_path / "run", progress=False)
     assert result["num_eval"] == 1000
     assert result["top1"] > 25.0, result["top1"]
+    assert result["environment"]["loader_form"] == "batched-crop"  # the study's loader
 
 
 def test_misnamed_imagenet_validation_files_stop_before_training(tmp_path):
