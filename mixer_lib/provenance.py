@@ -15,9 +15,13 @@ from typing import Any
 
 import torch
 
+OUTPUT_DIRS = ("runs", "results")  # what runs write; changes there leave the code as committed
+
 
 def git_commit(path: str | os.PathLike | None = None) -> str | None:
-    """The repository's HEAD commit (with ``-dirty`` when the tree has changes), or None.
+    """The repository's HEAD commit (with ``-dirty`` when tracked files have changes), or
+    None. Changes under ``runs/`` and ``results/`` do not count: they are what the code
+    writes (a resumed study run rewrites its committed checkpoint), not the code.
 
     A copy of a working tree shipped to another machine (e.g. a GPU machine) may carry no
     ``.git``, or a stale one: there the ``MIXER_GIT_COMMIT`` environment variable, set by
@@ -29,7 +33,8 @@ def git_commit(path: str | os.PathLike | None = None) -> str | None:
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ":(top)", *(f":(top,exclude){d}" for d in OUTPUT_DIRS)],
                                cwd=cwd, capture_output=True, text=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None

@@ -1,0 +1,34 @@
+"""Where a number came from: the commit a record names."""
+
+from __future__ import annotations
+
+import subprocess
+
+from mixer_lib.provenance import git_commit
+
+
+def _git(repo, *args):
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo,
+                   check=True, capture_output=True)
+
+
+def test_commit_is_dirty_only_for_changed_code_not_run_outputs(tmp_path, monkeypatch):
+    monkeypatch.delenv("MIXER_GIT_COMMIT", raising=False)
+    repo = tmp_path / "repo"
+    for path in ("mixer_lib/model.py", "runs/study/a/checkpoint.pt", "results/study/a.json"):
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_text("1")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "c")
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
+                         text=True).stdout.strip()
+    assert git_commit(repo) == sha
+    (repo / "runs/study/a/checkpoint.pt").write_text("2")  # a resumed run rewrote it
+    (repo / "results/study/a.json").write_text("2")
+    (repo / "runs/new.txt").write_text("untracked")
+    assert git_commit(repo / "mixer_lib") == sha
+    (repo / "mixer_lib/model.py").write_text("2")
+    assert git_commit(repo) == f"{sha}-dirty"
+    monkeypatch.setenv("MIXER_GIT_COMMIT", "abc123")
+    assert git_commit(repo) == "abc123 (shipped copy)"
