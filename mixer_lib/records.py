@@ -252,13 +252,15 @@ def run_provenance(records: list[dict]) -> str:
 def made_summary(records: list[dict]) -> dict[str, str]:
     """Where and when run records were made: their ``devices``, ``commits`` (12 characters)
     and ``dates``, each sorted and comma-separated ("(none yet)" without records), and the
-    training ``minutes`` they took together."""
+    ``minutes`` they took together: every process of a run (``wall_time_total_s``), or for
+    records made before checkpoints carried their time, the process that finished it."""
     env = [r["environment"] for r in records]
 
     def listed(values: set[str]) -> str:
         return ", ".join(sorted(values)) or "(none yet)"
 
+    seconds = sum(r.get("wall_time_total_s", r["wall_time_s"]) for r in records)
     return {"devices": listed({e["device"] for e in env}),
             "commits": listed({str(e["git_commit"])[:12] for e in env}),
             "dates": listed({e["date"][:10] for e in env}),
-            "minutes": f"{sum(r['wall_time_s'] for r in records) / 60:.0f}"}
+            "minutes": f"{seconds / 60:.0f}"}

@@ -175,7 +175,7 @@ def _train(cfg: RunConfig, out: Path, world: World, device: torch.device, train_
     model.to(device)
     optimizer = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.momentum,
                                cfg.weight_decay)
-    start = _restore(run, model, optimizer, from_previous)
+    start, before = _restore(run, model, optimizer, from_previous)
     forward = _wrap(model, cfg, device, world)
 
     # ---- The data: each rank's share of every global batch, continuing at the checkpoint
@@ -204,7 +204,8 @@ def _train(cfg: RunConfig, out: Path, world: World, device: torch.device, train_
 
     def save(step: int) -> None:  # a finished run keeps its weights only, no optimiser state
         run.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()
-                  if step < cfg.steps else None, "step": step, "config": asdict(cfg)})
+                  if step < cfg.steps else None, "step": step, "config": asdict(cfg),
+                  "elapsed_s": before + time.perf_counter() - t0})
 
     # ---- The train loop: update; log; evaluate; checkpoint; stop cleanly on a signal
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress,
@@ -264,25 +265,29 @@ def _train(cfg: RunConfig, out: Path, world: World, device: torch.device, train_
         best = max(run.evaluations(), key=lambda r: r["top1"])
         extra.update(top1=best["top1"], top1_final=last_eval.top1, best_step=best["step"])
     record = result_record(cfg, last_eval, names, len(train_ds), load_report, env, **extra,
-                           wall_time_s=time.perf_counter() - t0, resumed_from=start or None,
+                           wall_time_s=time.perf_counter() - t0,
+                           wall_time_total_s=before + time.perf_counter() - t0,
+                           resumed_from=start or None,
                            params=sum(p.numel() for p in model.parameters()))
     run.write_result(record)
     return record
 
 
 def _restore(run: RunFolder, model: nn.Module, optimizer: torch.optim.Optimizer,
-             from_previous: bool) -> int:
+             from_previous: bool) -> tuple[int, float]:
     """Load the newest checkpoint into ``model`` and ``optimizer`` (a finished run kept no
-    optimiser state); keep the metrics up to it. Returns the update to continue from."""
+    optimiser state); keep the metrics up to it. Returns the update to continue from and the
+    seconds the run's earlier processes took to reach it (0 for checkpoints that predate
+    ``elapsed_s``)."""
     state = run.resume_state(use_previous=from_previous)
-    start = 0
+    start, before = 0, 0.0
     if state is not None:
         model.load_state_dict(state["model"])
         if state["optimizer"] is not None:
             optimizer.load_state_dict(state["optimizer"])
-        start = int(state["step"])
+        start, before = int(state["step"]), float(state.get("elapsed_s", 0.0))
     run.restart_metrics(start)
-    return start
+    return start, before
 
 
 def _wrap(model: nn.Module, cfg: RunConfig, device: torch.device, world: World) -> nn.Module:

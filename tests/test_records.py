@@ -168,9 +168,11 @@ def test_made_summary_lists_devices_commits_dates_and_minutes():
         return {"environment": {"device": device, "git_commit": commit, "date": date},
                 "wall_time_s": seconds}
 
+    resumed = rec("cpu", "0123456789abcdef", "2026-11-26T11:00:00", 20) | {
+        "wall_time_total_s": 60}  # its earlier process took 40 s
     made = made_summary([rec("cpu", "0123456789abcdef", "2026-11-26T10:00:00", 90),
                          rec("NVIDIA H200", "fedcba9876543210", "2026-11-25T09:00:00", 150),
-                         rec("cpu", "0123456789abcdef", "2026-11-26T11:00:00", 60)])
+                         resumed])
     assert made == {"devices": "NVIDIA H200, cpu", "commits": "0123456789ab, fedcba987654",
                     "dates": "2026-11-25, 2026-11-26", "minutes": "5"}
     assert made_summary([]) == {"devices": "(none yet)", "commits": "(none yet)",

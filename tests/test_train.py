@@ -165,6 +165,9 @@ def test_resume_is_bit_identical(tmp_path):
     assert _metrics(tmp_path / "full" / "metrics.jsonl") == \
         _metrics(tmp_path / "split" / "metrics.jsonl")
     assert resumed["top1"] == full["top1"] and resumed["resumed_from"] == 3
+    # the time of the process that stopped at update 3 is carried by its checkpoint
+    assert resumed["wall_time_total_s"] > resumed["wall_time_s"] > 0
+    assert full["wall_time_total_s"] == pytest.approx(full["wall_time_s"], abs=0.5)
     record = json.loads((tmp_path / "full" / "results.json").read_text())
     for key in ("dataset", "variant", "weights", "top1", "top5", "steps", "wall_time_s",
                 "environment", "config"):
