@@ -127,13 +127,15 @@ class BatchedInceptionCrop:
         self.flip_p = flip_p
 
     @classmethod
-    def of(cls, steps: Sequence[object]) -> BatchedInceptionCrop | None:
-        """The batched form of the pixel ``steps`` (a crop, optionally a flip), or None."""
+    def of(cls, steps: Sequence[object], max_side: int | None = MAX_OUTPUT_SIDE,
+           ) -> BatchedInceptionCrop | None:
+        """The batched form of the pixel ``steps`` (a crop, optionally a flip), or None;
+        also None for outputs larger than ``max_side`` (None: any size)."""
         if not steps or type(steps[0]) is not T.RandomResizedCrop or len(steps) > 2:
             return None
         crop = steps[0]
         if crop.interpolation != T.InterpolationMode.BILINEAR or \
-                max(crop.size) > MAX_OUTPUT_SIDE:
+                (max_side is not None and max(crop.size) > max_side):
             return None
         if len(steps) == 2 and type(steps[1]) is not T.RandomHorizontalFlip:
             return None

@@ -111,6 +111,11 @@ class RunConfig:
     classes: str | None = _opt("train and evaluate on these classes only, relabelled 0..k-1: "
                                "'0-4' or '5,6,7,8,9' (class indices of the dataset)")
     flip: bool = _opt("random horizontal flip in training (official: on)", True, kind=bool)
+    decode: str = _opt("where training images are decoded and augmented: cpu (PIL in the "
+                       "loader's workers, the official pipeline) or device (JPEG files decoded "
+                       "and cropped on the GPU with the same seeded crop boxes and flips; "
+                       "resampling differs slightly from PIL's)", "cpu",
+                       choices=("cpu", "device"))
     data_order: str = _opt("shuffle (a new seeded order every epoch, official) or fixed (one "
                            "seeded order repeated every epoch)", "shuffle",
                            choices=("shuffle", "fixed"))
@@ -160,6 +165,10 @@ class RunConfig:
                               f"img_size {self.img_size}")
         if self.randaugment:
             parse_randaugment(self.randaugment)
+        if self.decode == "device" and (self.randaugment or self.permutation != "none"):
+            raise ConfigError("decode='device' runs the paper's training augmentation (Inception "
+                              "crop and flip) on the device; RandAugment and input permutations "
+                              "run on PIL images, so use decode='cpu' with them")
 
     def resolved(self) -> RunConfig:
         """A copy with every recipe and dataset default filled in (what is recorded)."""

@@ -107,8 +107,8 @@ class TransformedSubset(Dataset):
         img, label = self._image(index)
         if seed is None:
             return self.transform(img), label
-        with _seeded_rngs():
-            _seed_sample(seed)
+        with seeded_rngs():
+            seed_sample(seed)
             out = self.transform(img)
         return out, label
 
@@ -130,10 +130,10 @@ class TransformedSubset(Dataset):
         if crop is not None:
             return self._crop_batch(items, crop, to_tensor)
         images, labels = [], []
-        with _seeded_rngs():
+        with seeded_rngs():
             for index, seed in items:
                 img, label = self._image(index)
-                _seed_sample(seed)
+                seed_sample(seed)
                 for step in pil_steps:
                     img = step(img)
                 images.append(np.asarray(img.convert("RGB"), dtype=np.uint8))
@@ -163,10 +163,10 @@ class TransformedSubset(Dataset):
         sample's draws after its seed, then the pixels of the whole batch at once
         (:mod:`mixer_lib.batch_augment`), the same samples bit for bit."""
         height, width = self.decoded.shape[1:3]
-        with _seeded_rngs():
+        with seeded_rngs():
             draws = []
             for _, seed in items:
-                _seed_sample(seed)
+                seed_sample(seed)
                 draws.append(crop.draw(height, width))
         indices = [index for index, _ in items]
         pixels = crop.apply(torch.from_numpy(self.decoded[indices]), draws)
@@ -175,7 +175,7 @@ class TransformedSubset(Dataset):
 
 
 @contextlib.contextmanager
-def _seeded_rngs() -> Iterator[None]:
+def seeded_rngs() -> Iterator[None]:
     """Python's and torch's CPU random state saved on entry and restored on exit, so seeding
     samples inside leaves the caller's random streams as they were."""
     state = random.getstate()
@@ -184,7 +184,7 @@ def _seeded_rngs() -> Iterator[None]:
     random.setstate(state)
 
 
-def _seed_sample(seed: int) -> None:
+def seed_sample(seed: int) -> None:
     """Seed the generators a sample's transforms draw from. The CPU generator only:
     ``torch.manual_seed`` would also seed every accelerator backend, ~100x the cost per
     sample, for transforms that run on the CPU."""

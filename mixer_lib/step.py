@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from mixer_lib.config import RunConfig
+from mixer_lib.device_decode import to_device
 from mixer_lib.distributed import World
 from mixer_lib.optim import clip_grad_norm, lr_at, mixup
 
@@ -37,7 +38,7 @@ def update(model: nn.Module, forward: nn.Module, optimizer: torch.optim.Optimize
     loss_total, seen = 0.0, 0
     for micro in range(cfg.accum_steps):
         x, y = next(batches)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x, y = to_device(x, device), y.to(device, non_blocking=True)
         last = micro == cfg.accum_steps - 1
         sync = contextlib.nullcontext() if last or world.size == 1 else forward.no_sync()
         with sync, torch.autocast(device.type, dtype=amp or torch.float32,

@@ -38,6 +38,7 @@ from mixer_lib.config import (
     experiment,
 )
 from mixer_lib.data import build_split
+from mixer_lib.device_decode import EncodedJpegs
 from mixer_lib.distributed import RankShare, World, setup, teardown
 from mixer_lib.errors import USER_ERRORS, report
 from mixer_lib.evaluate import EvalResult, evaluate
@@ -128,6 +129,8 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False,
             train_ds, eval_ds = world.main_first(
                 lambda: (build_split(dcfg, "train"), build_split(dcfg, cfg.eval_split)),
                 "preparing the data")
+            if cfg.decode == "device":  # the workers hand over encoded files
+                train_ds = EncodedJpegs(train_ds)
             # what the extra scores need (ReaL's labels) is checked now, not after hours
             extra_evals = evaluators.prepare(cfg, eval_ds, progress) if world.main else []
         except Exception:
@@ -187,7 +190,8 @@ def _train(cfg: RunConfig, out: Path, world: World, device: torch.device, train_
                                      total=cfg.steps * cfg.batch_size,
                                      fixed_order=cfg.data_order == "fixed"), micro, world)
     batches = iter(DataLoader(train_ds, batch_size=micro // world.size, sampler=sampler,
-                              drop_last=False, **loader_kwargs(device, cfg.num_workers)))
+                              drop_last=False, collate_fn=getattr(train_ds, "collate", None),
+                              **loader_kwargs(device, cfg.num_workers)))
 
     def evaluate_on(ds) -> EvalResult:
         return evaluate(model, make_eval_loader(ds, micro, device, cfg.num_workers), device,
