@@ -9,8 +9,10 @@ In one run, on JPEGs of ImageNet-like size (stand-ins: real CIFAR-10 test images
   images/s in steady state;
 * the model alone: a training update (forward, backward, momentum SGD step; bf16 autocast on
   a GPU, float32 on a CPU) of ``--variant`` on a ready batch, images/s;
-* on a GPU also decoding on the device: ``torchvision.io.decode_jpeg`` of a whole batch with
-  ``device="cuda"``, then crop, resize and flip per image on the device, images/s.
+* ``decode="device"`` (:mod:`mixer_lib.device_decode`), as the training loop runs it, for
+  each ``--workers`` count: the workers read the files and draw the crops, the device
+  (``torchvision.io.decode_jpeg`` on a GPU; here the CPU when there is none) decodes, crops,
+  resizes and flips the batch, images/s.
 
 It reports how many CPU workers the model needs (model rate / one worker's rate) and writes
 ``<out>/benchmark-input-<device>.json``.
@@ -39,6 +41,7 @@ sys.path.insert(0, str(REPO))
 
 from mixer_lib import create_model  # noqa: E402
 from mixer_lib.data import DataConfig, build_split  # noqa: E402
+from mixer_lib.device_decode import EncodedJpegs, to_device  # noqa: E402
 from mixer_lib.optim import make_optimizer  # noqa: E402
 from mixer_lib.provenance import environment, write_json  # noqa: E402
 from mixer_lib.sampling import EpochSampler, loader_kwargs  # noqa: E402
@@ -114,35 +117,29 @@ def model_alone_img_s(variant: str, img_size: int, batch: int, device: torch.dev
     return batch * statistics.median(window_rates(update, updates, 3, warmup=2))
 
 
-def gpu_decode_img_s(files: list[Path], batch: int, img_size: int, device: torch.device,
-                     batches: int) -> float:
-    """Decode a batch of JPEG files on the GPU, then crop, resize and flip each image there."""
-    from torchvision.io import decode_jpeg
-    from torchvision.transforms.v2 import functional as F
+def device_decode_img_s(ds, batch: int, workers: int, batches: int,
+                        device: torch.device) -> float:
+    """``decode="device"`` as the training loop runs it (:mod:`mixer_lib.device_decode`): the
+    loader's workers read the files and draw each sample's crop and flip, the device decodes,
+    crops, resizes and flips the batch; images/s in steady state."""
+    from torch.utils.data import DataLoader
 
-    data = [torch.frombuffer(bytearray(p.read_bytes()), dtype=torch.uint8) for p in files]
-    gen = torch.Generator().manual_seed(0)
+    encoded = EncodedJpegs(ds)
+    loader = DataLoader(encoded, batch_size=batch, collate_fn=encoded.collate,
+                        sampler=EpochSampler(len(encoded), 0, total=10**9),
+                        **loader_kwargs(device, workers))
+    it = iter(loader)
 
-    def one_batch(start: int) -> torch.Tensor:
-        chunk = [data[(start + i) % len(data)] for i in range(batch)]
-        images = decode_jpeg(chunk, device=device)
-        out = []
-        for img in images:
-            h, w = img.shape[-2:]
-            side = int(min(h, w) * (0.3 + 0.7 * torch.rand(1, generator=gen).item()))
-            top = int(torch.randint(0, h - side + 1, (1,), generator=gen))
-            left = int(torch.randint(0, w - side + 1, (1,), generator=gen))
-            crop = F.resized_crop(img, top, left, side, side, [img_size, img_size],
-                                  antialias=True)
-            out.append(crop.flip(-1) if torch.rand(1, generator=gen).item() < 0.5 else crop)
-        x = torch.stack(out).float().div_(127.5).sub_(1.0)
-        torch.cuda.synchronize(device)
-        return x
+    def one_batch() -> None:
+        to_device(next(it)[0], device)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
-    one_batch(0)
+    for _ in range(max(2, workers)):  # every worker's first batch
+        one_batch()
     t = time.perf_counter()
-    for b in range(batches):
-        one_batch(b * batch)
+    for _ in range(batches):
+        one_batch()
     return batch * batches / (time.perf_counter() - t)
 
 
@@ -177,9 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                                     keep_decoded=False), "train")
         per_worker = one_worker_img_s(ds, batch, args.batches)
         by_workers = {w: loader_img_s(ds, batch, w, args.batches, device) for w in workers}
-        files = [Path(p) for p, _ in ds.base.samples]
-        gpu_decode = gpu_decode_img_s(files, batch, args.img_size, device, args.batches) \
-            if cuda else None
+        on_device = {w: device_decode_img_s(ds, batch, w, args.batches, device)
+                     for w in workers}
     model_rate = model_alone_img_s(args.variant, args.img_size, batch, device,
                                    updates=10 if cuda else 2)
     best = max(by_workers.values())
@@ -193,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "model_precision": "bf16 autocast" if cuda else "float32",
         "workers_needed": math.ceil(model_rate / per_worker),
         "loader_over_model": best / model_rate,
-        "gpu_decode_img_s": gpu_decode,
+        "device_decode_img_s_by_workers": {str(w): r for w, r in on_device.items()},
         "cpu_cores": len(os.sched_getaffinity(0)),
         "environment": environment(device),
     }
@@ -203,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  one worker (this process)   {per_worker:8.1f} img/s")
     for w, r in by_workers.items():
         print(f"  loader, {w:2d} worker(s)       {r:8.1f} img/s")
-    if gpu_decode is not None:
-        print(f"  GPU decode + augment        {gpu_decode:8.1f} img/s")
+    for w, r in on_device.items():
+        print(f"  decode='device' on {device.type}, {w:2d} worker(s) {r:8.1f} img/s")
     print(f"  model alone (training)      {model_rate:8.1f} img/s "
           f"({record['model_precision']})")
     print(f"  the model needs {record['workers_needed']} worker(s) of this CPU; the best "

@@ -114,7 +114,8 @@ def test_input_pipeline_benchmark_measures_loader_and_model_in_one_run(cifar_roo
     assert record["one_worker_img_s"] > 0 and record["model_alone_train_img_s"] > 0
     assert record["workers_needed"] == -(-record["model_alone_train_img_s"]
                                          // record["one_worker_img_s"])
-    assert record["gpu_decode_img_s"] is None  # no GPU here
+    assert set(record["device_decode_img_s_by_workers"]) == {"0", "1"}  # the CPU as device
+    assert min(record["device_decode_img_s_by_workers"].values()) > 0
     assert "worker(s) of this CPU" in capsys.readouterr().out
 
 
