@@ -3,7 +3,8 @@
 Measures, for each model, inference and training images/s (median of repeats after warm-up,
 synchronised on GPU), peak GPU memory, parameters and forward FLOPs (counted with
 ``torch.utils.flop_counter``; for Mixer also checked against the closed form), for each dtype
-(fp32, bf16 autocast) and mode (eager, torch.compile). Peers in the same run: timm's
+(fp32, bf16 autocast; ``bf16w``: inference with bf16 weights, no autocast) and mode (eager,
+torch.compile). Peers in the same run: timm's
 ``mixer_b16_224``, ``vit_base_patch16_224`` and ``resnet50`` (random weights). On a GPU it
 also measures the bf16 matmul peak and reports achieved TFLOP/s and MFU.
 
@@ -76,7 +77,7 @@ PRESETS = {
     # 512 in micro-batches of 128). scripts/perf-on-gpu.sh runs it.
     "perf-gpu": dict(models=["Mixer-B/16", "legacy:Mixer-B/16", "timm:mixer_b16_224",
                              "timm:vit_base_patch16_224"], batch=128, batches=[128, 512],
-                     train_micro=128, img_size=224, dtypes=["bf16", "fp32"],
+                     train_micro=128, img_size=224, dtypes=["bf16", "fp32", "bf16w"],
                      modes=["eager", "compile"], repeats=8, warmup=3,
                      compile_models=["Mixer-B/16", "timm:vit_base_patch16_224"],
                      compile_dtypes=["bf16"], out="results/perf"),
@@ -219,6 +220,8 @@ def measure(name: str, dtype: str, mode: str, args, device, peak: float | None) 
         analytic = analytic_flops(model.cfg)
         if abs(flops - analytic) > 0.01 * analytic:
             raise AssertionError(f"{name}: flop_counter {flops} != closed form {analytic}")
+    if dtype == "bf16w":  # inference with the weights themselves in bf16, no autocast
+        model, x = model.to(torch.bfloat16), x.to(torch.bfloat16)
     fwd = torch.compile(model) if mode == "compile" else model
     amp = dict(device_type=device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
@@ -245,7 +248,7 @@ def measure(name: str, dtype: str, mode: str, args, device, peak: float | None) 
     infer_rate = timed(infer, device, args.warmup, args.repeats, args.batch)
     infer_tflops = flops * infer_rate / 1e12
     infer_mfu = infer_tflops / peak if peak else None
-    if getattr(args, "inference_only", False):
+    if getattr(args, "inference_only", False) or dtype == "bf16w":
         return Row(name, dtype, mode, args.batch, params / 1e6, flops / 1e9, infer_rate,
                    None, None, None, None, size, infer_tflops, infer_mfu)
     model.train()
@@ -353,7 +356,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
     peaks: dict[str, float] = {}  # per dtype, for the perf presets' MFU
     if args.preset.startswith("perf"):
         peaks = {d: matmul_peak_tflops(device, 8192 if device.type == "cuda" else 1024,
-                                       10, torch.bfloat16 if d == "bf16" else torch.float32)
+                                       10, torch.bfloat16 if d.startswith("bf16")
+                                       else torch.float32)
                  for d in args.dtypes}
     configs = [(name, dtype, mode, batch) for name in args.models for dtype in args.dtypes
                for mode in args.modes for batch in getattr(args, "batches", None) or [args.batch]

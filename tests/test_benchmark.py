@@ -136,3 +136,14 @@ def test_perf_preset_compares_ours_with_its_earlier_form(bench, tmp_path):
     assert ratio["peer"] == "legacy:Mixer-B/16" and ratio["inference"] > 0
     assert ratio["training"] > 0 and record["matmul_peak_tflops_by_dtype"]["fp32"] > 0
     assert all(r["infer_tflops"] > 0 for r in record["rows"])
+
+
+def test_bf16_weights_are_measured_for_inference_only(bench, tmp_path):
+    """``bf16w``: the model and its input in bf16 without autocast, inference only."""
+    bench.main(["--preset", "perf-cpu", "--models", "Mixer-B/16", "--batch", "1",
+                "--repeats", "1", "--rounds", "1", "--modes", "eager", "--dtypes", "bf16w",
+                "--out", str(tmp_path)])
+    record = json.loads(next(tmp_path.glob("benchmark-perf-cpu-*.json")).read_text())
+    (row,) = record["rows"]
+    assert row["dtype"] == "bf16w" and row["infer_img_s"] > 0 and row["train_img_s"] is None
+    assert record["matmul_peak_tflops_by_dtype"]["bf16w"] > 0
