@@ -101,8 +101,9 @@ class RunConfig:
     precision: str = _opt("auto (bf16 autocast on GPU, fp32 on CPU), bf16 or fp32", "auto",
                           choices=("auto", "bf16", "fp32"))
     compile: bool = _opt("wrap the model in torch.compile", False, kind=bool)
-    num_workers: int | None = _opt("data-loader worker processes (default: half the cores, "
-                                   "at most 2, on CPU; up to 8 on GPU)", kind=int, low=0)
+    num_workers: int | None = _opt("data-loader worker processes (default on a CPU: none "
+                                   "with 2 cores or fewer, else half the cores, at most 2; "
+                                   "on a GPU up to 8)", kind=int, low=0)
     data_root: str | None = _opt("data root (default $MIXER_DATA_ROOT or ./data)")
     download: bool = _opt("let torchvision download datasets it can", False, kind=bool)
     permutation: str = _opt("fixed input shuffle of paper Section 3.4: none, patch_pixel, "

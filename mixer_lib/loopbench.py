@@ -43,7 +43,8 @@ def earlier_loop_records(folder: str | Path, device: str = "cpu") -> list[str]:
     for path in sorted(Path(folder).glob(f"benchmark-loop-{device}-*.json")):
         old = json.loads(path.read_text())
         lines.append(f"earlier record {path.name} ({old['environment']['date'][:16]}, rate "
-                     f"method {old.get('rate_method', EARLIER_METHOD)}): the loop at "
+                     f"method {old.get('rate_method', EARLIER_METHOD)}, "
+                     f"{old['num_workers']} loader worker(s)): the loop at "
                      f"{100 * old['loop_fraction_of_model_alone']:.0f}% of the model alone")
     return lines
 

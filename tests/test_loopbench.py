@@ -36,6 +36,7 @@ def test_earlier_records_are_listed_with_their_method(tmp_path):
     assert len(lines) == 2
     assert "median of single model-alone updates" in lines[0] and "87%" in lines[0]
     assert "window-median" in lines[1] and "75%" in lines[1]
+    assert "1 loader worker(s)" in lines[0]
 
 
 def test_loop_html_shows_the_current_record_and_the_earlier_ones(tmp_path):
