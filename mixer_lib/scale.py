@@ -221,9 +221,12 @@ def regularisation_table(records: Mapping[str, dict]) -> tuple[list[str], list[l
     rows = []
     for metric in ("upstream", "5-shot"):
         eff = regularisation_effect(records, metric)
+        if eff["closed"] is not None:
+            closed = f"{100 * eff['closed']:.0f} %"
+        else:  # no records yet (None), or no gap: the plain Mixer is not behind
+            closed = "no gap: Mixer-T/4 is not behind" if eff["gap"] else None
         rows.append([METRICS[metric], *(_cell(point(records, m, n, metric))
                                         for m in ("mixer", REG_MODEL, "resnet")),
-                     signed(eff["effect"]),
-                     f"{100 * eff['closed']:.0f} %" if eff["closed"] is not None else None])
+                     signed(eff["effect"]), closed])
     return [f"{n:,} images", "Mixer-T/4", LABELS[REG_MODEL], "ResNet-S",
             "regularisation effect", "share of the gap to ResNet-S closed"], rows

@@ -115,6 +115,12 @@ def test_tables_show_mean_and_error_per_size_and_gains():
     _, reg = scale.regularisation_table(recs)
     assert reg[0][1:4] == ["55.0 ± 0.5", "60.0 ± 0.5", "65.0 ± 0.5"]  # binomial floor
     assert reg[0][4].startswith("+5.0 ± ") and reg[0][5] == "50 %"
+    v = paper_like()
+    v["resnet", SMALL] = (54, 30)  # the ResNet below the Mixer on the probe: nothing to close
+    _, reg = scale.regularisation_table(records(v))
+    assert reg[1][5] == "no gap: Mixer-T/4 is not behind"
+    _, empty = scale.regularisation_table({})
+    assert empty[0][5] is None
     header, t3 = scale.table3_rows()
     assert t3 == [["ImageNet-1k", "76.44", "71.76", "-4.68"],
                   ["ImageNet-21k", "80.64", "82.89", "+2.25"]]
