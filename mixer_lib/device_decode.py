@@ -40,6 +40,7 @@ class EncodedBatch:
     boxes: torch.Tensor
     flips: torch.Tensor
     size: tuple[int, int]
+    paths: list[str]  # where each file came from, for error messages
 
     def pin_memory(self) -> EncodedBatch:
         """DataLoader's pinning hook: encoded bytes are read by the decoder as they are."""
@@ -48,7 +49,7 @@ class EncodedBatch:
     def to_images(self, device: torch.device) -> torch.Tensor:
         """Decode, crop, resize, flip and scale on ``device``: ``(B, 3, *size)`` float32 in
         [-1, 1] (the official ``(x - 127.5) / 127.5``)."""
-        images = _decode(self.files, device)
+        images = _decode(self.files, self.paths, device)
         out = torch.empty((len(images), 3, *self.size), device=device)
         for b, (img, (top, left, h, w), flip) in enumerate(zip(
                 images, self.boxes.tolist(), self.flips.tolist(), strict=True)):
@@ -59,26 +60,35 @@ class EncodedBatch:
         return out.clamp_(0, 255).div_(127.5).sub_(1.0)
 
 
-def _decode(files: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+def _decode(files: list[torch.Tensor], paths: list[str], device: torch.device
+            ) -> list[torch.Tensor]:
     """``(3, H, W)`` uint8 images on ``device``: the whole batch in one decoder call, and a
     file it refuses by Pillow on the CPU."""
     try:
         return list(decode_jpeg(files, mode=ImageReadMode.RGB, device=device))
     except RuntimeError:
         out = []
-        for data in files:
+        for data, path in zip(files, paths, strict=True):
             try:
                 out.append(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
             except RuntimeError:
-                out.append(_pillow_decode(data).to(device))
+                out.append(_pillow_decode(data, path).to(device))
         return out
 
 
-def _pillow_decode(data: torch.Tensor) -> torch.Tensor:
+def _pillow_decode(data: torch.Tensor, path: str) -> torch.Tensor:
     import io
 
-    img = Image.open(io.BytesIO(data.numpy().tobytes())).convert("RGB")
+    try:
+        img = Image.open(io.BytesIO(data.numpy().tobytes())).convert("RGB")
+    except Exception as err:  # noqa: BLE001 - re-raised with the file named
+        raise _unreadable(path, err) from err
     return torch.from_numpy(np.array(img)).permute(2, 0, 1).contiguous()
+
+
+def _unreadable(path: str, err: Exception) -> DataError:
+    return DataError(f"cannot read image file {path} ({type(err).__name__}: {err}). The file "
+                     f"is corrupt or not an image: replace it with a valid copy or delete it.")
 
 
 def to_device(x: torch.Tensor | EncodedBatch, device: torch.device) -> torch.Tensor:
@@ -117,12 +127,15 @@ class EncodedJpegs(Dataset):
         with seeded_rngs():
             for index, seed in items:
                 path = self.files[index]
-                with Image.open(path) as img:
-                    width, height = img.size
+                try:
+                    with Image.open(path) as img:
+                        width, height = img.size
+                except Exception as err:  # noqa: BLE001 - re-raised with the file named
+                    raise _unreadable(path, err) from err
                 data = torch.from_numpy(np.fromfile(path, dtype=np.uint8))
                 seed_sample(seed)
                 box, flip = self.crop.draw(height, width)
-                out.append((data, box, flip, self.targets[index]))
+                out.append((data, box, flip, self.targets[index], path))
         return out
 
     def __getitem__(self, item: tuple[int, int]) -> tuple:
@@ -130,7 +143,8 @@ class EncodedJpegs(Dataset):
 
     def collate(self, samples: list[tuple]) -> tuple[EncodedBatch, torch.Tensor]:
         """The loader's ``collate_fn``: samples -> (:class:`EncodedBatch`, labels)."""
-        files, boxes, flips, labels = zip(*samples, strict=True)
+        files, boxes, flips, labels, paths = zip(*samples, strict=True)
         batch = EncodedBatch(list(files), torch.tensor(boxes, dtype=torch.int64),
-                             torch.tensor(flips, dtype=torch.bool), self.crop.size)
+                             torch.tensor(flips, dtype=torch.bool), self.crop.size,
+                             list(paths))
         return batch, torch.tensor(labels, dtype=torch.int64)

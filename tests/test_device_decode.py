@@ -97,3 +97,23 @@ def test_a_run_trains_and_resumes_with_device_decoding(tmp_path):
     with pytest.raises(Exception, match="decode"):
         train(RunConfig(**{**cfg.__dict__, "decode": "cpu"}), tmp_path / "full", resume=True,
               progress=False)
+
+
+def test_a_damaged_file_is_named(tmp_path):
+    """A file whose header cannot be read stops in the worker; one whose data is cut short
+    stops at decoding; both with the file named."""
+    root = _photos(tmp_path / "data", n=3)
+    encoded = EncodedJpegs(build_split(DataConfig(dataset=f"imagefolder:{root}", img_size=32,
+                                                  keep_decoded=False), "train"))
+    bad_header = root / "train" / "a" / "0.jpg"
+    bad_header.write_bytes(b"not an image at all")
+    with pytest.raises(DataError, match=r"a/0\.jpg"):
+        encoded.__getitems__([(encoded.files.index(str(bad_header)), 1)])
+    cut = root / "train" / "b" / "0.jpg"
+    noise = np.random.default_rng(0).integers(0, 255, (36, 48, 3)).astype(np.uint8)
+    Image.fromarray(noise).save(cut, format="JPEG")  # mostly image data after the header
+    data = cut.read_bytes()
+    cut.write_bytes(data[:len(data) // 2])  # the header survives, the image data does not
+    batch, _ = encoded.collate(encoded.__getitems__([(encoded.files.index(str(cut)), 1)]))
+    with pytest.raises(DataError, match=r"b/0\.jpg"):
+        to_device(batch, torch.device("cpu"))
