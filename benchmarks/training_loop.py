@@ -129,15 +129,19 @@ def main(argv: list[str] | None = None) -> int:
     from mixer_lib.data import build_split
     from mixer_lib.sampling import EpochSampler
 
+    split = build_split(data_config(cfg), "train")  # the loop's own training split
+
     def data_seconds(batched: bool = True) -> float:  # its workers stop with the iterator
-        ds = build_split(data_config(cfg), "train")
         if not batched:  # what DataLoader does without __getitems__: sample by sample
-            ds.__getitems__ = None
-        loader = DataLoader(ds, batch_size=args.batch,
-                            sampler=EpochSampler(len(ds), 0, total=10**9),
-                            **loader_kwargs(torch.device("cpu"), cfg.num_workers))
-        batches = iter(loader)
-        return median_seconds(lambda: next(batches), reps)
+            split.__getitems__ = None
+        try:
+            loader = DataLoader(split, batch_size=args.batch,
+                                sampler=EpochSampler(len(split), 0, total=10**9),
+                                **loader_kwargs(torch.device("cpu"), cfg.num_workers))
+            batches = iter(loader)
+            return median_seconds(lambda: next(batches), reps)
+        finally:
+            vars(split).pop("__getitems__", None)  # the class's batched fetch again
 
     t_data = data_seconds()
     t_data_per_sample = data_seconds(batched=False)
@@ -170,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "training_loop", "variant": args.variant, "img_size": args.img_size,
         "batch": args.batch, "updates": args.updates,
         "num_workers": loader_kwargs(torch.device("cpu"), cfg.num_workers)["num_workers"],
-        "loader_form": build_split(data_config(cfg), "train").fetch_form(),
+        "loader_form": split.fetch_form(),
         "segments": args.segments, "rate_method": "window-median", "window_updates": log_every,
         "loop_img_s": loop_rate, "model_alone_img_s": alone_rate,
         "loop_img_s_per_segment": segment_rates, "model_alone_img_s_between": alone_rates,

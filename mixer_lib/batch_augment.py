@@ -5,12 +5,13 @@ bit what torchvision's ``RandomResizedCrop`` (bilinear, on PIL images) and
 Per sample only the random draws remain: each sample's generator is seeded with its own
 seed and draws its crop box and flip with the calls torchvision's transforms make
 (:meth:`BatchedInceptionCrop.draw`). The pixels of the whole batch are then resampled in two
-matrix products, as Pillow's 8-bit bilinear resize computes them: a horizontal pass, the
-intermediate rounded and clipped to 8 bits, then a vertical pass, with Pillow's fixed-point
-weights (:func:`pil_bilinear_weights`). The arithmetic is done on whole numbers held in
-float64 (every product and sum is an integer below 2**40, so exact), which is why the result
-equals Pillow's to the bit; ``tests/test_batch_augment.py`` checks that against Pillow. A crop
-larger than the output (never, for the study's 32 px images at 32 px) is left to Pillow.
+passes, as Pillow's 8-bit bilinear resize computes them: a horizontal pass, the intermediate
+rounded and clipped to 8 bits, then a vertical pass, with Pillow's fixed-point weights
+(:func:`pil_bilinear_weights`). An enlarging crop reads at most two input pixels per output
+pixel, so each pass is two gathers and a weighted sum in int32 (every sum below 2**31, so
+exact), which is why the result equals Pillow's to the bit; ``tests/test_batch_augment.py``
+checks that against Pillow. A crop larger than the output (never, for the study's 32 px
+images at 32 px) is left to Pillow.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from torchvision import transforms as T
 from torchvision.transforms import functional as F
 
 PRECISION_BITS = 22  # Pillow's fixed point for 8-bit resampling: 32 - 8 - 2 bits
-MAX_OUTPUT_SIDE = 64  # beyond this the per-sample Pillow path is cheaper than two float64 passes
+MAX_OUTPUT_SIDE = 64  # larger outputs (e.g. 32 px images at 224) stay with per-sample Pillow
 
 
 @cache
@@ -116,7 +117,7 @@ def upscaled_crops(pixels: torch.Tensor, boxes: Sequence[tuple[int, int, int, in
 class BatchedInceptionCrop:
     """A training transform ``Compose([RandomResizedCrop(size, scale, ratio, bilinear),
     RandomHorizontalFlip(p)?, ...])`` applied to a batch: :meth:`draw` per sample (after its
-    seed), :func:`resized_crops` once for the batch. Build with :meth:`of`, which returns None
+    seed), :meth:`apply` once for the batch. Build with :meth:`of`, which returns None
     for transforms it does not reproduce (other interpolations, RandAugment, ...)."""
 
     def __init__(self, crop: T.RandomResizedCrop, flip_p: float | None) -> None:

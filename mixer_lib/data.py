@@ -17,7 +17,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
-from mixer_lib.batch_augment import BatchedInceptionCrop
+from mixer_lib.batch_augment import MAX_OUTPUT_SIDE, BatchedInceptionCrop
 from mixer_lib.datasets import (
     SPLITS,
     DataError,
@@ -143,14 +143,19 @@ class TransformedSubset(Dataset):
         batch = to_tensor.batch(torch.from_numpy(np.stack(images)))
         return list(zip(batch.unbind(0), labels, strict=True))
 
+    def inception_crop(self, max_side: int | None = MAX_OUTPUT_SIDE,
+                       ) -> BatchedInceptionCrop | None:
+        """This subset's augmentation as a :class:`BatchedInceptionCrop` when it is an
+        Inception crop (and flip) before the scaling to [-1, 1], else None (also for outputs
+        larger than ``max_side``; None: any size)."""
+        steps = getattr(self.transform, "transforms", None)
+        if not steps or not isinstance(steps[-1], ToSignedTensor):
+            return None
+        return BatchedInceptionCrop.of(steps[:-1], max_side)
 
     def _batched_crop(self) -> BatchedInceptionCrop | None:
-        """The batched form of this subset's augmentation when its images are decoded and it
-        is an Inception crop (and flip) before the scaling, else None."""
-        steps = getattr(self.transform, "transforms", None)
-        if self.decoded is None or not steps or not isinstance(steps[-1], ToSignedTensor):
-            return None
-        return BatchedInceptionCrop.of(steps[:-1])
+        """The batched form of this subset's augmentation when its images are decoded."""
+        return self.inception_crop() if self.decoded is not None else None
 
     def fetch_form(self) -> str:
         """How a seeded batch is made, as a run records it: ``"batched-crop"`` (decoded

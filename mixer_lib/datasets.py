@@ -94,10 +94,13 @@ def checked_loader(path: str) -> Image.Image:
             img = Image.open(f)
             return img.convert("RGB")
     except Exception as err:  # noqa: BLE001 - re-raised with the file named
-        raise DataError(
-            f"cannot read image file {path} ({type(err).__name__}: {err}). The file is "
-            f"corrupt or not an image: replace it with a valid copy or delete it."
-        ) from err
+        raise unreadable_image(path, err) from err
+
+
+def unreadable_image(path: str, err: Exception) -> DataError:
+    """The error for an image file that cannot be read, naming it and what to do."""
+    return DataError(f"cannot read image file {path} ({type(err).__name__}: {err}). The file "
+                     f"is corrupt or not an image: replace it with a valid copy or delete it.")
 
 
 def _image_folder(path: Path, spec: DatasetSpec, root: Path) -> tvd.ImageFolder:

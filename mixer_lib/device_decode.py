@@ -16,6 +16,7 @@ in favour of TorchCodec; they are what the pinned torchvision has.)
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,9 +27,8 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from mixer_lib.batch_augment import BatchedInceptionCrop
-from mixer_lib.data import sample_files, seed_sample, seeded_rngs
-from mixer_lib.datasets import DataError
+from mixer_lib.data import TransformedSubset, sample_files, seed_sample, seeded_rngs
+from mixer_lib.datasets import DataError, unreadable_image
 
 
 @dataclass
@@ -77,18 +77,11 @@ def _decode(files: list[torch.Tensor], paths: list[str], device: torch.device
 
 
 def _pillow_decode(data: torch.Tensor, path: str) -> torch.Tensor:
-    import io
-
     try:
         img = Image.open(io.BytesIO(data.numpy().tobytes())).convert("RGB")
     except Exception as err:  # noqa: BLE001 - re-raised with the file named
-        raise _unreadable(path, err) from err
+        raise unreadable_image(path, err) from err
     return torch.from_numpy(np.array(img)).permute(2, 0, 1).contiguous()
-
-
-def _unreadable(path: str, err: Exception) -> DataError:
-    return DataError(f"cannot read image file {path} ({type(err).__name__}: {err}). The file "
-                     f"is corrupt or not an image: replace it with a valid copy or delete it.")
 
 
 def to_device(x: torch.Tensor | EncodedBatch, device: torch.device) -> torch.Tensor:
@@ -104,15 +97,14 @@ class EncodedJpegs(Dataset):
     Inception crop and flip) fetched as encoded files for :meth:`EncodedBatch.to_images`.
     Items are ``(index, seed)`` pairs from the run's sampler, as for the CPU pipeline."""
 
-    def __init__(self, subset: Dataset) -> None:
-        steps = getattr(subset.transform, "transforms", None) or []
-        crop = BatchedInceptionCrop.of(steps[:-1], max_side=None) if steps else None
+    def __init__(self, subset: TransformedSubset) -> None:
+        crop = subset.inception_crop(max_side=None)
         if crop is None:
             raise DataError("decode='device' decodes and augments on the device with the "
                             "paper's training augmentation only (Inception crop and flip); "
                             "RandAugment and input permutations run on PIL images, so use "
                             "decode='cpu' with them")
-        self.subset, self.crop = subset, crop
+        self.crop = crop
         self.files = sample_files(subset)
         self.classes, self.targets = subset.classes, subset.targets
 
@@ -127,12 +119,13 @@ class EncodedJpegs(Dataset):
         with seeded_rngs():
             for index, seed in items:
                 path = self.files[index]
+                encoded = np.fromfile(path, dtype=np.uint8)  # the file, read once
                 try:
-                    with Image.open(path) as img:
+                    with Image.open(io.BytesIO(encoded.tobytes())) as img:  # its header only
                         width, height = img.size
                 except Exception as err:  # noqa: BLE001 - re-raised with the file named
-                    raise _unreadable(path, err) from err
-                data = torch.from_numpy(np.fromfile(path, dtype=np.uint8))
+                    raise unreadable_image(path, err) from err
+                data = torch.from_numpy(encoded)
                 seed_sample(seed)
                 box, flip = self.crop.draw(height, width)
                 out.append((data, box, flip, self.targets[index], path))

@@ -170,7 +170,7 @@ def _train(cfg: RunConfig, out: Path, world: World, device: torch.device, train_
     env = environment(device) | {"world_size": world.size,
                                  "memory_plan": memory.as_dict() if memory else None,
                                  "model_form": MODEL_FORM, "compiled": cfg.compile,
-                                 "loader_form": getattr(train_ds, "fetch_form", lambda: None)()}
+                                 "loader_form": train_ds.fetch_form()}
     run.write_config(asdict(cfg), env)
     world.barrier()
     model, load_report = world.main_first(lambda: build_model(cfg, len(names)),
@@ -268,9 +268,9 @@ def _train(cfg: RunConfig, out: Path, world: World, device: torch.device, train_
     if cfg.report == "best":  # selection on the evaluated split, from every logged evaluation
         best = max(run.evaluations(), key=lambda r: r["top1"])
         extra.update(top1=best["top1"], top1_final=last_eval.top1, best_step=best["step"])
+    elapsed = time.perf_counter() - t0
     record = result_record(cfg, last_eval, names, len(train_ds), load_report, env, **extra,
-                           wall_time_s=time.perf_counter() - t0,
-                           wall_time_total_s=before + time.perf_counter() - t0,
+                           wall_time_s=elapsed, wall_time_total_s=before + elapsed,
                            resumed_from=start or None,
                            params=sum(p.numel() for p in model.parameters()))
     run.write_result(record)
