@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from mixer_lib import VARIANTS, MixerConfig, create_model  # noqa: E402
 from mixer_lib.flops import analytic_flops  # noqa: E402
+from mixer_lib.model import MODEL_FORM  # noqa: E402
 from mixer_lib.provenance import environment, write_json  # noqa: E402
 from mixer_lib.records import timm_peer  # noqa: E402
 
@@ -386,6 +387,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
         tag = env["device"].split(" (")[0].replace(" ", "-")
         path = Path(args.out) / f"benchmark-{args.preset}-{tag}.json"
         write_json(path, {"preset": args.preset, "img_size": args.img_size,
+                          "model_form": MODEL_FORM,
                           "matmul_peak_tflops": peak, "matmul_peak_tflops_by_dtype": peaks,
                           "train_micro_batch": getattr(args, "train_micro", None),
                           "environment": env, "rows": [asdict(r) for r in rows],

@@ -17,7 +17,7 @@ from mixer_lib import scale
 from mixer_lib.autopsy import PENDING, autopsy, group_effect, seed_runs
 from mixer_lib.published import PAPER, PAPER_THROUGHPUT
 from mixer_lib.significance import gain, loss, significant
-from mixer_lib.throughputs import VIT_PEERS, measurements
+from mixer_lib.throughputs import VIT_PEERS, Measurement, current, measurements
 
 VERDICTS = ("reproduced", "partly", "not reproduced", "not testable here")
 
@@ -42,7 +42,7 @@ class Evidence:
     (variants whose head-less count rounds to Table 1's, variants)."""
 
     records: Mapping[str, dict]
-    runs: list[tuple[str, dict[str, dict]]]
+    runs: list[Measurement]
     protocols: list[dict]
     table1_ok: tuple[int, int] | None
 
@@ -101,10 +101,12 @@ def _paper_throughput_ratios() -> str:
 
 
 def _throughput(ev: Evidence) -> Finding | None:
-    """Mixer faster than ViT of the same size in every measurement (device, dtype, mode):
-    reproduced; in some: partly; in none: not reproduced."""
-    ratios = [(label, vit, rows[m]["infer_img_s"] / rows[v]["infer_img_s"])
-              for label, rows in ev.runs for m, v, vit in _vit_pairs() if m in rows and v in rows]
+    """Mixer faster than ViT of the same size in every current measurement (device, dtype,
+    mode; one made with an earlier form of our model is replaced by those of a later form on
+    the same device, dtype and mode): reproduced; in some: partly; in none: not
+    reproduced."""
+    ratios = [(run.title, vit, run.ratio(m, v)) for m, v, vit in _vit_pairs()
+              for run in current(ev.runs, (m, v))[0]]
     if not ratios:
         return None
     return (_all_some_none([r > 1 for _, _, r in ratios]),
@@ -116,14 +118,12 @@ def _throughput(ev: Evidence) -> Finding | None:
 
 def _linear(ev: Evidence) -> Finding | None:
     """Time per image at 448 px (4x the patches) within 0.75-1.33 of 4x that at 224 px in
-    every measurement: reproduced; in some: partly."""
+    every current measurement (as for throughput): reproduced; in some: partly."""
     linear = []
-    for label, rows in ev.runs:
-        base, big = rows.get("Mixer-B/16"), rows.get("Mixer-B/16@img_size=448")
-        if base and big:
-            wide = rows.get("Mixer-B/16@img_size=448,tokens_mlp_dim=1536")
-            linear.append((label, base["infer_img_s"] / big["infer_img_s"],
-                           base["infer_img_s"] / wide["infer_img_s"] if wide else None))
+    for run in current(ev.runs, ("Mixer-B/16", "Mixer-B/16@img_size=448"))[0]:
+        wide = "Mixer-B/16@img_size=448,tokens_mlp_dim=1536"
+        linear.append((run.title, run.ratio("Mixer-B/16", "Mixer-B/16@img_size=448"),
+                       run.ratio("Mixer-B/16", wide) if wide in run.rows else None))
     if not linear:
         return None
     return (_all_some_none([0.75 <= cost / 4.0 <= 1.33 for _, cost, _ in linear]),
@@ -315,10 +315,10 @@ def ledger(records: Mapping[str, dict], benches: list[dict] | None,
     """Every claim of :data:`CLAIMS` with the paper's evidence, ours and a verdict by its
     rule (each rule's docstring states it), or its ``missing_verdict`` and what is missing.
 
-    ``records``: the study's committed records by run name; ``benches``: the E5 throughput
-    records (``results/study/benchmark-claims*.json``); ``protocols``: protocol records of
-    the paper profile; ``table1_ok``: (variants whose head-less count rounds to Table 1's,
-    variants).
+    ``records``: the study's committed records by run name; ``benches``: the throughput
+    records (:func:`mixer_lib.throughputs.throughput_benchmarks`); ``protocols``: protocol
+    records of the paper profile; ``table1_ok``: (variants whose head-less count rounds to
+    Table 1's, variants).
     """
     ev = Evidence(records, measurements(benches or []), protocols or [], table1_ok)
     out = []

@@ -193,9 +193,9 @@ def current_ledger(protocol_dirs: tuple[str, ...] = ()) -> list[dict]:
     profile's runs): what ``ledger`` writes to ``claims.json`` and the Claims chapter shows."""
     from mixer_lib.claims import ledger, table1_agreement
     from mixer_lib.records import collect_protocols
-    from mixer_lib.throughputs import claims_benchmarks
+    from mixer_lib.throughputs import throughput_benchmarks
 
-    return ledger(load_records(), claims_benchmarks(RECORDS), collect_protocols(*protocol_dirs),
+    return ledger(load_records(), throughput_benchmarks(), collect_protocols(*protocol_dirs),
                   table1_agreement())
 
 

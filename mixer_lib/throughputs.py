@@ -1,12 +1,17 @@
-"""The throughput records (E5: ``benchmarks/throughput.py --preset claims*``, committed as
-``results/study/benchmark-claims*.json``) read for the ledger and the Claims chapter: the
-measurements (one per device, dtype and mode, never mixed), the table of ratios to Mixer-B/16
-beside the paper's TPU-v3 column, the figures the chapter quotes, and each record's
-provenance."""
+"""The throughput records read for the ledger and the Claims chapter: E5's
+(``benchmarks/throughput.py --preset claims*``, committed as
+``results/study/benchmark-claims*.json``) and the performance presets' (``--preset perf-*``,
+``results/perf/benchmark-perf-*.json``, which measure Mixer-B/16 and ViT-B/16 too). Each
+record yields one measurement per device, dtype, mode and batch, never mixed; a measurement
+made with an earlier form of the model (``model_form``, :data:`MODEL_FORMS`) is replaced in
+the verdicts by one of a later form on the same device, dtype and mode, and shown beside it
+with what changed. Also: the table of ratios to Mixer-B/16 beside the paper's TPU-v3 column,
+the figures the chapter quotes, and each record's provenance."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from mixer_lib.published import PAPER_THROUGHPUT
@@ -14,48 +19,159 @@ from mixer_lib.published import PAPER_THROUGHPUT
 # ViT peers measured beside Mixer (timm model names), by their names in the paper
 VIT_PEERS = {"ViT-B/16": "timm:vit_base_patch16_224", "ViT-L/16": "timm:vit_large_patch16_224"}
 
+# How our Mixer computed when a record was made (model.MODEL_FORM, written by the benchmark
+# since the (B, S, C) layout; the earlier records carry it as an annotation from their
+# commit), oldest first, each with what it is.
+MODEL_FORMS = {
+    "bcs-expand": "the (B, C, S) stream up to c090817: LayerNorms reading transposed memory, "
+                  "the token-mixing weight expanded per sample (a bf16 copy per sample "
+                  "under autocast)",
+    "bsc-tokendense": "one contiguous (B, S, C) stream from the stem on, token mixing by "
+                      "TokenDense (no transposes, no per-sample weight copies), from 4eb6ba1",
+}
 
-def claims_benchmarks(folder: str | Path) -> list[dict]:
-    """Every E5 throughput record (``benchmark-claims*.json``) in ``folder``, by file name."""
-    return [json.loads(p.read_text()) for p in sorted(Path(folder).glob("benchmark-claims*.json"))]
+REPO = Path(__file__).resolve().parents[1]
+FOLDERS = (REPO / "results" / "study", REPO / "results" / "perf")
+PATTERNS = ("benchmark-claims*.json", "benchmark-perf-*.json")
+
+
+def throughput_benchmarks(folders: tuple[str | Path, ...] = FOLDERS) -> list[dict]:
+    """Every throughput record in ``folders`` (E5's and the perf presets'), by date."""
+    found = {p for folder in folders for pattern in PATTERNS for p in Path(folder).glob(pattern)}
+    benches = [json.loads(p.read_text()) for p in sorted(found)]
+    return sorted(benches, key=lambda b: b["environment"].get("date", ""))
+
+
+def form_rank(bench: dict) -> int:
+    """Position of the record's model form in :data:`MODEL_FORMS` (-1 when not recorded)."""
+    forms = list(MODEL_FORMS)
+    form = bench.get("model_form")
+    return forms.index(form) if form in forms else -1
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One device, dtype, mode and batch of one record: its rows by model."""
+
+    label: str
+    device: str
+    dtype: str
+    mode: str
+    batch: int | None
+    rows: dict[str, dict]
+    bench: dict
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.device, self.dtype, self.mode
+
+    @property
+    def title(self) -> str:
+        """The label, with "(earlier form)" when the record's model form is not today's."""
+        return self.label + ("" if form_rank(self.bench) == len(MODEL_FORMS) - 1
+                             else " (earlier form)")
+
+    def ratio(self, model: str, peer: str) -> float:
+        return self.rows[model]["infer_img_s"] / self.rows[peer]["infer_img_s"]
+
+
+def short_device(bench: dict) -> str:
+    return bench["environment"]["device"].split(" (")[0].replace("NVIDIA ", "")
+
+
+def measurements(benches: list[dict]) -> list[Measurement]:
+    """One :class:`Measurement` per record, dtype, mode and batch in ``benches``; the label
+    names the device, dtype and mode (``"H200 bf16 eager"``), the batch when the record
+    measured several (``"H200 bf16 eager b512"``), and the record's preset when an earlier
+    record already has that label (``"H200 bf16 eager [claims-gpu-compile]"``). Ratios are
+    only ever taken within one measurement."""
+    out: dict[str, Measurement] = {}
+    for bench in benches:
+        device = short_device(bench)
+        mine: dict[tuple, dict[str, dict]] = {}
+        for r in bench["rows"]:
+            mine.setdefault((r["dtype"], r["mode"], r.get("batch")), {})[r["model"]] = r
+        for (dtype, mode, batch), rows in mine.items():
+            several = len({b for d, m, b in mine if (d, m) == (dtype, mode)}) > 1
+            label = f"{device} {dtype} {mode}" + (f" b{batch}" if several else "")
+            label = f"{label} [{bench.get('preset', '?')}]" if label in out else label
+            out[label] = Measurement(label, device, dtype, mode, batch, rows, bench)
+    return list(out.values())
+
+
+def current(runs: list[Measurement], models: tuple[str, ...]
+            ) -> tuple[list[Measurement], list[tuple[Measurement, list[Measurement]]]]:
+    """The measurements that have all of ``models`` and are of the latest model form
+    measured on their device, dtype and mode; and each one of an earlier form that those
+    replace, with its replacements."""
+    having = [m for m in runs if all(name in m.rows for name in models)]
+    latest: dict[tuple, int] = {}
+    for m in having:
+        latest[m.key] = max(latest.get(m.key, -1), form_rank(m.bench))
+    kept = [m for m in having if form_rank(m.bench) == latest[m.key]]
+    replaced = [(m, [k for k in kept if k.key == m.key]) for m in having if m not in kept]
+    return kept, replaced
+
+
+def _what_changed(old: Measurement, new: Measurement) -> str:
+    """The differences between two records of one device, dtype and mode: model form (and
+    what the new one is), batch, torch, commit."""
+    parts = []
+    if old.bench.get("model_form") != new.bench.get("model_form"):
+        form = new.bench.get("model_form")
+        parts.append(f"model form {old.bench.get('model_form', 'not recorded')} -> {form} "
+                     f"({MODEL_FORMS.get(form, 'not recorded')})")
+    if old.batch != new.batch:
+        parts.append(f"batch {old.batch} -> {new.batch}")
+    for field in ("torch", "git_commit"):
+        a, b = (str(m.bench["environment"].get(field))[:12] for m in (old, new))
+        if a != b:
+            parts.append(f"{field.replace('git_', '')} {a} -> {b}")
+    return "; ".join(parts)
+
+
+def replaced_table(benches: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Earlier-form measurements of Mixer-B/16 against ViT-B/16 that the verdict no longer
+    reads: each with the measurement that replaces it, both ratios and what changed."""
+    pair = ("Mixer-B/16", VIT_PEERS["ViT-B/16"])
+    _, replaced = current(measurements(benches), pair)
+    rows = [[old.title, preset_line(old.bench), f"{old.ratio(*pair):.2f}x", new.title,
+             preset_line(new.bench), f"{new.ratio(*pair):.2f}x", _what_changed(old, new)]
+            for old, news in replaced for new in news]
+    return (["measurement", "its record", "Mixer-B/16 / ViT-B/16", "replaced by",
+             "its record", "Mixer-B/16 / ViT-B/16", "what changed"], rows)
+
+
+def _model_name(name: str) -> str:
+    """How the table names a measured model: ViT by its paper name, our earlier form and
+    timm's Mixer said so."""
+    if name.startswith("legacy:"):
+        return f"{name[7:]}, earlier form (bcs-expand)"
+    if name.startswith("timm:") and name not in VIT_PEERS.values():
+        return f"timm {name[5:]}"
+    return next((vit for vit, timm in VIT_PEERS.items() if timm == name), name)
 
 
 def throughput_table(benches: list[dict]) -> tuple[list[str], list[list]]:
     """Headers and rows: each model's inference throughput relative to Mixer-B/16 in every
-    measurement (see :func:`measurements`) that has Mixer-B/16, beside the paper's ratio."""
-    runs = [(label, rows) for label, rows in measurements(benches) if "Mixer-B/16" in rows]
+    measurement (see :func:`measurements`) that has Mixer-B/16 and another model, beside
+    the paper's ratio. A column of an earlier model form says so (:attr:`Measurement.title`)."""
+    runs = [m for m in measurements(benches) if "Mixer-B/16" in m.rows and len(m.rows) > 1]
     models: dict[str, dict] = {}
-    for _, rows in runs:
-        for name, r in rows.items():
+    for m in runs:
+        for name, r in m.rows.items():
             models.setdefault(name, r)
     out = []
     for name, r in models.items():
-        short = next((vit for vit, timm in VIT_PEERS.items() if timm == name), name)
+        short = _model_name(name)
         paper = PAPER_THROUGHPUT.get(short)
         base, _, opts = short.partition("@")  # the resolution has its own column
         shown = base + (", token MLP D_S x 4 (App. C)" if "tokens_mlp_dim" in opts else "")
         out.append([shown, r.get("img_size") or 224, f"{r['gflops_fwd']:.1f}",
-                    *[f"{rows[name]['infer_img_s'] / rows['Mixer-B/16']['infer_img_s']:.2f}"
-                      if name in rows else "-" for _, rows in runs],
+                    *[f"{m.ratio(name, 'Mixer-B/16'):.2f}" if name in m.rows else "-"
+                      for m in runs],
                     f"{paper / PAPER_THROUGHPUT['Mixer-B/16']:.2f}" if paper else "-"])
-    return (["model", "px", "GFLOPs", *[label for label, _ in runs],
-             "paper (TPU-v3)"], out)
-
-
-def measurements(benches: list[dict]) -> list[tuple[str, dict[str, dict]]]:
-    """One ``(label, rows by model)`` per record, dtype and mode measured in ``benches``; the
-    label names the device, dtype and mode (``"H200 bf16 eager"``), and the record's preset
-    too when an earlier record already has that label (``"H200 bf16 eager
-    [claims-gpu-compile]"``). Ratios are only ever taken within one measurement."""
-    out: dict[str, dict[str, dict]] = {}
-    for bench in benches:
-        device = bench["environment"]["device"].split(" (")[0].replace("NVIDIA ", "")
-        mine: dict[str, dict[str, dict]] = {}
-        for r in bench["rows"]:
-            mine.setdefault(f"{device} {r['dtype']} {r['mode']}", {})[r["model"]] = r
-        for label, rows in mine.items():
-            out[f"{label} [{bench.get('preset', '?')}]" if label in out else label] = rows
-    return list(out.items())
+    return ["model", "px", "GFLOPs", *[m.title for m in runs], "paper (TPU-v3)"], out
 
 
 THROUGHPUT_KEYS = ("b16_ratio_cpu_fp32_eager", "b16_ratio_H200_fp32_eager",
@@ -64,31 +180,45 @@ THROUGHPUT_KEYS = ("b16_ratio_cpu_fp32_eager", "b16_ratio_H200_fp32_eager",
 
 
 def throughput_summary(benches: list[dict]) -> dict[str, str]:
-    """The figures the Claims chapter quotes from the E5 records: Mixer-B/16 / ViT-B/16
-    inference throughput for the first record of each (device, dtype, mode) as
+    """The figures the Claims chapter quotes: Mixer-B/16 / ViT-B/16 inference throughput in
+    the first current measurement (:func:`current`) of each (device, dtype, mode) as
     ``b16_ratio_<device>_<dtype>_<mode>``, and on the H200 in bf16 the achieved TFLOP/s of both
     (forward GFLOPs x images/s) with the bf16 matmul peak measured in the same run. A figure
     without a record reads "(not measured)"."""
     text = {k: "(not measured)" for k in THROUGHPUT_KEYS}
-    achieved = {}
-    for label, rows in measurements(benches):
-        m, v = rows.get("Mixer-B/16"), rows.get(VIT_PEERS["ViT-B/16"])
-        if m and v and "[" not in label:  # the first record of each device, dtype, mode
-            key = label.replace(" ", "_")
-            text[f"b16_ratio_{key}"] = f"{m['infer_img_s'] / v['infer_img_s']:.2f}x"
-            achieved[key] = (m["gflops_fwd"] * m["infer_img_s"] / 1e3,
-                             v["gflops_fwd"] * v["infer_img_s"] / 1e3)
-    if "H200_bf16_eager" in achieved:
-        mix, vit = achieved["H200_bf16_eager"]
-        peak = next(b["matmul_peak_tflops"] for b in benches if b["preset"] == "claims-gpu")
-        text |= {"h200_mixer_tflops": f"{mix:.0f}", "h200_vit_tflops": f"{vit:.0f}",
-                 "h200_peak": f"{peak:.0f}"}
+    seen = set()
+    for run in current(measurements(benches), ("Mixer-B/16", VIT_PEERS["ViT-B/16"]))[0]:
+        if run.key in seen:
+            continue
+        seen.add(run.key)
+        key = "_".join(run.key).replace(" ", "_")
+        text[f"b16_ratio_{key}"] = f"{run.ratio('Mixer-B/16', VIT_PEERS['ViT-B/16']):.2f}x"
+        if key == "H200_bf16_eager":
+            mix, vit = (run.rows[m]["gflops_fwd"] * run.rows[m]["infer_img_s"] / 1e3
+                        for m in ("Mixer-B/16", VIT_PEERS["ViT-B/16"]))
+            peak = (run.bench.get("matmul_peak_tflops_by_dtype") or {}).get("bf16") \
+                or run.bench.get("matmul_peak_tflops")
+            text |= {"h200_mixer_tflops": f"{mix:.0f}", "h200_vit_tflops": f"{vit:.0f}"}
+            if peak:
+                text["h200_peak"] = f"{peak:.0f}"
     return text
 
 
+def preset_line(bench: dict) -> str:
+    """A record in a few words: preset, model form, commit, date."""
+    env = bench["environment"]
+    return (f"[{bench.get('preset', '?')}] form {bench.get('model_form', 'not recorded')}, "
+            f"commit {str(env.get('git_commit'))[:12]}, {str(env.get('date'))[:10]}")
+
+
 def provenance_lines(benches: list[dict]) -> list[str]:
-    """One line per benchmark record: preset, device, batch, torch, commit, date."""
-    return [f"[{b['preset']}] {b['environment']['device']}, batch {b['rows'][0]['batch']}, "
-            f"torch {b['environment']['torch']}, commit "
-            f"{str(b['environment']['git_commit'])[:12]}, {b['environment']['date']}"
-            for b in benches]
+    """One line per benchmark record: preset, device, batches, model form, torch, commit,
+    date."""
+    lines = []
+    for b in benches:
+        env, batches = b["environment"], sorted({r["batch"] for r in b["rows"]})
+        lines.append(f"[{b['preset']}] {env['device']}, batch "
+                     f"{', '.join(map(str, batches))}, model form "
+                     f"{b.get('model_form', 'not recorded')}, torch {env['torch']}, commit "
+                     f"{str(env['git_commit'])[:12]}, {env['date']}")
+    return lines

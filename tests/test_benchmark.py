@@ -36,6 +36,9 @@ def test_throughput_benchmark_runs_at_tiny_size(bench, tmp_path, capsys):
     assert ours.gflops_fwd > 0 and ours.infer_img_s > 0 and ours.train_img_s > 0
     record = json.loads(next(tmp_path.glob("benchmark-tiny-*.json")).read_text())
     assert record["environment"]["torch"] and len(record["rows"]) == 2
+    from mixer_lib.model import MODEL_FORM
+
+    assert record["model_form"] == MODEL_FORM  # what the ledger reads to order records
 
 
 def test_model_specs_parse_config_overrides(bench):
