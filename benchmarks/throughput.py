@@ -17,8 +17,12 @@ Prints a table and writes a JSON record (environment, device, commit) to ``resul
 from __future__ import annotations
 
 import argparse
+import atexit
+import os
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
@@ -107,6 +111,11 @@ class Row:
     infer_tflops: float | None = None
     infer_mfu: float | None = None
     rounds: int = 1
+    # the first call of each, compilation included in compile mode (the compiler's caches in
+    # a folder empty when the process starts; the largest over rounds, since later rounds
+    # find the first round's compiled code there)
+    first_infer_s: float | None = None
+    first_train_s: float | None = None
 
 
 def parse_spec(name: str) -> tuple[str, dict[str, object]]:
@@ -178,6 +187,15 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def first_call_seconds(fn, device) -> float:
+    """Seconds of one call of ``fn`` (the first: with compilation in compile mode)."""
+    sync(device)
+    t = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t
+
+
 def timed(fn, device, warmup: int, repeats: int, batch: int) -> float:
     """Median images/s of ``fn`` over ``repeats`` calls after ``warmup`` calls."""
     for _ in range(warmup):
@@ -223,6 +241,8 @@ def measure(name: str, dtype: str, mode: str, args, device, peak: float | None) 
             raise AssertionError(f"{name}: flop_counter {flops} != closed form {analytic}")
     if dtype == "bf16w":  # inference with the weights themselves in bf16, no autocast
         model, x = model.to(torch.bfloat16), x.to(torch.bfloat16)
+    if mode == "compile":
+        torch._dynamo.reset()  # compile as a fresh process would, not from this one's cache
     fwd = torch.compile(model) if mode == "compile" else model
     amp = dict(device_type=device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
@@ -246,19 +266,22 @@ def measure(name: str, dtype: str, mode: str, args, device, peak: float | None) 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     model.eval()
+    first_infer = first_call_seconds(infer, device)
     infer_rate = timed(infer, device, args.warmup, args.repeats, args.batch)
     infer_tflops = flops * infer_rate / 1e12
     infer_mfu = infer_tflops / peak if peak else None
     if getattr(args, "inference_only", False) or dtype == "bf16w":
         return Row(name, dtype, mode, args.batch, params / 1e6, flops / 1e9, infer_rate,
-                   None, None, None, None, size, infer_tflops, infer_mfu)
+                   None, None, None, None, size, infer_tflops, infer_mfu,
+                   first_infer_s=first_infer)
     model.train()
+    first_train = first_call_seconds(step, device)
     train_rate = timed(step, device, args.warmup, args.repeats, args.batch)
     mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     train_tflops = 3 * flops * train_rate / 1e12  # forward + backward = 3x forward FLOPs
     return Row(name, dtype, mode, args.batch, params / 1e6, flops / 1e9, infer_rate,
                train_rate, mem, train_tflops, train_tflops / peak if peak else None, size,
-               infer_tflops, infer_mfu)
+               infer_tflops, infer_mfu, first_infer_s=first_infer, first_train_s=first_train)
 
 
 def print_table(rows: list[Row], peak: float | None) -> None:
@@ -288,15 +311,16 @@ def print_table(rows: list[Row], peak: float | None) -> None:
 
 def median_row(rows: list[Row]) -> Row:
     """One row from the rounds of one configuration: median rates (and the TFLOP/s and MFU
-    that go with them), largest peak memory."""
+    that go with them), largest peak memory and first-call times."""
     def med(key: str) -> float | None:
         values = [getattr(r, key) for r in rows if getattr(r, key) is not None]
         return statistics.median(values) if values else None
 
     out = Row(**{**asdict(rows[0]), **{k: med(k) for k in (
         "infer_img_s", "train_img_s", "train_tflops", "mfu", "infer_tflops", "infer_mfu")}})
-    mems = [r.peak_mem_gib for r in rows if r.peak_mem_gib is not None]
-    out.peak_mem_gib = max(mems) if mems else None
+    for key in ("peak_mem_gib", "first_infer_s", "first_train_s"):  # the largest
+        values = [getattr(r, key) for r in rows if getattr(r, key) is not None]
+        setattr(out, key, max(values) if values else None)
     out.rounds = len(rows)
     return out
 
@@ -349,6 +373,10 @@ def main(argv: list[str] | None = None) -> list[Row]:
     for key, value in preset.items():
         setattr(args, key, value)
     device = torch.device(args.device)
+    if "compile" in args.modes:  # compile times of a machine that has not compiled these yet
+        cold = tempfile.mkdtemp(prefix="compile-cache-")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.environ["TRITON_CACHE_DIR"] = cold
+        atexit.register(shutil.rmtree, cold, True)
     # Warm the device up (clocks, thread pool, allocator) so the first model measured is not
     # penalised; on GPU this also measures the bf16 matmul peak used for MFU.
     peak = matmul_peak_tflops(device) if device.type == "cuda" else None

@@ -83,8 +83,9 @@ def measurements(benches: list[dict]) -> list[Measurement]:
     """One :class:`Measurement` per record, dtype, mode and batch in ``benches``; the label
     names the device, dtype and mode (``"H200 bf16 eager"``), the batch when the record
     measured several (``"H200 bf16 eager b512"``), and the record's preset when an earlier
-    record already has that label (``"H200 bf16 eager [claims-gpu-compile]"``). Ratios are
-    only ever taken within one measurement."""
+    record already has that label (``"H200 bf16 eager [claims-gpu-compile]"``), and its date
+    when one of the same preset does too. Ratios are only ever taken within one
+    measurement."""
     out: dict[str, Measurement] = {}
     for bench in benches:
         device = short_device(bench)
@@ -93,8 +94,13 @@ def measurements(benches: list[dict]) -> list[Measurement]:
             mine.setdefault((r["dtype"], r["mode"], r.get("batch")), {})[r["model"]] = r
         for (dtype, mode, batch), rows in mine.items():
             several = len({b for d, m, b in mine if (d, m) == (dtype, mode)}) > 1
-            label = f"{device} {dtype} {mode}" + (f" b{batch}" if several else "")
-            label = f"{label} [{bench.get('preset', '?')}]" if label in out else label
+            base = f"{device} {dtype} {mode}" + (f" b{batch}" if several else "")
+            preset, date = bench.get("preset", "?"), str(bench["environment"].get("date"))
+            label = next(name for name in (base, f"{base} [{preset}]",
+                                           f"{base} [{preset}, {date[:16]}]",
+                                           *(f"{base} [{preset}, {date[:16]}, {n}]"
+                                             for n in range(2, len(benches) + 2)))
+                         if name not in out)
             out[label] = Measurement(label, device, dtype, mode, batch, rows, bench)
     return list(out.values())
 

@@ -39,6 +39,7 @@ def test_throughput_benchmark_runs_at_tiny_size(bench, tmp_path, capsys):
     from mixer_lib.model import MODEL_FORM
 
     assert record["model_form"] == MODEL_FORM  # what the ledger reads to order records
+    assert all(r["first_infer_s"] > 0 and r["first_train_s"] > 0 for r in record["rows"])
 
 
 def test_model_specs_parse_config_overrides(bench):

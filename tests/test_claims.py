@@ -90,6 +90,10 @@ def test_throughput_verdict_counts_every_measurement_and_never_mixes_them():
     assert [m.label for m in runs] == ["cpu fp32 eager", "H200 fp32 eager", "H200 bf16 eager"]
     again = bench_record("NVIDIA H200", "bf16", {"Mixer-B/16": 1.0}, preset="other")
     assert measurements([gpu, again])[-1].label == "H200 bf16 eager [other]"
+    later = dict(again, environment=dict(again["environment"], date="2026-11-29T10:00:00"))
+    assert [m.label for m in measurements([gpu, again, later, later])][-3:] == [
+        "H200 bf16 eager [other]", "H200 bf16 eager [other, 2026-11-29T10:00]",
+        "H200 bf16 eager [other, 2026-11-29T10:00, 2]"]  # never one label for two records
     claims = {c["id"]: c for c in ledger({}, [cpu, gpu])}
     assert claims["throughput"]["verdict"] == "partly"  # slower than ViT in bf16 only
     assert "H200 bf16 eager: ViT-B/16 0.67x" in claims["throughput"]["evidence"]
