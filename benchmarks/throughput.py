@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import json
 import os
 import shutil
 import statistics
@@ -36,7 +37,7 @@ sys.path.insert(0, str(REPO))
 from mixer_lib import VARIANTS, MixerConfig, create_model  # noqa: E402
 from mixer_lib.flops import analytic_flops  # noqa: E402
 from mixer_lib.model import MODEL_FORM  # noqa: E402
-from mixer_lib.provenance import environment, write_json  # noqa: E402
+from mixer_lib.provenance import device_name, environment, write_json  # noqa: E402
 from mixer_lib.records import timm_peer  # noqa: E402
 
 PEERS = ("timm:mixer_b16_224", "timm:vit_base_patch16_224", "timm:resnet50")
@@ -347,6 +348,35 @@ def perf_ratios(rows: list[dict]) -> list[dict]:
     return out
 
 
+def set_aside(path: Path) -> Path:
+    """``path``, after moving a record already there aside under its commit's name
+    (``benchmark-perf-cpu-cpu-4eb6ba1.json``), never overwriting one."""
+    if path.exists():
+        try:
+            commit = json.loads(path.read_text())["environment"]["git_commit"][:7]
+        except (ValueError, KeyError, TypeError):
+            commit = "unreadable"
+        aside = next(c for n in range(1, 1000) if not (c := path.with_name(
+            f"{path.stem}-{commit}{'' if n == 1 else f'-{n}'}.json")).exists())
+        path.rename(aside)
+        print(f"the earlier record {path.name} is kept as {aside.name}", file=sys.stderr)
+    return path
+
+
+def write_record(path: Path, args, device, peak, peaks, by_config, done: int,
+                 total: int) -> None:
+    """The record of the configurations measured so far (``complete`` once all of them
+    are: ``done`` of ``total`` measurements)."""
+    rows = [asdict(median_row(measured)) for measured in by_config.values()]
+    write_json(path, {"preset": args.preset, "img_size": args.img_size,
+                      "model_form": MODEL_FORM, "complete": done == total,
+                      "measured": f"{done} of {total}",
+                      "matmul_peak_tflops": peak, "matmul_peak_tflops_by_dtype": peaks,
+                      "train_micro_batch": getattr(args, "train_micro", None),
+                      "environment": environment(device), "rows": rows,
+                      "ratios": perf_ratios(rows)})
+
+
 def main(argv: list[str] | None = None) -> list[Row]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-small")
@@ -388,8 +418,11 @@ def main(argv: list[str] | None = None) -> list[Row]:
                                        10, torch.bfloat16 if d.startswith("bf16")
                                        else torch.float32)
                  for d in args.dtypes}
-    configs = [(name, dtype, mode, batch) for name in args.models for dtype in args.dtypes
-               for mode in args.modes for batch in getattr(args, "batches", None) or [args.batch]
+    # every model at one batch, dtype and mode before the next (the first batch, dtype and
+    # mode first), so that a run cut short by its time limit keeps whole comparisons
+    configs = [(name, dtype, mode, batch)
+               for batch in getattr(args, "batches", None) or [args.batch]
+               for dtype in args.dtypes for mode in args.modes for name in args.models
                if not (mode == "compile" and args.compile_models is not None
                        and name not in args.compile_models)
                and not (mode == "compile" and dtype not in getattr(args, "compile_dtypes",
@@ -397,6 +430,11 @@ def main(argv: list[str] | None = None) -> list[Row]:
     # rounds: the whole sweep again, models interleaved, the median per configuration (a
     # noisy machine's drift then spreads over every model instead of favouring one)
     by_config: dict[tuple, list[Row]] = {}
+    path = None
+    if args.out:
+        tag = device_name(device).split(" (")[0].replace(" ", "-")
+        path = set_aside(Path(args.out) / f"benchmark-{args.preset}-{tag}.json")
+    total = len(configs) * (getattr(args, "rounds", None) or 1)
     for round_ in range(getattr(args, "rounds", None) or 1):
         for name, dtype, mode, batch in configs:
             args.batch = batch
@@ -404,22 +442,16 @@ def main(argv: list[str] | None = None) -> list[Row]:
                   file=sys.stderr, flush=True)
             by_config.setdefault((name, dtype, mode, batch), []).append(
                 measure(name, dtype, mode, args, device, peaks.get(dtype) or peak))
+            if path:  # after each configuration, so a run cut short keeps what it measured
+                done = sum(map(len, by_config.values()))
+                write_record(path, args, device, peak, peaks, by_config, done, total)
     rows = [median_row(measured) for measured in by_config.values()]
     print_table(rows, peak)
     for q in perf_ratios([asdict(r) for r in rows]):
         train = f"{q['training']:.2f}x" if q["training"] else "n/a"
         print(f"Mixer-B/16 {q['mode']} / {q['peer']} {q['peer_mode']} [{q['dtype']}, batch "
               f"{q['batch']}]: inference {q['inference']:.2f}x, training {train}")
-    if args.out:
-        env = environment(device)
-        tag = env["device"].split(" (")[0].replace(" ", "-")
-        path = Path(args.out) / f"benchmark-{args.preset}-{tag}.json"
-        write_json(path, {"preset": args.preset, "img_size": args.img_size,
-                          "model_form": MODEL_FORM,
-                          "matmul_peak_tflops": peak, "matmul_peak_tflops_by_dtype": peaks,
-                          "train_micro_batch": getattr(args, "train_micro", None),
-                          "environment": env, "rows": [asdict(r) for r in rows],
-                          "ratios": perf_ratios([asdict(r) for r in rows])})
+    if path:
         print(f"record: {path}")
     return rows
 

@@ -226,5 +226,34 @@ def provenance_lines(benches: list[dict]) -> list[str]:
         lines.append(f"[{b['preset']}] {env['device']}, batch "
                      f"{', '.join(map(str, batches))}, model form "
                      f"{b.get('model_form', 'not recorded')}, torch {env['torch']}, commit "
-                     f"{str(env['git_commit'])[:12]}, {env['date']}")
+                     f"{str(env['git_commit'])[:12]}, {env['date']}"
+                     + ("" if b.get("complete", True) else
+                        f" (cut short: {b.get('measured')} measurements)"))
     return lines
+
+
+def compile_payback(benches: list[dict], model: str = "Mixer-B/16"
+                    ) -> tuple[list[str], list[list[str]]]:
+    """When ``torch.compile`` pays for itself in a training run, from each record that timed
+    ``model``'s first calls eager and compiled (same dtype and batch): the compile time (first
+    compiled training step and first compiled inference call, less a step of each), the
+    training step eager and compiled, and the number of training steps after which the time
+    saved covers the compile time ("never" when the compiled step is not faster)."""
+    out = []
+    for bench in benches:
+        rows = {(r["dtype"], r["batch"], r["mode"]): r for r in bench["rows"]
+                if r["model"] == model and r.get("first_train_s") is not None}
+        for (dtype, batch, mode), comp in rows.items():
+            eager = rows.get((dtype, batch, "eager"))
+            if mode != "compile" or eager is None:
+                continue
+            step_e, step_c = batch / eager["train_img_s"], batch / comp["train_img_s"]
+            cost = (comp["first_train_s"] - step_c) + (comp["first_infer_s"]
+                                                      - batch / comp["infer_img_s"])
+            saved = step_e - step_c
+            steps = (f"{cost / saved:,.0f} ({cost / saved * step_e / 60:,.1f} min eager)"
+                     if saved > 0 else "never (the compiled step is slower)")
+            out.append([short_device(bench), dtype, str(batch), f"{cost:.0f}",
+                        f"{step_e:.3f}", f"{step_c:.3f}", steps, preset_line(bench)])
+    return (["device", "dtype", "batch", "compile s", "eager step s", "compiled step s",
+             "steps to pay back", "record"], out)

@@ -8,7 +8,10 @@
 #    c090817), timm's mixer_b16_224 and vit_base_patch16_224 (fused attention): inference and
 #    a training step of the fine-tuning recipe, bf16 and float32, batch 128 and 512 (training
 #    at 512 in micro-batches of 128), inference with bf16 weights (no autocast), with the bf16
-#    and float32 matmul peaks measured in the same run.
+#    and float32 matmul peaks measured in the same run; the first compiled calls timed from
+#    empty compiler caches (where compiling pays for itself). Batch 128 is measured first,
+#    every model at one dtype and mode before the next, and the record is rewritten after
+#    each configuration, so a run cut short by the limit keeps whole comparisons.
 # 2. (at most 60 s) The input pipeline on 500x375 JPEG stand-ins: one CPU worker, the loader
 #    with 1, 4, 8 and 16 workers, --decode device with as many workers, against Mixer-B/16
 #    training alone.

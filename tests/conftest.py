@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from mixer_lib.model import MODEL_FORM
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -50,3 +52,15 @@ def cifar_root() -> Path:
 def _seed_and_threads():
     torch.manual_seed(0)
     yield
+
+
+def bench_record(device: str, dtype: str, rates: dict[str, float], preset: str = "claims",
+                 mode: str = "eager", form: str = MODEL_FORM, batch: int = 4,
+                 commit: str = "a" * 40, date: str = "2026-11-26T01:00:00+00:00") -> dict:
+    """A synthetic throughput record (``benchmarks/throughput.py``'s layout): one row per model
+    with its inference images/s."""
+    return {"preset": preset, "model_form": form, "rows": [
+        {"model": m, "infer_img_s": v, "dtype": dtype, "mode": mode, "batch": batch,
+         "gflops_fwd": 1.0, "img_size": 224} for m, v in rates.items()],
+        "environment": {"device": device, "torch": "2.14.1", "git_commit": commit,
+                        "date": date}}

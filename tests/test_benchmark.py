@@ -40,6 +40,33 @@ def test_throughput_benchmark_runs_at_tiny_size(bench, tmp_path, capsys):
 
     assert record["model_form"] == MODEL_FORM  # what the ledger reads to order records
     assert all(r["first_infer_s"] > 0 and r["first_train_s"] > 0 for r in record["rows"])
+    assert record["complete"] and record["measured"] == "2 of 2"
+
+
+def test_throughput_record_is_written_as_it_goes_and_never_overwritten(bench, tmp_path,
+                                                                        monkeypatch):
+    """A run cut short keeps the configurations it measured (``complete`` false); a second
+    run moves the earlier record aside under its commit's name instead of replacing it."""
+    real = bench.measure
+
+    def second_fails(name, *args):
+        if name == "timm:mixer_s32_224":
+            raise KeyboardInterrupt  # as the time limit's signal would stop it
+        return real(name, *args)
+
+    monkeypatch.setattr(bench, "measure", second_fails)
+    with pytest.raises(KeyboardInterrupt):
+        bench.main(["--preset", "tiny", "--device", "cpu", "--out", str(tmp_path)])
+    [path] = tmp_path.glob("benchmark-tiny-*.json")
+    cut = json.loads(path.read_text())
+    assert not cut["complete"] and cut["measured"] == "1 of 2"
+    assert [r["model"] for r in cut["rows"]] == ["Mixer-S/32"]
+    monkeypatch.setattr(bench, "measure", real)
+    bench.main(["--preset", "tiny", "--device", "cpu", "--out", str(tmp_path)])
+    commit = cut["environment"]["git_commit"][:7]
+    kept = path.with_name(f"{path.stem}-{commit}.json")
+    assert json.loads(kept.read_text()) == cut  # the cut-short record, as it was
+    assert json.loads(path.read_text())["complete"]
 
 
 def test_model_specs_parse_config_overrides(bench):

@@ -9,17 +9,10 @@ import torch
 from mixer_lib.analysis import local_energy, token_mixing_stats
 from mixer_lib.autopsy import autopsy, explanation_support, group_effect, group_mean
 from mixer_lib.claims import VERDICTS, ledger
-from mixer_lib.model import MODEL_FORM, create_model
+from mixer_lib.model import create_model
 from mixer_lib.study import DEVIATIONS, study_runs
-from mixer_lib.throughputs import (
-    MODEL_FORMS,
-    current,
-    measurements,
-    replaced_table,
-    throughput_benchmarks,
-    throughput_summary,
-    throughput_table,
-)
+from mixer_lib.throughputs import measurements, throughput_table
+from tests.conftest import bench_record
 
 
 def rec(top1: float, n: int = 5000) -> dict:
@@ -67,16 +60,6 @@ def test_autopsy_and_explanations():
     assert all(r["status"] == "pending" and r["effect_points"] is None for r in pending)
 
 
-def bench_record(device: str, dtype: str, rates: dict[str, float], preset: str = "claims",
-                 mode: str = "eager", form: str = MODEL_FORM, batch: int = 4,
-                 commit: str = "a" * 40, date: str = "2026-11-26T01:00:00+00:00") -> dict:
-    return {"preset": preset, "model_form": form, "rows": [
-        {"model": m, "infer_img_s": v, "dtype": dtype, "mode": mode, "batch": batch,
-         "gflops_fwd": 1.0, "img_size": 224} for m, v in rates.items()],
-        "environment": {"device": device, "torch": "2.14.1", "git_commit": commit,
-                        "date": date}}
-
-
 def test_throughput_verdict_counts_every_measurement_and_never_mixes_them():
     cpu = bench_record("cpu (x86_64, 2 cores)", "fp32", {
         "Mixer-B/16": 10.0, "timm:vit_base_patch16_224": 7.0, "Mixer-B/16@img_size=448": 2.5})
@@ -112,84 +95,6 @@ def test_throughput_verdict_counts_every_measurement_and_never_mixes_them():
     assert {c["id"]: c for c in ledger({}, [slow])}["throughput"]["verdict"] == \
         "not reproduced"
     assert {c["id"]: c for c in ledger({}, [])}["throughput"]["verdict"] == "pending"
-
-
-B16, VITB = "Mixer-B/16", "timm:vit_base_patch16_224"
-
-
-def test_model_forms_end_with_the_form_the_model_computes_now():
-    assert list(MODEL_FORMS)[-1] == MODEL_FORM and len(MODEL_FORMS) == len(set(MODEL_FORMS))
-
-
-def test_a_later_model_form_replaces_earlier_measurements_and_the_verdict_follows_it():
-    """Issue 17: the verdict is recomputed from records of the new model form by the same
-    rule; the earlier records stay, listed with what replaced them and what changed."""
-    old_cpu = bench_record("cpu (x86_64, 2 cores)", "fp32", {B16: 10.0, VITB: 8.0,
-                           "Mixer-B/16@img_size=448": 2.5}, form="bcs-expand")
-    old_gpu = bench_record("NVIDIA H200", "bf16", {B16: 300.0, VITB: 450.0},
-                           preset="claims-gpu", form="bcs-expand", batch=128,
-                           commit="b" * 40)
-    assert {c["id"]: c for c in ledger({}, [old_cpu, old_gpu])}["throughput"]["verdict"] == \
-        "partly"
-    new_gpu = bench_record("NVIDIA H200", "bf16", {B16: 700.0, VITB: 500.0, "legacy:" + B16:
-                           320.0}, preset="perf-gpu", batch=128, commit="c" * 40,
-                           date="2026-11-28T00:00:00+00:00")
-    new_gpu["rows"] += bench_record("NVIDIA H200", "bf16", {B16: 760.0, VITB: 520.0},
-                                    batch=512)["rows"]
-    benches = [old_cpu, old_gpu, new_gpu]
-    runs = measurements(benches)
-    assert [m.label for m in runs] == ["cpu fp32 eager", "H200 bf16 eager",
-                                       "H200 bf16 eager b128", "H200 bf16 eager b512"]
-    kept, replaced = current(runs, (B16, VITB))
-    assert [m.label for m in kept] == ["cpu fp32 eager", "H200 bf16 eager b128",
-                                       "H200 bf16 eager b512"]
-    assert [(old.label, [n.label for n in news]) for old, news in replaced] == [
-        ("H200 bf16 eager", ["H200 bf16 eager b128", "H200 bf16 eager b512"])]
-    claims = {c["id"]: c for c in ledger({}, benches)}
-    assert claims["throughput"]["verdict"] == "reproduced"  # 1.40x and 1.46x on the H200 now
-    evidence = claims["throughput"]["evidence"]
-    assert "H200 bf16 eager b128: ViT-B/16 1.40x" in evidence
-    assert "b512: ViT-B/16 1.46x" in evidence and "0.67x" not in evidence
-    assert "cpu fp32 eager (earlier form): ViT-B/16 1.25x" in evidence  # nothing replaced it
-    # the linear rule keeps the only measurement at 448 px, said to be of the earlier form
-    assert "cpu fp32 eager (earlier form): 4.00x" in claims["linear"]["evidence"]
-    headers, rows = replaced_table(benches)
-    assert [r[0] for r in rows] == ["H200 bf16 eager (earlier form)"] * 2
-    first = dict(zip(headers, rows[0], strict=False))
-    assert first["replaced by"] == "H200 bf16 eager b128"
-    assert rows[0][2] == "0.67x" and rows[0][5] == "1.40x" and rows[1][5] == "1.46x"
-    assert rows[0][6].startswith("model form bcs-expand -> bsc-tokendense (one contiguous")
-    assert "batch 128" not in rows[0][6] and "batch 128 -> 512" in rows[1][6]
-    assert "commit bbbbbbbbbbbb -> cccccccccccc" in rows[0][6]
-    assert "[claims-gpu] form bcs-expand, commit bbbbbbbbbbbb, 2026-11-26" == rows[0][1]
-    text = throughput_summary(benches)
-    assert text["b16_ratio_H200_bf16_eager"] == "1.40x"  # the first current measurement
-    assert text["b16_ratio_cpu_fp32_eager"] == "1.25x"
-    headers, rows = throughput_table(benches)
-    assert headers[3:7] == ["cpu fp32 eager (earlier form)", "H200 bf16 eager (earlier form)",
-                            "H200 bf16 eager b128", "H200 bf16 eager b512"]
-    legacy = next(r for r in rows if r[0].startswith("Mixer-B/16, earlier form"))
-    assert legacy[3:] == ["-", "-", "0.46", "-", "-"]
-    # a record that does not say its form counts as older than any named form
-    unnamed = dict(new_gpu, model_form=None)
-    assert [m.bench["model_form"] for m in current(measurements([old_gpu, unnamed]),
-                                                   (B16, VITB))[0]] == ["bcs-expand"]
-
-
-def test_throughput_records_are_read_from_both_folders_by_date(tmp_path):
-    import json
-
-    study, perf = tmp_path / "study", tmp_path / "perf"
-    for folder, name, date in ((study, "benchmark-claims-cpu.json", "2026-11-26T02"),
-                               (perf, "benchmark-perf-cpu-cpu.json", "2026-11-25T02"),
-                               (perf, "benchmark-input-cpu.json", "2026-11-24T02"),
-                               (study, "claims.json", "2026-11-24T02")):
-        folder.mkdir(exist_ok=True)
-        (folder / name).write_text(json.dumps({"preset": name, "environment": {"date": date},
-                                               "rows": []}))
-    found = throughput_benchmarks((study, perf))
-    assert [b["preset"] for b in found] == ["benchmark-perf-cpu-cpu.json",
-                                           "benchmark-claims-cpu.json"]
 
 
 def test_hardware_explanation_from_the_same_run_on_two_devices():
@@ -291,21 +196,6 @@ def test_significance_is_decided_in_one_place():
     assert accuracy_change(90.0, 91.0, 10_000).verdict == "gain"
     assert accuracy_change(90.0, 90.5, 10_000).verdict == "within noise"
     assert accuracy_change(90.0, 89.0, 10_000).verdict == "drop"
-
-
-def test_throughput_summary_quotes_the_first_record_of_each_measurement():
-    def row(model, img_s, gflops):
-        return {"model": model, "dtype": "bf16", "mode": "eager", "infer_img_s": img_s,
-                "gflops_fwd": gflops, "batch": 128}
-
-    bench = {"preset": "claims-gpu", "matmul_peak_tflops": 800.0, "model_form": MODEL_FORM,
-             "environment": {"device": "NVIDIA H200"},
-             "rows": [row("Mixer-B/16", 6000.0, 25.0),
-                      row("timm:vit_base_patch16_224", 8000.0, 35.0)]}
-    text = throughput_summary([bench])
-    assert text["b16_ratio_H200_bf16_eager"] == "0.75x"
-    assert text["h200_mixer_tflops"] == "150" and text["h200_vit_tflops"] == "280"
-    assert text["h200_peak"] == "800" and text["b16_ratio_cpu_fp32_eager"] == "(not measured)"
 
 
 def test_rule_rows_state_every_rule_as_the_code_applies_it():
