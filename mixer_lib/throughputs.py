@@ -120,20 +120,16 @@ def current(runs: list[Measurement], models: tuple[str, ...]
 
 
 def _what_changed(old: Measurement, new: Measurement) -> str:
-    """The differences between two records of one device, dtype and mode: model form (and
-    what the new one is), batch, torch, commit."""
-    parts = []
-    if old.bench.get("model_form") != new.bench.get("model_form"):
-        form = new.bench.get("model_form")
-        parts.append(f"model form {old.bench.get('model_form', 'not recorded')} -> {form} "
-                     f"({MODEL_FORMS.get(form, 'not recorded')})")
-    if old.batch != new.batch:
-        parts.append(f"batch {old.batch} -> {new.batch}")
-    for field in ("torch", "git_commit"):
-        a, b = (str(m.bench["environment"].get(field))[:12] for m in (old, new))
-        if a != b:
-            parts.append(f"{field.replace('git_', '')} {a} -> {b}")
-    return "; ".join(parts)
+    """The differences between two records of one device, dtype and mode: model form
+    (:func:`forms_table` says what each is), batch, torch, commit."""
+    def field(m: Measurement, key: str) -> str:
+        value = m.bench.get("model_form") if key == "form" else m.batch if key == "batch" \
+            else m.bench["environment"].get("git_commit" if key == "commit" else key)
+        return str(value)[:7] if key == "commit" else str(value)
+
+    return "; ".join(f"{key} {field(old, key)} -> {field(new, key)}"
+                     for key in ("form", "batch", "torch", "commit")
+                     if field(old, key) != field(new, key))
 
 
 def replaced_table(benches: list[dict]) -> tuple[list[str], list[list[str]]]:
@@ -141,11 +137,45 @@ def replaced_table(benches: list[dict]) -> tuple[list[str], list[list[str]]]:
     reads: each with the measurement that replaces it, both ratios and what changed."""
     pair = ("Mixer-B/16", VIT_PEERS["ViT-B/16"])
     _, replaced = current(measurements(benches), pair)
-    rows = [[old.title, preset_line(old.bench), f"{old.ratio(*pair):.2f}x", new.title,
-             preset_line(new.bench), f"{new.ratio(*pair):.2f}x", _what_changed(old, new)]
-            for old, news in replaced for new in news]
-    return (["measurement", "its record", "Mixer-B/16 / ViT-B/16", "replaced by",
-             "its record", "Mixer-B/16 / ViT-B/16", "what changed"], rows)
+    rows = [[old.title, f"{old.ratio(*pair):.2f}x", new.title, f"{new.ratio(*pair):.2f}x",
+             _what_changed(old, new)] for old, news in replaced for new in news]
+    return (["measurement", "Mixer-B/16 / ViT-B/16", "replaced by", "Mixer-B/16 / ViT-B/16",
+             "what changed"], rows)
+
+
+def forms_table() -> tuple[list[str], list[list[str]]]:
+    """The forms of our model that records name (:data:`MODEL_FORMS`), oldest first."""
+    return ["model form", "how Mixer computes"], [[k, v] for k, v in MODEL_FORMS.items()]
+
+
+PEERS = {"legacy:Mixer-B/16": "its earlier form", "timm:mixer_b16_224": "timm's Mixer-B/16",
+         VIT_PEERS["ViT-B/16"]: "ViT-B/16"}
+
+
+def peer_table(benches: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Our Mixer-B/16 against its peers measured in the same run (its earlier form, timm's
+    Mixer-B/16, ViT-B/16): inference / training images/s ratios per measurement (training
+    "-" where a record measured inference only), and our training at the fraction of the
+    matmul peak measured in that run."""
+    out = []
+    for run in measurements(benches):
+        ours = run.rows.get("Mixer-B/16")
+        if ours is None or not any(peer in run.rows for peer in PEERS):
+            continue
+        cells = []
+        for peer in PEERS:
+            theirs = run.rows.get(peer)
+            if theirs is None:
+                cells.append("-")
+                continue
+            train = (f"{ours['train_img_s'] / theirs['train_img_s']:.2f}x"
+                     if ours.get("train_img_s") and theirs.get("train_img_s") else "-")
+            cells.append(f"{ours['infer_img_s'] / theirs['infer_img_s']:.2f}x / {train}")
+        mfu = f"{100 * ours['mfu']:.0f} %" if ours.get("mfu") else "-"
+        out.append([run.title, str(run.batch), *cells, mfu])
+    return (["measurement", "batch", *[f"ours / {name} (inference / training)"
+                                       for name in PEERS.values()],
+             "ours, training at % of the matmul peak"], out)
 
 
 def _model_name(name: str) -> str:
@@ -160,9 +190,12 @@ def _model_name(name: str) -> str:
 
 def throughput_table(benches: list[dict]) -> tuple[list[str], list[list]]:
     """Headers and rows: each model's inference throughput relative to Mixer-B/16 in every
-    measurement (see :func:`measurements`) that has Mixer-B/16 and another model, beside
-    the paper's ratio. A column of an earlier model form says so (:attr:`Measurement.title`)."""
-    runs = [m for m in measurements(benches) if "Mixer-B/16" in m.rows and len(m.rows) > 1]
+    measurement (see :func:`measurements`) that has Mixer-B/16 and a model other than its
+    peers (E5's variants and resolutions; :func:`peer_table` has Mixer-B/16 against its
+    peers in every measurement), beside the paper's ratio. A column of an earlier model form
+    says so (:attr:`Measurement.title`)."""
+    runs = [m for m in measurements(benches) if "Mixer-B/16" in m.rows
+            and len(set(m.rows) - set(PEERS) - {"Mixer-B/16"}) > 0]
     models: dict[str, dict] = {}
     for m in runs:
         for name, r in m.rows.items():

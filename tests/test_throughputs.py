@@ -10,7 +10,9 @@ from mixer_lib.throughputs import (
     MODEL_FORMS,
     compile_payback,
     current,
+    forms_table,
     measurements,
+    peer_table,
     replaced_table,
     throughput_benchmarks,
     throughput_summary,
@@ -59,21 +61,25 @@ def test_a_later_model_form_replaces_earlier_measurements_and_the_verdict_follow
     assert "cpu fp32 eager (earlier form): 4.00x" in claims["linear"]["evidence"]
     headers, rows = replaced_table(benches)
     assert [r[0] for r in rows] == ["H200 bf16 eager (earlier form)"] * 2
-    first = dict(zip(headers, rows[0], strict=False))
+    first = dict(zip(headers, rows[0], strict=True))
     assert first["replaced by"] == "H200 bf16 eager b128"
-    assert rows[0][2] == "0.67x" and rows[0][5] == "1.40x" and rows[1][5] == "1.46x"
-    assert rows[0][6].startswith("model form bcs-expand -> bsc-tokendense (one contiguous")
-    assert "batch 128" not in rows[0][6] and "batch 128 -> 512" in rows[1][6]
-    assert "commit bbbbbbbbbbbb -> cccccccccccc" in rows[0][6]
-    assert "[claims-gpu] form bcs-expand, commit bbbbbbbbbbbb, 2026-11-26" == rows[0][1]
+    assert rows[0][1] == "0.67x" and rows[0][3] == "1.40x" and rows[1][3] == "1.46x"
+    assert rows[0][4] == "form bcs-expand -> bsc-tokendense; commit bbbbbbb -> ccccccc"
+    assert rows[1][4] == "form bcs-expand -> bsc-tokendense; batch 128 -> 512; commit " \
+        "bbbbbbb -> ccccccc"
     text = throughput_summary(benches)
     assert text["b16_ratio_H200_bf16_eager"] == "1.40x"  # the first current measurement
     assert text["b16_ratio_cpu_fp32_eager"] == "1.25x"
-    headers, rows = throughput_table(benches)
-    assert headers[3:7] == ["cpu fp32 eager (earlier form)", "H200 bf16 eager (earlier form)",
-                            "H200 bf16 eager b128", "H200 bf16 eager b512"]
-    legacy = next(r for r in rows if r[0].startswith("Mixer-B/16, earlier form"))
-    assert legacy[3:] == ["-", "-", "0.46", "-", "-"]
+    headers, rows = throughput_table(benches)  # the variants: only the CPU measured another
+    assert headers[3:] == ["cpu fp32 eager (earlier form)", "paper (TPU-v3)"]
+    headers, rows = peer_table(benches)
+    assert [r[:2] for r in rows] == [["cpu fp32 eager (earlier form)", "4"],
+                                     ["H200 bf16 eager (earlier form)", "128"],
+                                     ["H200 bf16 eager b128", "128"],
+                                     ["H200 bf16 eager b512", "512"]]
+    assert rows[2][2:] == ["2.19x / -", "-", "1.40x / -", "-"]  # 700 / 320: its earlier form
+    assert headers[2] == "ours / its earlier form (inference / training)"
+    assert [form for form, _ in forms_table()[1]] == list(MODEL_FORMS)
     # a record that does not say its form counts as older than any named form
     unnamed = dict(new_gpu, model_form=None)
     assert [m.bench["model_form"] for m in current(measurements([old_gpu, unnamed]),
@@ -137,3 +143,14 @@ def test_compile_pays_back_after_the_steps_its_time_costs():
     assert got["fp32"]["steps to pay back"] == "never (the compiled step is slower)"
     assert got["bf16"]["device"] == "H100 80GB HBM3" and got["bf16"]["record"].startswith(
         "[perf-gpu] form " + MODEL_FORM)
+
+
+def test_peer_table_gives_training_ratios_and_the_fraction_of_peak_where_measured():
+    bench = bench_record("cpu (x86_64, 2 cores)", "fp32", {B16: 6.0, "legacy:" + B16: 5.0,
+                         "timm:mixer_b16_224": 6.0, VITB: 4.0}, preset="perf-cpu", batch=8)
+    for row, train in zip(bench["rows"], (2.0, 1.6, 2.0, 1.25), strict=True):
+        row["train_img_s"], row["mfu"] = train, 0.5 * train
+    bench["rows"].append(dict(bench["rows"][0], mode="compile"))  # ours alone: no row
+    headers, rows = peer_table([bench])
+    assert rows == [["cpu fp32 eager", "8", "1.20x / 1.25x", "1.00x / 1.00x", "1.50x / 1.60x",
+                     "100 %"]]
