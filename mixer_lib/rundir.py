@@ -23,6 +23,7 @@ import socket
 import sys
 import time
 from datetime import UTC, datetime
+from itertools import count
 from pathlib import Path
 from typing import Any
 
@@ -83,16 +84,21 @@ def refuse_or_move_aside(out: Path, cfg: Any, overwrite: bool, hint: str) -> boo
     return False
 
 
-def move_aside(out: Path) -> Path | None:
-    """Rename ``out`` to ``out.replaced-<UTC timestamp>``; returns the new path."""
+def move_aside(out: Path, label: str | None = None) -> Path | None:
+    """Rename ``out`` to ``out.replaced-<UTC timestamp>`` (then ``-1``, ``-2``, ... while
+    taken), or with ``label`` to ``<stem>-<label><suffix>`` (then ``-2``, ``-3``, ...: a
+    record set aside keeps its extension and so its file pattern); returns the new path,
+    None when nothing is at ``out``."""
     if not out.exists():
         return None
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    target = out.with_name(f"{out.name}.replaced-{stamp}")
-    n = 1
-    while target.exists():
-        target = out.with_name(f"{out.name}.replaced-{stamp}-{n}")
-        n += 1
+
+    def name(n: int) -> str:  # n = 0: the first choice
+        if label is None:
+            return f"{out.name}.replaced-{stamp}" + (f"-{n}" if n else "")
+        return f"{out.stem}-{label}" + (f"-{n + 1}" if n else "") + out.suffix
+
+    target = next(t for n in count() if not (t := out.with_name(name(n))).exists())
     out.rename(target)
     return target
 

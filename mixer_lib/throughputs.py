@@ -170,22 +170,12 @@ def peer_table(benches: list[dict]) -> tuple[list[str], list[list[str]]]:
                 continue
             train = (f"{ours['train_img_s'] / theirs['train_img_s']:.2f}x"
                      if ours.get("train_img_s") and theirs.get("train_img_s") else "-")
-            cells.append(f"{ours['infer_img_s'] / theirs['infer_img_s']:.2f}x / {train}")
+            cells.append(f"{run.ratio('Mixer-B/16', peer):.2f}x / {train}")
         mfu = f"{100 * ours['mfu']:.0f} %" if ours.get("mfu") else "-"
         out.append([run.title, str(run.batch), *cells, mfu])
     return (["measurement", "batch", *[f"ours / {name} (inference / training)"
                                        for name in PEERS.values()],
              "ours, training at % of the matmul peak"], out)
-
-
-def _model_name(name: str) -> str:
-    """How the table names a measured model: ViT by its paper name, our earlier form and
-    timm's Mixer said so."""
-    if name.startswith("legacy:"):
-        return f"{name[7:]}, earlier form (bcs-expand)"
-    if name.startswith("timm:") and name not in VIT_PEERS.values():
-        return f"timm {name[5:]}"
-    return next((vit for vit, timm in VIT_PEERS.items() if timm == name), name)
 
 
 def throughput_table(benches: list[dict]) -> tuple[list[str], list[list]]:
@@ -202,7 +192,7 @@ def throughput_table(benches: list[dict]) -> tuple[list[str], list[list]]:
             models.setdefault(name, r)
     out = []
     for name, r in models.items():
-        short = _model_name(name)
+        short = next((vit for vit, timm in VIT_PEERS.items() if timm == name), name)
         paper = PAPER_THROUGHPUT.get(short)
         base, _, opts = short.partition("@")  # the resolution has its own column
         shown = base + (", token MLP D_S x 4 (App. C)" if "tokens_mlp_dim" in opts else "")

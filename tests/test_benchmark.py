@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from mixer_lib.model import MODEL_FORM
 from tests.conftest import REPO
 
 
@@ -36,8 +37,6 @@ def test_throughput_benchmark_runs_at_tiny_size(bench, tmp_path, capsys):
     assert ours.gflops_fwd > 0 and ours.infer_img_s > 0 and ours.train_img_s > 0
     record = json.loads(next(tmp_path.glob("benchmark-tiny-*.json")).read_text())
     assert record["environment"]["torch"] and len(record["rows"]) == 2
-    from mixer_lib.model import MODEL_FORM
-
     assert record["model_form"] == MODEL_FORM  # what the ledger reads to order records
     assert all(r["first_infer_s"] > 0 and r["first_train_s"] > 0 for r in record["rows"])
     assert record["complete"] and record["measured"] == "2 of 2"

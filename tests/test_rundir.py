@@ -196,3 +196,16 @@ def test_sigterm_in_process_checkpoints_and_resumes_bit_identically(tmp_path, mo
     a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_move_aside_under_a_label_keeps_the_extension_and_never_overwrites(tmp_path):
+    from mixer_lib.rundir import move_aside
+
+    record = tmp_path / "benchmark-perf-cpu-cpu.json"
+    assert move_aside(record, "4eb6ba1") is None  # nothing there
+    for text in ("first", "second"):
+        record.write_text(text)
+        move_aside(record, "4eb6ba1")
+    assert not record.exists()
+    assert (tmp_path / "benchmark-perf-cpu-cpu-4eb6ba1.json").read_text() == "first"
+    assert (tmp_path / "benchmark-perf-cpu-cpu-4eb6ba1-2.json").read_text() == "second"
