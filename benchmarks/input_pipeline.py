@@ -7,23 +7,34 @@ In one run, on JPEGs of ImageNet-like size (stand-ins: real CIFAR-10 test images
   ``--img-size``, flip, scaling to [-1, 1]) in this process, batch after batch, images/s;
 * the loader: ``DataLoader`` as the training loop builds it, for each ``--workers`` count,
   images/s in steady state;
-* the model alone: a training update (forward, backward, momentum SGD step; bf16 autocast on
-  a GPU, float32 on a CPU) of ``--variant`` on a ready batch, images/s;
+* the model alone: the fine-tuning recipe's update (``mixer_lib.step.update``: forward,
+  backward, clipping, momentum SGD; bf16 autocast on a GPU, float32 on a CPU) of
+  ``--variant`` on one ready batch on the device, images/s over windows of consecutive
+  updates, as the training log measures its own;
 * ``decode="device"`` (:mod:`mixer_lib.device_decode`), as the training loop runs it, for
   each ``--workers`` count: the workers read the files and draw the crops, the device
   (``torchvision.io.decode_jpeg`` on a GPU; here the CPU when there is none) decodes, crops,
-  resizes and flips the batch, images/s.
+  resizes and flips the batch, images/s;
+* the fine-tuning loop itself (``mixer_lib.train.train``, random weights, the loader's default
+  workers) on the same files, for each ``--loop-decode``: the images/s of its logged windows
+  (the first, with the workers' start, left out) against the model alone measured before
+  and after the loops (the faster of the two), the target of issue 17 being >= 90 %.
 
 It reports how many CPU workers the model needs (model rate / one worker's rate) and writes
 ``<out>/benchmark-input-<device>.json``.
 
     python benchmarks/input_pipeline.py --data-root ../shared/data            # CPU, minutes
     python benchmarks/input_pipeline.py --batch 128 --workers 1,4,8,16        # on a GPU
+
+The stand-ins' sources are taken from the class folders in turn (``--data-root``; on a GPU
+machine without ``../shared``, ``scripts/carry-jpegs.sh`` copies some there first).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
 import math
 import os
 import statistics
@@ -39,31 +50,46 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mixer_lib import create_model  # noqa: E402
+from mixer_lib.config import RunConfig  # noqa: E402
 from mixer_lib.data import DataConfig, build_split  # noqa: E402
 from mixer_lib.device_decode import EncodedJpegs, to_device  # noqa: E402
+from mixer_lib.distributed import World  # noqa: E402
 from mixer_lib.optim import make_optimizer  # noqa: E402
 from mixer_lib.provenance import environment, write_json  # noqa: E402
+from mixer_lib.rundir import set_aside_record  # noqa: E402
+from mixer_lib.runtime import compute_dtype, execution_plan  # noqa: E402
 from mixer_lib.sampling import EpochSampler, loader_kwargs  # noqa: E402
+from mixer_lib.start import build_model  # noqa: E402
+from mixer_lib.step import update  # noqa: E402
 from mixer_lib.timing import window_rates  # noqa: E402
+from mixer_lib.train import train  # noqa: E402
 
 SIZE = (500, 375)  # a typical ImageNet photograph (width, height)
 
 
+def standin_sources(data_root: str | None) -> list[Path]:
+    """The CIFAR-10 test JPEGs under ``data_root``, the class folders taken in turn (one of
+    each class, then the next of each, ...); none without a ``data_root``."""
+    by_class = [sorted(d.glob("*.jpg")) for d in
+                sorted(Path(data_root).glob("cifar10-jpeg/test/*"))] if data_root else []
+    return [f for group in itertools.zip_longest(*by_class) for f in group if f]
+
+
 def make_standins(folder: Path, count: int, data_root: str | None) -> str:
-    """``count`` JPEGs of 500 x 375 in an ImageFolder layout (two classes); returns what they
-    were made from."""
-    sources = sorted(Path(data_root).glob("cifar10-jpeg/test/*/*.jpg"))[:count] \
-        if data_root else []
+    """``count`` JPEGs of 500 x 375 in an ImageFolder layout (two classes, and four images
+    of each in test/ for the loop's final evaluation) made from :func:`standin_sources` (or
+    smooth random images where there are none); returns what they were made from."""
+    sources = standin_sources(data_root)
     rng = np.random.default_rng(0)
-    for i in range(count):
+    for i in range(count + 8):
         if sources:
             img = Image.open(sources[i % len(sources)]).convert("RGB").resize(SIZE,
                                                                               Image.BICUBIC)
         else:  # smooth random content: a small noise image upsampled
             small = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
             img = Image.fromarray(small).resize(SIZE, Image.BICUBIC)
-        out = folder / "train" / f"c{i % 2}" / f"{i:05d}.jpg"
+        split = "train" if i < count else "test"
+        out = folder / split / f"c{i % 2}" / f"{i:05d}.jpg"
         out.parent.mkdir(parents=True, exist_ok=True)
         img.save(out, quality=75)
     return ("real CIFAR-10 test images upsampled to 500x375, JPEG q75" if sources
@@ -97,24 +123,46 @@ def loader_img_s(ds, batch: int, workers: int, batches: int, device: torch.devic
     return batch * batches / (time.perf_counter() - t)
 
 
-def model_alone_img_s(variant: str, img_size: int, batch: int, device: torch.device,
-                      updates: int) -> float:
-    model = create_model(variant, num_classes=1000, img_size=img_size).to(device)
-    opt = make_optimizer(model.parameters(), "sgd", 0.01)
-    x = torch.randn(batch, 3, img_size, img_size, device=device)
-    y = torch.randint(0, 1000, (batch,), device=device)
-    amp = device.type == "cuda"
+def finetune_config(root: Path, variant: str, img_size: int, batch: int,
+                    device: torch.device, decode: str, updates: int,
+                    window: int) -> RunConfig:
+    """The fine-tuning recipe's run on the stand-ins (random weights: no download here; a
+    learning rate of the paper's grid that random weights do not diverge with), as the
+    training loop executes it on ``device`` (micro-batches planned from its memory)."""
+    cfg = RunConfig(dataset=f"imagefolder:{root}", variant=variant, recipe="finetune",
+                    img_size=img_size, batch_size=batch, steps=updates, lr=0.003,
+                    warmup_steps=1, device=str(device), decode=decode, log_every=window,
+                    eval_every=10**6, checkpoint_every=10**6, eval_limit=8)
+    return execution_plan(cfg.resolved(), device, World())[0]
 
-    def update() -> None:
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = torch.nn.functional.cross_entropy(model(x).float(), y)
-        loss.backward()
-        opt.step()
-        if amp:
-            torch.cuda.synchronize(device)
 
-    return batch * statistics.median(window_rates(update, updates, 3, warmup=2))
+def model_alone_img_s(cfg: RunConfig, device: torch.device, windows: int) -> float:
+    """The fine-tuning recipe's update (:func:`mixer_lib.step.update`) of ``cfg``'s model on
+    one batch already on the device, images/s: the median over ``windows`` windows of
+    ``cfg.log_every`` consecutive updates (how the loop logs its own rate)."""
+    model, _ = build_model(cfg, 2)
+    model.to(device)
+    optimizer = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.momentum,
+                               cfg.weight_decay)
+    micro = cfg.batch_size // cfg.accum_steps
+    x = torch.randn(micro, 3, cfg.img_size, cfg.img_size, device=device)
+    batches = itertools.repeat((x, torch.randint(0, 2, (micro,), device=device)))
+    steps = itertools.count()
+
+    def one_update() -> None:  # synchronised: the loss is read back every micro-batch
+        update(model, model, optimizer, batches, cfg, next(steps) % cfg.steps, 2, device,
+               compute_dtype(cfg, device), World())
+
+    rates = window_rates(one_update, cfg.log_every, windows, warmup=2)
+    return cfg.batch_size * statistics.median(rates)
+
+
+def loop_img_s(cfg: RunConfig, run_dir: Path) -> list[float]:
+    """The images/s of the training loop's logged windows, the first (the workers' start)
+    left out."""
+    train(cfg, run_dir, progress=False)
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
+    return [r["img_per_s"] for r in rows if "img_per_s" in r][1:]
 
 
 def device_decode_img_s(ds, batch: int, workers: int, batches: int,
@@ -156,6 +204,12 @@ def main(argv: list[str] | None = None) -> int:
                              "1, 4, 8 and 16 on a GPU)")
     parser.add_argument("--variant", default="Mixer-B/16")
     parser.add_argument("--img-size", type=int, default=224)
+    parser.add_argument("--loop-decode", default="cpu,device",
+                        help="the fine-tuning loop with these decode settings ('' = no loop)")
+    parser.add_argument("--loop-updates", type=int, default=None,
+                        help="updates of each loop (default: 48 on a GPU, 8 on a CPU)")
+    parser.add_argument("--loop-window", type=int, default=None,
+                        help="updates per logged window (default: 6 on a GPU, 2 on a CPU)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--out", default=str(REPO / "results" / "perf"))
     args = parser.parse_args(argv)
@@ -167,6 +221,14 @@ def main(argv: list[str] | None = None) -> int:
     workers = [int(w) for w in (args.workers or ("1,4,8,16" if cuda else "1,2")).split(",")]
     if batch < 1 or args.images < batch or any(w < 0 for w in workers):
         parser.error("need --batch >= 1, --images >= --batch and worker counts >= 0")
+    decodes = [d for d in args.loop_decode.split(",") if d]
+    if set(decodes) - {"cpu", "device"}:
+        parser.error("--loop-decode takes cpu and/or device, comma-separated")
+    window = args.loop_window or (6 if cuda else 2)
+    updates = args.loop_updates or (48 if cuda else 8)
+    if window < 1 or updates < 3 * window:
+        parser.error("need --loop-window >= 1 and --loop-updates >= 3 windows (the first "
+                     "window is left out)")
 
     with tempfile.TemporaryDirectory() as tmp:
         made_from = make_standins(Path(tmp), args.images, args.data_root)
@@ -176,8 +238,15 @@ def main(argv: list[str] | None = None) -> int:
         by_workers = {w: loader_img_s(ds, batch, w, args.batches, device) for w in workers}
         on_device = {w: device_decode_img_s(ds, batch, w, args.batches, device)
                      for w in workers}
-    model_rate = model_alone_img_s(args.variant, args.img_size, batch, device,
-                                   updates=10 if cuda else 2)
+        cfg = finetune_config(Path(tmp), args.variant, args.img_size, batch, device, "cpu",
+                              updates, window)
+        alone = [model_alone_img_s(cfg, device, windows=updates // window)]
+        loops = {d: loop_img_s(finetune_config(Path(tmp), args.variant, args.img_size, batch,
+                                               device, d, updates, window),
+                               Path(tmp) / f"run-{d}") for d in decodes}
+        if loops:  # and after them: a device whose speed drifts does not decide
+            alone.append(model_alone_img_s(cfg, device, windows=updates // window))
+    model_rate = max(alone)
     best = max(by_workers.values())
     record = {
         "benchmark": "input_pipeline", "images": made_from, "image_size": list(SIZE),
@@ -186,14 +255,26 @@ def main(argv: list[str] | None = None) -> int:
         "one_worker_img_s": per_worker,
         "loader_img_s_by_workers": {str(w): r for w, r in by_workers.items()},
         "model_alone_train_img_s": model_rate,
+        "model_alone_img_s_before_after": alone,
+        "model_alone_update": "the fine-tuning recipe's (mixer_lib.step.update) on one "
+                              "batch on the device, the median of windows of "
+                              f"{window} updates, the faster of before and after the loops",
         "model_precision": "bf16 autocast" if cuda else "float32",
+        "micro_batches": cfg.accum_steps,
         "workers_needed": math.ceil(model_rate / per_worker),
         "loader_over_model": best / model_rate,
         "device_decode_img_s_by_workers": {str(w): r for w, r in on_device.items()},
+        "loop": {d: {"loop_img_s": statistics.median(rates), "window_img_s": rates,
+                     "fraction_of_model_alone": statistics.median(rates) / model_rate,
+                     "workers": loader_kwargs(device, None)["num_workers"]}
+                 for d, rates in loops.items()},
+        "loop_updates": updates, "loop_window": window,
         "cpu_cores": len(os.sched_getaffinity(0)),
         "environment": environment(device),
     }
     out = Path(args.out) / f"benchmark-input-{record['environment']['device'].split()[0]}.json"
+    if aside := set_aside_record(out):
+        print(f"the earlier record {out.name} is kept as {aside.name}", file=sys.stderr)
     write_json(out, record)
     print(f"{made_from}; {args.variant} at {args.img_size} px, batch {batch}")
     print(f"  one worker (this process)   {per_worker:8.1f} img/s")
@@ -205,6 +286,10 @@ def main(argv: list[str] | None = None) -> int:
           f"({record['model_precision']})")
     print(f"  the model needs {record['workers_needed']} worker(s) of this CPU; the best "
           f"loader measured gives {best / model_rate:.2f}x the model's rate")
+    for d, loop in record["loop"].items():
+        print(f"  the fine-tuning loop, decode={d}, {loop['workers']} worker(s): "
+              f"{loop['loop_img_s']:8.1f} img/s, {100 * loop['fraction_of_model_alone']:.0f}% "
+              f"of the model alone")
     print(f"record: {out}")
     return 0
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import json
 import os
 import shutil
 import statistics
@@ -39,7 +38,7 @@ from mixer_lib.flops import analytic_flops  # noqa: E402
 from mixer_lib.model import MODEL_FORM  # noqa: E402
 from mixer_lib.provenance import device_name, environment, write_json  # noqa: E402
 from mixer_lib.records import timm_peer  # noqa: E402
-from mixer_lib.rundir import move_aside  # noqa: E402
+from mixer_lib.rundir import set_aside_record  # noqa: E402
 
 PEERS = ("timm:mixer_b16_224", "timm:vit_base_patch16_224", "timm:resnet50")
 PRESETS = {
@@ -351,14 +350,8 @@ def perf_ratios(rows: list[dict]) -> list[dict]:
 
 def set_aside(path: Path) -> Path:
     """``path``, after moving a record already there aside under its commit's name
-    (``benchmark-perf-cpu-cpu-4eb6ba1.json``, :func:`mixer_lib.rundir.move_aside`), never
-    overwriting one."""
-    if path.exists():
-        try:
-            commit = json.loads(path.read_text())["environment"]["git_commit"][:7]
-        except (ValueError, KeyError, TypeError):
-            commit = "unreadable"
-        aside = move_aside(path, commit)
+    (:func:`mixer_lib.rundir.set_aside_record`), never overwriting one."""
+    if aside := set_aside_record(path):
         print(f"the earlier record {path.name} is kept as {aside.name}", file=sys.stderr)
     return path
 

@@ -103,6 +103,19 @@ def move_aside(out: Path, label: str | None = None) -> Path | None:
     return target
 
 
+def set_aside_record(path: Path) -> Path | None:
+    """Move a JSON record already at ``path`` aside under its commit's name
+    (``benchmark-perf-cpu-cpu.json`` -> ``benchmark-perf-cpu-cpu-4eb6ba1.json``,
+    :func:`move_aside`), so a new measurement never overwrites one; returns where it went."""
+    if not path.exists():
+        return None
+    try:
+        commit = str(json.loads(path.read_text())["environment"]["git_commit"])[:7]
+    except (ValueError, KeyError, TypeError):
+        commit = "unreadable"
+    return move_aside(path, commit)
+
+
 class RunLock:
     """One writer per run folder: an exclusive ``flock`` on ``out/run.lock``.
 

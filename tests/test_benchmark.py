@@ -125,28 +125,66 @@ def test_training_loop_benchmark_reports_both_rates_in_one_run(cifar_root, tmp_p
     assert "% of the model alone" in capsys.readouterr().out
 
 
-def test_input_pipeline_benchmark_measures_loader_and_model_in_one_run(cifar_root, tmp_path,
-                                                                       capsys):
-    """Stand-in JPEGs of ImageNet size made from real images; the record holds one worker's
-    rate, the loader's per worker count, the model alone and the workers it needs."""
+def test_input_pipeline_benchmark_measures_loader_loop_and_model_in_one_run(cifar_root,
+                                                                            tmp_path, capsys):
+    """Stand-in JPEGs of ImageNet size made from real images of several classes; the record
+    holds one worker's rate, the loader's per worker count, the model alone (the recipe's
+    update, before and after the loops), the fine-tuning loop itself for each decode setting
+    against it, and the workers it needs; a second run keeps the first's record."""
     script = load_script("input_pipeline")
+    argv = ["--data-root", str(cifar_root), "--images", "8", "--batch", "4", "--batches", "1",
+            "--workers", "0,1", "--variant", "Mixer-S/32", "--img-size", "64",
+            "--loop-updates", "6", "--loop-window", "2", "--out", str(tmp_path)]
     try:
-        assert script.main(["--data-root", str(cifar_root), "--images", "8", "--batch", "4",
-                            "--batches", "1", "--workers", "0,1", "--variant", "Mixer-S/32",
-                            "--img-size", "64", "--out", str(tmp_path)]) == 0
-        with pytest.raises(SystemExit):
-            script.main(["--images", "2", "--batch", "4"])  # fewer images than a batch
+        assert script.main(argv) == 0
+        first = next(tmp_path.glob("benchmark-input-*.json"))
+        earlier = first.read_bytes()
+        for bad in (["--images", "2", "--batch", "4"],  # fewer images than a batch
+                    ["--loop-decode", "gpu"], ["--loop-updates", "4", "--loop-window", "2"]):
+            with pytest.raises(SystemExit):
+                script.main(bad)
+        assert script.main([*argv, "--loop-decode", "device", "--workers", "0"]) == 0
     finally:
         sys.modules.pop("input_pipeline", None)
-    record = json.loads(next(tmp_path.glob("benchmark-input-*.json")).read_text())
+    kept = [p for p in tmp_path.glob("benchmark-input-*.json") if p != first]
+    assert len(kept) == 1 and kept[0].read_bytes() == earlier  # set aside, byte for byte
+    record = json.loads(earlier)
     assert record["images"].startswith("real CIFAR-10") and record["image_size"] == [500, 375]
     assert set(record["loader_img_s_by_workers"]) == {"0", "1"}
     assert record["one_worker_img_s"] > 0 and record["model_alone_train_img_s"] > 0
+    assert record["model_alone_train_img_s"] == max(record["model_alone_img_s_before_after"])
     assert record["workers_needed"] == -(-record["model_alone_train_img_s"]
                                          // record["one_worker_img_s"])
     assert set(record["device_decode_img_s_by_workers"]) == {"0", "1"}  # the CPU as device
     assert min(record["device_decode_img_s_by_workers"].values()) > 0
-    assert "worker(s) of this CPU" in capsys.readouterr().out
+    assert set(record["loop"]) == {"cpu", "device"}
+    for loop in record["loop"].values():
+        assert len(loop["window_img_s"]) == 2  # 3 windows of 2 updates, the first left out
+        assert loop["fraction_of_model_alone"] == pytest.approx(
+            loop["loop_img_s"] / record["model_alone_train_img_s"])
+        assert 0.2 < loop["fraction_of_model_alone"] < 2  # the same update, data or not
+    assert set(json.loads(first.read_text())["loop"]) == {"device"}
+    out = capsys.readouterr().out
+    assert "worker(s) of this CPU" in out and "% of the model alone" in out
+
+
+def test_standins_take_their_sources_from_every_class(cifar_root, tmp_path):
+    from PIL import Image
+
+    script = load_script("input_pipeline")
+    try:
+        sources = script.standin_sources(str(cifar_root))
+        made = script.make_standins(tmp_path / "real", 20, str(cifar_root))
+        smooth = script.make_standins(tmp_path / "smooth", 4, None)
+        assert script.standin_sources(None) == []
+    finally:
+        sys.modules.pop("input_pipeline", None)
+    assert len({p.parent.name for p in sources[:10]}) == 10  # every class in turn
+    assert sources[10].parent == sources[0].parent and sources[10] != sources[0]
+    train = sorted((tmp_path / "real" / "train").glob("*/*.jpg"))
+    assert made.startswith("real CIFAR-10") and smooth.startswith("smooth random")
+    assert len(train) == 20 and all(Image.open(p).size == (500, 375) for p in train[:3])
+    assert len(list((tmp_path / "real" / "test").glob("*/*.jpg"))) == 8  # for the loop
 
 
 def test_perf_preset_compares_ours_with_its_earlier_form(bench, tmp_path):
@@ -177,3 +215,46 @@ def test_bf16_weights_are_measured_for_inference_only(bench, tmp_path):
     (row,) = record["rows"]
     assert row["dtype"] == "bf16w" and row["infer_img_s"] > 0 and row["train_img_s"] is None
     assert record["matmul_peak_tflops_by_dtype"]["bf16w"] > 0
+
+
+def test_perf_on_gpu_script_runs_whole_on_the_cpu(cifar_root, tmp_path):
+    """scripts/perf-on-gpu.sh as the GPU machine runs it (in a copy of the repository, so
+    its records land there), here on the CPU at tiny sizes through PERF_ARGS and INPUT_ARGS:
+    both records and both logs come back in $OUT and the status is 0; cut short by its
+    limits, it says so in its status and still returns the logs."""
+    import os
+    import shutil
+    import subprocess
+
+    root = tmp_path / "repo"
+    for part in ("mixer_lib", "benchmarks", "scripts"):
+        shutil.copytree(REPO / part, root / part,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "PY": sys.executable, "OUT": str(out), "TMPDIR": str(tmp_path),
+           "MIXER_DATA_ROOT": str(cifar_root), "PYTHONPATH": "",
+           "PERF_ARGS": "--device cpu --models Mixer-S/32 legacy:Mixer-S/32 --batch 2 "
+                        "--repeats 1 --modes eager --dtypes fp32",
+           "INPUT_ARGS": "--device cpu --images 8 --batch 4 --batches 1 --workers 0 "
+                         "--variant Mixer-S/32 --img-size 64 --loop-updates 6 "
+                         "--loop-window 2"}
+    script = str(root / "scripts" / "perf-on-gpu.sh")
+    done = subprocess.run(["bash", script], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert {p.name for p in out.iterdir()} == {
+        "benchmark-perf-gpu-cpu.json", "benchmark-input-cpu.json", "perf-on-gpu.log",
+        "input-on-gpu.log"}
+    perf = json.loads((out / "benchmark-perf-gpu-cpu.json").read_text())
+    assert perf["complete"] and {r["model"] for r in perf["rows"]} == {
+        "Mixer-S/32", "legacy:Mixer-S/32"}
+    assert set(json.loads((out / "benchmark-input-cpu.json").read_text())["loop"]) == {
+        "cpu", "device"}
+    assert not (REPO / "results" / "perf" / "benchmark-perf-gpu-cpu.json").exists()
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    done = subprocess.run(["bash", script], capture_output=True, text=True, timeout=120,
+                          env={**env, "OUT": str(cut), "PERF_LIMIT": "1", "INPUT_LIMIT": "1"})
+    assert done.returncode == 124  # timeout's status: the first limit reached
+    assert {"perf-on-gpu.log", "input-on-gpu.log"} <= {p.name for p in cut.iterdir()}
