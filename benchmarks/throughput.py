@@ -2,7 +2,9 @@
 
 Measures, for each model, inference and training images/s (median of repeats after warm-up,
 synchronised on GPU), peak GPU memory, parameters and forward FLOPs (counted with
-``torch.utils.flop_counter``; for Mixer also checked against the closed form), for each dtype
+``torch.utils.flop_counter``; for Mixer also checked against the closed form) and, eager, the
+seconds of a training step's matrix products replayed alone (``mixer_lib.matmuls``: what the
+step would take if nothing else in it took time), for each dtype
 (fp32, bf16 autocast; ``bf16w``: inference with bf16 weights, no autocast) and mode (eager,
 torch.compile). Peers in the same run: timm's
 ``mixer_b16_224``, ``vit_base_patch16_224`` and ``resnet50`` (random weights). On a GPU it
@@ -35,6 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from mixer_lib import VARIANTS, MixerConfig, create_model  # noqa: E402
 from mixer_lib.flops import analytic_flops  # noqa: E402
+from mixer_lib.matmuls import record_matmuls, replay_seconds  # noqa: E402
 from mixer_lib.model import MODEL_FORM  # noqa: E402
 from mixer_lib.provenance import device_name, environment, write_json  # noqa: E402
 from mixer_lib.records import timm_peer  # noqa: E402
@@ -117,6 +120,8 @@ class Row:
     # find the first round's compiled code there)
     first_infer_s: float | None = None
     first_train_s: float | None = None
+    # eager: seconds of one training step's matrix products replayed alone (mixer_lib.matmuls)
+    train_matmul_s: float | None = None
 
 
 def parse_spec(name: str) -> tuple[str, dict[str, object]]:
@@ -282,7 +287,20 @@ def measure(name: str, dtype: str, mode: str, args, device, peak: float | None) 
     train_tflops = 3 * flops * train_rate / 1e12  # forward + backward = 3x forward FLOPs
     return Row(name, dtype, mode, args.batch, params / 1e6, flops / 1e9, infer_rate,
                train_rate, mem, train_tflops, train_tflops / peak if peak else None, size,
-               infer_tflops, infer_mfu, first_infer_s=first_infer, first_train_s=first_train)
+               infer_tflops, infer_mfu, first_infer_s=first_infer, first_train_s=first_train,
+               train_matmul_s=matmul_seconds_of(step, name) if mode == "eager" else None)
+
+
+def matmul_seconds_of(step, name: str) -> float | None:
+    """Seconds of the matrix products of one call of ``step``, replayed alone
+    (:mod:`mixer_lib.matmuls`); None, said on stderr, where an op's replay fails (a kernel
+    this machine's tests could not run), so the measurement goes on."""
+    try:
+        return replay_seconds(record_matmuls(step), repeats=3, warmup=1)
+    except (RuntimeError, TypeError, ValueError, NotImplementedError) as err:
+        print(f"{name}: the matrix products' replay failed ({err}); no train_matmul_s",
+              file=sys.stderr)
+        return None
 
 
 def print_table(rows: list[Row], peak: float | None) -> None:
@@ -318,7 +336,8 @@ def median_row(rows: list[Row]) -> Row:
         return statistics.median(values) if values else None
 
     out = Row(**{**asdict(rows[0]), **{k: med(k) for k in (
-        "infer_img_s", "train_img_s", "train_tflops", "mfu", "infer_tflops", "infer_mfu")}})
+        "infer_img_s", "train_img_s", "train_tflops", "mfu", "infer_tflops", "infer_mfu",
+        "train_matmul_s")}})
     for key in ("peak_mem_gib", "first_infer_s", "first_train_s"):  # the largest
         values = [getattr(r, key) for r in rows if getattr(r, key) is not None]
         setattr(out, key, max(values) if values else None)

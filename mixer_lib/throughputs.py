@@ -178,6 +178,33 @@ def peer_table(benches: list[dict]) -> tuple[list[str], list[list[str]]]:
              "ours, training at % of the matmul peak"], out)
 
 
+def matmul_table(benches: list[dict],
+                 target: float = 1.1) -> tuple[list[str], list[list[str]]]:
+    """Where a training step's time goes, per measurement whose record replayed the step's
+    matrix products alone (``train_matmul_s``, :mod:`mixer_lib.matmuls`): for each model the
+    step's seconds, its products' seconds and the share of the step outside them; for
+    Mixer-B/16 also the most it could train faster than timm's Mixer-B/16 without changing
+    its products (timm's step over our products' seconds), against issue 17's ``target``."""
+    out = []
+    timm_mixer = "timm:mixer_b16_224"
+    for run in measurements(benches):
+        rows = {name: r for name, r in run.rows.items()
+                if r.get("train_matmul_s") and r.get("train_img_s")}
+        for name, r in rows.items():
+            step = r["batch"] / r["train_img_s"]
+            bound = "-"
+            if name == "Mixer-B/16" and timm_mixer in run.rows \
+                    and run.rows[timm_mixer].get("train_img_s"):
+                most = run.batch / run.rows[timm_mixer]["train_img_s"] / r["train_matmul_s"]
+                bound = f"{most:.2f}x ({'reachable' if most >= target else 'below'} " \
+                        f"{target:g}x)"
+            out.append([run.title, PEERS.get(name, name), f"{step:.3f}",
+                        f"{r['train_matmul_s']:.3f}",
+                        f"{100 * (1 - r['train_matmul_s'] / step):.0f} %", bound])
+    return (["measurement", "model", "training step (s)", "its matrix products alone (s)",
+             "step outside them", "ours at most / timm's Mixer-B/16, training"], out)
+
+
 def throughput_table(benches: list[dict]) -> tuple[list[str], list[list]]:
     """Headers and rows: each model's inference throughput relative to Mixer-B/16 in every
     measurement (see :func:`measurements`) that has Mixer-B/16 and a model other than its

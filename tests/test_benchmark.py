@@ -204,6 +204,9 @@ def test_perf_preset_compares_ours_with_its_earlier_form(bench, tmp_path):
     assert ratio["peer"] == "legacy:Mixer-B/16" and ratio["inference"] > 0
     assert ratio["training"] > 0 and record["matmul_peak_tflops_by_dtype"]["fp32"] > 0
     assert all(r["infer_tflops"] > 0 for r in record["rows"])
+    steps = [r["batch"] / r["train_img_s"] for r in record["rows"]]  # seconds
+    assert all(0 < r["train_matmul_s"] < 2 * step  # the products: most of a step, not more
+               for r, step in zip(record["rows"], steps, strict=True))
 
 
 def test_bf16_weights_are_measured_for_inference_only(bench, tmp_path):

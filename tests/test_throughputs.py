@@ -11,6 +11,7 @@ from mixer_lib.throughputs import (
     compile_payback,
     current,
     forms_table,
+    matmul_table,
     measurements,
     peer_table,
     replaced_table,
@@ -154,3 +155,25 @@ def test_peer_table_gives_training_ratios_and_the_fraction_of_peak_where_measure
     headers, rows = peer_table([bench])
     assert rows == [["cpu fp32 eager", "8", "1.20x / 1.25x", "1.00x / 1.00x", "1.50x / 1.60x",
                      "100 %"]]
+
+
+def test_matmul_table_bounds_what_ours_can_gain_on_timms_mixer_without_new_products():
+    """A step of 8 images at 2 img/s (4 s) whose products alone take 3.2 s spends 20 %
+    elsewhere; timm's step of 4.4 s over our 3.2 s bounds ours at 1.375x: reachable against
+    1.1x; with products of 4.2 s it is not (1.05x). Rows without a replay are left out."""
+    def bench(ours_matmul_s: float) -> dict:
+        record = bench_record("cpu (x86_64, 2 cores)", "fp32", {
+            B16: 6.0, "timm:mixer_b16_224": 6.0, VITB: 4.0}, preset="perf-cpu", batch=8)
+        for row, train, mm in zip(record["rows"], (2.0, 8 / 4.4, 1.0),
+                                  (ours_matmul_s, 3.3, None), strict=True):
+            row["train_img_s"], row["train_matmul_s"] = train, mm
+        return record
+
+    headers, rows = matmul_table([bench(3.2)])
+    assert headers[-1].startswith("ours at most")
+    assert rows == [["cpu fp32 eager", "Mixer-B/16", "4.000", "3.200", "20 %",
+                     "1.38x (reachable 1.1x)"],
+                    ["cpu fp32 eager", "timm's Mixer-B/16", "4.400", "3.300", "25 %", "-"]]
+    ours = matmul_table([bench(4.2)])[1][0]
+    assert ours[-1] == "1.05x (below 1.1x)" and ours[4] == "-5 %"
+    assert matmul_table([bench_record("cpu", "fp32", {B16: 1.0})])[1] == []

@@ -1,0 +1,144 @@
+"""The matrix products of a training step, replayed alone: how fast the step could be if
+everything else in it (element-wise work, normalisation, the optimiser) took no time.
+
+:func:`record_matmuls` runs a function once under a ``TorchDispatchMode`` and keeps every
+matrix product it calls (``mm``, ``addmm``, ``bmm``, ``baddbmm``, convolutions and their
+backward, fused attention), after autocast has chosen their dtype. :func:`replay_seconds`
+runs those calls again on fresh tensors of the same shapes, strides and dtypes, and nothing
+else. A model's step at ``s`` seconds whose products alone take ``m`` seconds spends
+``1 - m / s`` of it elsewhere; against a peer whose step takes ``p`` seconds, ``p / m`` bounds
+the speed-up any change that keeps the products can give (issue 17's CPU target).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+_aten = torch.ops.aten
+MATMUL_OPS = frozenset({
+    _aten.mm.default, _aten.addmm.default, _aten.bmm.default, _aten.baddbmm.default,
+    _aten.convolution.default, _aten.convolution_backward.default,
+    _aten._scaled_dot_product_flash_attention.default,
+    _aten._scaled_dot_product_flash_attention_backward.default,
+    _aten._scaled_dot_product_efficient_attention.default,
+    _aten._scaled_dot_product_efficient_attention_backward.default,
+    _aten._scaled_dot_product_cudnn_attention.default,
+    _aten._scaled_dot_product_cudnn_attention_backward.default,
+    _aten._scaled_dot_product_flash_attention_for_cpu.default,
+    _aten._scaled_dot_product_flash_attention_for_cpu_backward.default,
+})
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """What a replay needs of a tensor argument: its shape, strides, dtype and device."""
+
+    shape: tuple[int, ...]
+    stride: tuple[int, ...]
+    dtype: torch.dtype
+    device: str
+
+    def make(self) -> torch.Tensor:
+        """A tensor of this layout with values of unit scale (no denormals, no zeros)."""
+        size = 1 + sum((n - 1) * s for n, s in zip(self.shape, self.stride, strict=True)) \
+            if all(self.shape) else 0  # storage of overlapping (expanded) strides too
+        base = torch.empty(size, dtype=self.dtype, device=self.device)
+        base = base.uniform_(-1, 1) if base.is_floating_point() else base.zero_()
+        return base.as_strided(self.shape, self.stride)
+
+
+@dataclass(frozen=True)
+class MatmulCall:
+    """One recorded call: the op and its arguments, tensors replaced by their specs."""
+
+    op: Any
+    args: tuple
+    kwargs: tuple[tuple[str, Any], ...]
+
+
+def _spec(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return TensorSpec(tuple(value.shape), tuple(value.stride()), value.dtype,
+                          str(value.device))
+    if isinstance(value, (list, tuple)):
+        return type(value)(_spec(v) for v in value)
+    return value
+
+
+class _Recorder(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[MatmulCall] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in MATMUL_OPS:
+            self.calls.append(MatmulCall(func, _spec(tuple(args)),
+                                         tuple(sorted(_spec(kwargs).items()))))
+        return func(*args, **kwargs)
+
+
+def record_matmuls(fn: Callable[[], object]) -> list[MatmulCall]:
+    """The matrix products ``fn()`` calls, in order (it runs once)."""
+    with _Recorder() as recorder:
+        fn()
+    return recorder.calls
+
+
+def _matmul_flops(call: MatmulCall) -> int:
+    """Multiply-adds x 2 of an ``mm``-family call (0 for the others)."""
+    tensors = [a for a in call.args if isinstance(a, TensorSpec)]
+    name = call.op.__name__.split(".")[0]
+    if name in ("mm", "addmm"):
+        (m, k), (_, n) = tensors[-2].shape, tensors[-1].shape
+        return 2 * m * k * n
+    if name in ("bmm", "baddbmm"):
+        (b, m, k), (_, _, n) = tensors[-2].shape, tensors[-1].shape
+        return 2 * b * m * k * n
+    return 0
+
+
+def mm_flops(calls: list[MatmulCall]) -> int:
+    """The FLOPs of the ``mm``-family calls among ``calls``."""
+    return sum(map(_matmul_flops, calls))
+
+
+def replay_seconds(calls: list[MatmulCall], repeats: int = 3, warmup: int = 1) -> float:
+    """Median seconds of running ``calls`` once each, in order, on tensors of their recorded
+    layouts (made once, shared by the calls of one layout), synchronised on a GPU."""
+    made: dict[TensorSpec, torch.Tensor] = {}
+
+    def real(value: Any) -> Any:
+        if isinstance(value, TensorSpec):
+            if value not in made:
+                made[value] = value.make()
+            return made[value]
+        if isinstance(value, (list, tuple)):
+            return type(value)(real(v) for v in value)
+        return value
+
+    ready = [(c.op, real(c.args), {k: real(v) for k, v in c.kwargs}) for c in calls]
+    cuda = any(t.is_cuda for t in made.values())
+
+    def once() -> None:
+        for op, args, kwargs in ready:
+            op(*args, **kwargs)
+        if cuda:
+            torch.cuda.synchronize()
+
+    with torch.no_grad():
+        for _ in range(warmup):
+            once()
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            once()
+            times.append(time.perf_counter() - t)
+    return statistics.median(times)

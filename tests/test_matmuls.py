@@ -1,0 +1,53 @@
+"""mixer_lib.matmuls: a step's matrix products recorded after autocast and replayed alone."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mixer_lib import create_model
+from mixer_lib.matmuls import TensorSpec, mm_flops, record_matmuls, replay_seconds
+
+
+def _step(model: nn.Module, x: torch.Tensor, dtype: torch.dtype | None = None):
+    def step() -> None:
+        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss = model(x).float().square().mean()
+        loss.backward()
+    return step
+
+
+def test_the_products_of_forward_and_backward_are_counted_exactly():
+    """Two linear layers on an input that needs no gradient: forward 2 products, backward
+    two weight gradients and one input gradient (none for the input itself)."""
+    model = nn.Sequential(nn.Linear(16, 32), nn.GELU(), nn.Linear(32, 8))
+    calls = record_matmuls(_step(model, torch.randn(4, 16)))
+    forward = 2 * 4 * (16 * 32 + 32 * 8)
+    backward = 2 * (16 * 32 * 4 + 32 * 8 * 4) + 2 * 4 * 8 * 32
+    assert len(calls) == 5 and mm_flops(calls) == forward + backward
+    assert {c.op.__name__.split(".")[0] for c in calls} <= {"mm", "addmm"}  # no GELU, no sum
+
+
+def test_a_mixer_step_records_its_token_and_channel_products_and_replays_them_as_they_were():
+    """Mixer-T/4 at 16 px under bf16 autocast: the channel MLPs' products, the token MLPs'
+    batched ones, the stem's convolution and its backward, all in bf16 where autocast casts;
+    a replay run under the recorder calls the same ops on the same layouts (shapes, strides,
+    dtypes), and takes time."""
+    torch.manual_seed(0)
+    model = create_model("Mixer-T/4", num_classes=10, img_size=16)
+    calls = record_matmuls(_step(model, torch.randn(2, 3, 16, 16), torch.bfloat16))
+    names = {c.op.__name__.split(".")[0] for c in calls}
+    assert {"convolution", "convolution_backward"} <= names
+    assert names & {"mm", "addmm"} and names & {"bmm", "baddbmm"}
+    dtypes = {a.dtype for c in calls for a in c.args if isinstance(a, TensorSpec)}
+    assert torch.bfloat16 in dtypes
+    replayed = record_matmuls(lambda: replay_seconds(calls, repeats=1, warmup=0))
+    assert replayed == calls
+    assert replay_seconds(calls, repeats=2) > 0
+
+
+def test_an_expanded_argument_is_made_with_its_overlapping_strides():
+    spec = TensorSpec((3, 4, 5), (0, 5, 1), torch.float32, "cpu")  # a weight per sample
+    t = spec.make()
+    assert t.shape == (3, 4, 5) and t.stride() == (0, 5, 1)
+    assert torch.equal(t[0], t[2]) and 0 < t.abs().max() <= 1
