@@ -1,6 +1,8 @@
 """The training-loop benchmark's records (``benchmarks/training_loop.py``) as the tables and
 lines the Claims chapter shows: the loop against the model alone, where an update's time
-goes, and the earlier records kept beside the current one."""
+goes, and the earlier records kept beside the current one; and the input pipeline's
+(``benchmarks/input_pipeline.py``): the loader and the fine-tuning loop on ImageNet-sized
+JPEGs against the model alone."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import json
 from pathlib import Path
 
 EARLIER_METHOD = "median of single model-alone updates"  # records made before rate_method
+PERF_RECORDS = Path(__file__).resolve().parents[1] / "results" / "perf"
 
 
 def loop_tables(loop: dict) -> list[tuple[list[str], list[list[str]]]]:
@@ -65,3 +68,29 @@ def loop_html(folder: str | Path, device: str = "cpu") -> str:
     else:
         out = f"<p>pending: no training-loop record under {escape(str(folder))}/</p>"
     return out + "".join(f"<p>{escape(line)}</p>" for line in earlier_loop_records(folder, device))
+
+
+def input_table(folder: str | Path = PERF_RECORDS) -> tuple[list[str], list[list[str]]]:
+    """One row per input-pipeline record ``benchmark-input-*.json`` in ``folder``, by date:
+    the device and model, the model alone, one CPU worker, the workers the model needs, the
+    best loader and the best decoding on the device (as multiples of the model alone), and
+    the fine-tuning loop's share of the model alone for each decode setting measured ("-"
+    where a record predates a measurement)."""
+    records = [json.loads(p.read_text()) for p in Path(folder).glob("benchmark-input-*.json")]
+    out = []
+    for rec in sorted(records, key=lambda r: r["environment"].get("date", "")):
+        env, model = rec["environment"], rec["model_alone_train_img_s"]
+        on_device = rec.get("device_decode_img_s_by_workers") or {}
+        best_device = (f"{max(on_device.values()) / model:.1f}x (best of "
+                       f"{', '.join(on_device)} workers)" if on_device else "-")
+        loops = rec.get("loop") or {}
+        out.append([
+            f"{env['device']}, {env['date'][:10]}, commit {str(env['git_commit'])[:7]}",
+            f"{rec['variant']} {rec['img_size']} px, batch {rec['batch']}, "
+            f"{rec['model_precision']}", f"{model:.1f}", f"{rec['one_worker_img_s']:.0f}",
+            str(rec["workers_needed"]), f"{rec['loader_over_model']:.1f}x", best_device,
+            *(f"{100 * loops[d]['fraction_of_model_alone']:.0f} % ({loops[d]['workers']} "
+              f"workers)" if d in loops else "-" for d in ("cpu", "device"))])
+    return (["record", "model", "model alone (img/s)", "one CPU worker (img/s)",
+             "workers needed", "best loader / model", "decoding on the device / model",
+             "loop / model, decode cpu", "loop / model, decode device"], out)

@@ -183,8 +183,10 @@ def matmul_table(benches: list[dict],
     """Where a training step's time goes, per measurement whose record replayed the step's
     matrix products alone (``train_matmul_s``, :mod:`mixer_lib.matmuls`): for each model the
     step's seconds, its products' seconds and the share of the step outside them; for
-    Mixer-B/16 also the most it could train faster than timm's Mixer-B/16 without changing
-    its products (timm's step over our products' seconds), against issue 17's ``target``."""
+    Mixer-B/16 also the most it could train faster than timm's Mixer-B/16 if nothing but its
+    products took time (timm's step over our products' seconds), against issue 17's
+    ``target``. Both Mixers' products are the same layers with the same FLOPs, arranged
+    differently in token mixing (tests/test_matmuls.py)."""
     out = []
     timm_mixer = "timm:mixer_b16_224"
     for run in measurements(benches):
@@ -193,16 +195,44 @@ def matmul_table(benches: list[dict],
         for name, r in rows.items():
             step = r["batch"] / r["train_img_s"]
             bound = "-"
-            if name == "Mixer-B/16" and timm_mixer in run.rows \
-                    and run.rows[timm_mixer].get("train_img_s"):
-                most = run.batch / run.rows[timm_mixer]["train_img_s"] / r["train_matmul_s"]
-                bound = f"{most:.2f}x ({'reachable' if most >= target else 'below'} " \
+            if name == "Mixer-B/16" and run.rows.get(timm_mixer, {}).get("train_img_s"):
+                timm = run.rows[timm_mixer]
+                most = timm["batch"] / timm["train_img_s"] / r["train_matmul_s"]
+                bound = f"{most:.2f}x ({'reaches' if most >= target else 'short of'} " \
                         f"{target:g}x)"
             out.append([run.title, PEERS.get(name, name), f"{step:.3f}",
                         f"{r['train_matmul_s']:.3f}",
                         f"{100 * (1 - r['train_matmul_s'] / step):.0f} %", bound])
     return (["measurement", "model", "training step (s)", "its matrix products alone (s)",
-             "step outside them", "ours at most / timm's Mixer-B/16, training"], out)
+             "step outside them", "ours with nothing but its products / timm's Mixer-B/16, "
+             "training"], out)
+
+
+def matmul_summary(benches: list[dict], device: str = "cpu",
+                   target: float = 1.1) -> dict[str, str]:
+    """The figures the Claims chapter quotes from the latest measurement on ``device`` (as
+    :func:`short_device` names it) with a replay of Mixer-B/16's and timm's Mixer-B/16's
+    products (:func:`matmul_table`): ``mm_where``,
+    the share of each step outside its products (``mm_ours_outside``, ``mm_timm_outside``),
+    ours' bound on timm's Mixer (``mm_bound``) and what it means for a ``target`` speed-up
+    (``mm_verdict``); "not measured" without one. Also ``mm_elsewhere``: the measurements on
+    other devices that replay a step's products ("none yet")."""
+    keys = ("mm_where", "mm_ours_outside", "mm_timm_outside", "mm_bound", "mm_verdict")
+    others = [b for b in benches if short_device(b) != device]
+    elsewhere = {"mm_elsewhere": ", ".join(dict.fromkeys(
+        r[0] for r in matmul_table(others)[1])) or "none yet"}
+    mine = [b for b in benches if short_device(b) == device]
+    rows = [r for r in matmul_table(mine)[1] if r[1] in ("Mixer-B/16", "timm's Mixer-B/16")]
+    last = next((m for m in reversed(rows) if m[1] == "Mixer-B/16" and m[-1] != "-"), None)
+    if last is None:
+        return dict.fromkeys(keys, "not measured") | elsewhere
+    timm = next(r for r in rows if r[0] == last[0] and r[1] != "Mixer-B/16")
+    bound = last[-1].split()[0]
+    verdict = (f"short of the {target:g}x asked, so removing the element-wise work cannot "
+               f"reach it while the products take what they take"
+               if float(bound.rstrip("x")) < target else
+               f"at least the {target:g}x asked, so removing other work could reach it")
+    return dict(zip(keys, (last[0], last[4], timm[4], bound, verdict), strict=True)) | elsewhere
 
 
 def throughput_table(benches: list[dict]) -> tuple[list[str], list[list]]:

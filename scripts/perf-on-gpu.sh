@@ -13,7 +13,8 @@
 #    a training step of the fine-tuning recipe, bf16 and float32, batch 128 and 512 (training
 #    at 512 in micro-batches of 128), inference with bf16 weights (no autocast), with the bf16
 #    and float32 matmul peaks measured in the same run; the first compiled calls timed from
-#    empty compiler caches (where compiling pays for itself). Batch 128 is measured first,
+#    empty compiler caches (where compiling pays for itself); each eager training step's
+#    matrix products replayed alone (the share of the step that fusing could save). Batch 128 is measured first,
 #    every model at one dtype and mode before the next, and the record is rewritten after
 #    each configuration, so a run cut short by the limit keeps whole comparisons.
 # 2. (at most 120 s) The input pipeline on 500x375 JPEG stand-ins: one CPU worker, the loader

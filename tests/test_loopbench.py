@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from mixer_lib.loopbench import earlier_loop_records, loop_provenance, loop_tables
+from mixer_lib.loopbench import earlier_loop_records, input_table, loop_provenance, loop_tables
 
 LOOP = {"model_alone_img_s": 400.0, "loop_img_s": 300.0, "loop_fraction_of_model_alone": 0.75,
         "loop_fraction_per_segment": [0.7, 0.8], "matmul_peak_gflops_fp32": 100.0,
@@ -48,3 +48,26 @@ def test_loop_html_shows_the_current_record_and_the_earlier_ones(tmp_path):
     html = loop_html(tmp_path)
     assert html.count("<table") == 2 and "commit 0123456789ab," in html
     assert "earlier record benchmark-loop-cpu-abc.json" in html
+
+
+def test_input_records_show_the_loader_and_the_loop_against_the_model(tmp_path):
+    """An early record (no decoding on the device, no loop) and a later one, by date; the
+    multiples and shares as the records give them."""
+    env = {"device": "cpu (x86_64, 2 cores)", "git_commit": "255d8294abc",
+           "date": "2026-11-26T16:33:44+00:00"}
+    early = {"variant": "Mixer-B/16", "img_size": 224, "batch": 8, "model_precision": "float32",
+             "model_alone_train_img_s": 1.25, "one_worker_img_s": 229.4, "workers_needed": 1,
+             "loader_over_model": 398.27, "environment": env}
+    later = dict(early, device_decode_img_s_by_workers={"1": 10.0, "4": 20.0},
+                 loop={"device": {"fraction_of_model_alone": 0.934, "workers": 8}},
+                 environment=dict(env, device="NVIDIA H200", date="2026-11-28T01:00:00"))
+    (tmp_path / "benchmark-input-NVIDIA.json").write_text(json.dumps(later))
+    (tmp_path / "benchmark-input-cpu.json").write_text(json.dumps(early))
+    headers, rows = input_table(tmp_path)
+    assert len(headers) == len(rows[0]) == 9
+    assert rows[0] == ["cpu (x86_64, 2 cores), 2026-11-26, commit 255d829",
+                       "Mixer-B/16 224 px, batch 8, float32", "1.2", "229", "1", "398.3x",
+                       "-", "-", "-"]
+    assert rows[1][0].startswith("NVIDIA H200, 2026-11-28")
+    assert rows[1][6:] == ["16.0x (best of 1, 4 workers)", "-", "93 % (8 workers)"]
+    assert input_table(tmp_path / "none") == (headers, [])

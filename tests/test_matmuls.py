@@ -51,3 +51,29 @@ def test_an_expanded_argument_is_made_with_its_overlapping_strides():
     t = spec.make()
     assert t.shape == (3, 4, 5) and t.stride() == (0, 5, 1)
     assert torch.equal(t[0], t[2]) and 0 < t.abs().max() <= 1
+
+
+def test_ours_and_timms_mixer_b16_call_products_of_the_same_flops():
+    """What the Claims chapter's bound compares (throughputs.matmul_table): a training step
+    of our Mixer-B/16 and of timm's mixer_b16_224 calls as many matrix products with the
+    same FLOPs; the channel MLPs' are the same in shape and layout, token mixing is arranged
+    differently (ours batched per sample on (B, S, C), timm's one product on the transposed
+    (B*C, S))."""
+    from tests.conftest import import_or_skip
+
+    timm = import_or_skip("timm", "timm is a benchmark peer (pip install timm)")
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 64, 64)
+    ours = record_matmuls(_step(create_model("Mixer-B/16", num_classes=10, img_size=64), x))
+    theirs = record_matmuls(_step(timm.create_model("mixer_b16_224", num_classes=10,
+                                                    img_size=64), x))
+
+    def channel_products(calls):  # those touching the 3072-wide channel MLP
+        return sorted((c.op.__name__, tuple((a.shape, a.stride) for a in c.args
+                                            if isinstance(a, TensorSpec)))
+                      for c in calls if any(3072 in a.shape for a in c.args
+                                            if isinstance(a, TensorSpec)))
+
+    assert len(ours) == len(theirs) and mm_flops(ours) == mm_flops(theirs) > 0
+    assert channel_products(ours) == channel_products(theirs) != []
+    assert {c.op.__name__.split(".")[0] for c in ours} & {"bmm", "baddbmm"}
