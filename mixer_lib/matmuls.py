@@ -12,14 +12,14 @@ the speed-up any change that keeps the products can give (issue 17's CPU target)
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+
+from mixer_lib.timing import median_seconds
 
 _aten = torch.ops.aten
 MATMUL_OPS = frozenset({
@@ -134,11 +134,4 @@ def replay_seconds(calls: list[MatmulCall], repeats: int = 3, warmup: int = 1) -
             torch.cuda.synchronize()
 
     with torch.no_grad():
-        for _ in range(warmup):
-            once()
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            once()
-            times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        return median_seconds(once, repeats, warmup)
