@@ -71,26 +71,32 @@ def loop_html(folder: str | Path, device: str = "cpu") -> str:
 
 
 def input_table(folder: str | Path = PERF_RECORDS) -> tuple[list[str], list[list[str]]]:
-    """One row per input-pipeline record ``benchmark-input-*.json`` in ``folder``, by date:
-    the device and model, the model alone, one CPU worker, the workers the model needs, the
-    best loader and the best decoding on the device (as multiples of the model alone), and
-    the fine-tuning loop's share of the model alone for each decode setting measured ("-"
-    where a record predates a measurement)."""
-    records = [json.loads(p.read_text()) for p in Path(folder).glob("benchmark-input-*.json")]
-    out = []
-    for rec in sorted(records, key=lambda r: r["environment"].get("date", "")):
-        env, model = rec["environment"], rec["model_alone_train_img_s"]
+    """One column per input-pipeline record ``benchmark-input-*.json`` in ``folder``, by
+    date (its device, date and commit), one row per measure: the model, the model alone, one
+    CPU worker, the workers the model needs, the best loader and the best decoding on the
+    device (as multiples of the model alone), and the fine-tuning loop's share of the model
+    alone for each decode setting ("-" where a record predates a measurement)."""
+    records = sorted((json.loads(p.read_text())
+                      for p in Path(folder).glob("benchmark-input-*.json")),
+                     key=lambda r: r["environment"].get("date", ""))
+    names = ["model", "model alone (img/s)", "one CPU worker (img/s)", "workers needed",
+             "best loader / model", "decoding on the device / model",
+             "the loop / model, decode cpu", "the loop / model, decode device"]
+    columns = []
+    for rec in records:
+        model = rec["model_alone_train_img_s"]
         on_device = rec.get("device_decode_img_s_by_workers") or {}
-        best_device = (f"{max(on_device.values()) / model:.1f}x (best of "
-                       f"{', '.join(on_device)} workers)" if on_device else "-")
         loops = rec.get("loop") or {}
-        out.append([
-            f"{env['device']}, {env['date'][:10]}, commit {str(env['git_commit'])[:7]}",
+        columns.append([
             f"{rec['variant']} {rec['img_size']} px, batch {rec['batch']}, "
             f"{rec['model_precision']}", f"{model:.1f}", f"{rec['one_worker_img_s']:.0f}",
-            str(rec["workers_needed"]), f"{rec['loader_over_model']:.1f}x", best_device,
+            str(rec["workers_needed"]), f"{rec['loader_over_model']:.1f}x",
+            f"{max(on_device.values()) / model:.1f}x (best of {', '.join(on_device)} "
+            f"workers)" if on_device else "-",
             *(f"{100 * loops[d]['fraction_of_model_alone']:.0f} % ({loops[d]['workers']} "
               f"workers)" if d in loops else "-" for d in ("cpu", "device"))])
-    return (["record", "model", "model alone (img/s)", "one CPU worker (img/s)",
-             "workers needed", "best loader / model", "decoding on the device / model",
-             "loop / model, decode cpu", "loop / model, decode device"], out)
+    headers = [""] + [f"{r['environment']['device'].split(' (')[0]}, "
+                      f"{r['environment']['date'][:10]}, commit "
+                      f"{str(r['environment']['git_commit'])[:7]}" for r in records]
+    rows = [[name, *(column[i] for column in columns)] for i, name in enumerate(names)]
+    return headers, rows if records else []
