@@ -21,19 +21,18 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from mixer_lib.timing import median_seconds
 
-_aten = torch.ops.aten
-MATMUL_OPS = frozenset({
-    _aten.mm.default, _aten.addmm.default, _aten.bmm.default, _aten.baddbmm.default,
-    _aten.convolution.default, _aten.convolution_backward.default,
-    _aten._scaled_dot_product_flash_attention.default,
-    _aten._scaled_dot_product_flash_attention_backward.default,
-    _aten._scaled_dot_product_efficient_attention.default,
-    _aten._scaled_dot_product_efficient_attention_backward.default,
-    _aten._scaled_dot_product_cudnn_attention.default,
-    _aten._scaled_dot_product_cudnn_attention_backward.default,
-    _aten._scaled_dot_product_flash_attention_for_cpu.default,
-    _aten._scaled_dot_product_flash_attention_for_cpu_backward.default,
-})
+MATMUL_OP_NAMES = (
+    "mm", "addmm", "bmm", "baddbmm", "convolution", "convolution_backward",
+    "_scaled_dot_product_flash_attention", "_scaled_dot_product_flash_attention_backward",
+    "_scaled_dot_product_efficient_attention",
+    "_scaled_dot_product_efficient_attention_backward",
+    "_scaled_dot_product_cudnn_attention", "_scaled_dot_product_cudnn_attention_backward",
+    "_scaled_dot_product_flash_attention_for_cpu",
+    "_scaled_dot_product_flash_attention_for_cpu_backward",
+)
+# the ones this torch has (an older one, as on a GPU machine's image, may lack some)
+MATMUL_OPS = frozenset(getattr(torch.ops.aten, name).default for name in MATMUL_OP_NAMES
+                       if hasattr(torch.ops.aten, name))
 
 
 @dataclass(frozen=True)

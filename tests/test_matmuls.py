@@ -77,3 +77,11 @@ def test_ours_and_timms_mixer_b16_call_products_of_the_same_flops():
     assert len(ours) == len(theirs) and mm_flops(ours) == mm_flops(theirs) > 0
     assert channel_products(ours) == channel_products(theirs) != []
     assert {c.op.__name__.split(".")[0] for c in ours} & {"bmm", "baddbmm"}
+
+
+def test_every_op_named_is_known_to_this_torch():
+    """The ops are looked up by name, so a torch without one still imports the module; the
+    pinned torch has them all."""
+    from mixer_lib.matmuls import MATMUL_OP_NAMES, MATMUL_OPS
+
+    assert len(MATMUL_OPS) == len(MATMUL_OP_NAMES)
