@@ -33,6 +33,7 @@ machine without ``../shared``, ``scripts/carry-jpegs.sh`` copies some there firs
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import math
@@ -124,14 +125,13 @@ def loader_img_s(ds, batch: int, workers: int, batches: int, device: torch.devic
 
 
 def finetune_config(root: Path, variant: str, img_size: int, batch: int,
-                    device: torch.device, decode: str, updates: int,
-                    window: int) -> RunConfig:
+                    device: torch.device, updates: int, window: int) -> RunConfig:
     """The fine-tuning recipe's run on the stand-ins (random weights: no download here; a
     learning rate of the paper's grid that random weights do not diverge with), as the
     training loop executes it on ``device`` (micro-batches planned from its memory)."""
     cfg = RunConfig(dataset=f"imagefolder:{root}", variant=variant, recipe="finetune",
                     img_size=img_size, batch_size=batch, steps=updates, lr=0.003,
-                    warmup_steps=1, device=str(device), decode=decode, log_every=window,
+                    warmup_steps=1, device=str(device), log_every=window,
                     eval_every=10**6, checkpoint_every=10**6, eval_limit=8)
     return execution_plan(cfg.resolved(), device, World())[0]
 
@@ -238,12 +238,11 @@ def main(argv: list[str] | None = None) -> int:
         by_workers = {w: loader_img_s(ds, batch, w, args.batches, device) for w in workers}
         on_device = {w: device_decode_img_s(ds, batch, w, args.batches, device)
                      for w in workers}
-        cfg = finetune_config(Path(tmp), args.variant, args.img_size, batch, device, "cpu",
+        cfg = finetune_config(Path(tmp), args.variant, args.img_size, batch, device,
                               updates, window)
         alone = [model_alone_img_s(cfg, device, windows=updates // window)]
-        loops = {d: loop_img_s(finetune_config(Path(tmp), args.variant, args.img_size, batch,
-                                               device, d, updates, window),
-                               Path(tmp) / f"run-{d}") for d in decodes}
+        loops = {d: loop_img_s(dataclasses.replace(cfg, decode=d), Path(tmp) / f"run-{d}")
+                 for d in decodes}
         if loops:  # and after them: a device whose speed drifts does not decide
             alone.append(model_alone_img_s(cfg, device, windows=updates // window))
     model_rate = max(alone)
@@ -273,8 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         "environment": environment(device),
     }
     out = Path(args.out) / f"benchmark-input-{record['environment']['device'].split()[0]}.json"
-    if aside := set_aside_record(out):
-        print(f"the earlier record {out.name} is kept as {aside.name}", file=sys.stderr)
+    set_aside_record(out)
     write_json(out, record)
     print(f"{made_from}; {args.variant} at {args.img_size} px, batch {batch}")
     print(f"  one worker (this process)   {per_worker:8.1f} img/s")

@@ -367,14 +367,6 @@ def perf_ratios(rows: list[dict]) -> list[dict]:
     return out
 
 
-def set_aside(path: Path) -> Path:
-    """``path``, after moving a record already there aside under its commit's name
-    (:func:`mixer_lib.rundir.set_aside_record`), never overwriting one."""
-    if aside := set_aside_record(path):
-        print(f"the earlier record {path.name} is kept as {aside.name}", file=sys.stderr)
-    return path
-
-
 def write_record(path: Path, args, device, peak, peaks, by_config, done: int,
                  total: int) -> None:
     """The record of the configurations measured so far (``complete`` once all of them
@@ -445,7 +437,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
     path = None
     if args.out:
         tag = device_name(device).split(" (")[0].replace(" ", "-")
-        path = set_aside(Path(args.out) / f"benchmark-{args.preset}-{tag}.json")
+        path = Path(args.out) / f"benchmark-{args.preset}-{tag}.json"
+        set_aside_record(path)
     total = len(configs) * (getattr(args, "rounds", None) or 1)
     for round_ in range(getattr(args, "rounds", None) or 1):
         for name, dtype, mode, batch in configs:

@@ -106,14 +106,17 @@ def move_aside(out: Path, label: str | None = None) -> Path | None:
 def set_aside_record(path: Path) -> Path | None:
     """Move a JSON record already at ``path`` aside under its commit's name
     (``benchmark-perf-cpu-cpu.json`` -> ``benchmark-perf-cpu-cpu-4eb6ba1.json``,
-    :func:`move_aside`), so a new measurement never overwrites one; returns where it went."""
+    :func:`move_aside`), so a new measurement never overwrites one; says so on stderr and
+    returns where it went."""
     if not path.exists():
         return None
     try:
         commit = str(json.loads(path.read_text())["environment"]["git_commit"])[:7]
     except (ValueError, KeyError, TypeError):
         commit = "unreadable"
-    return move_aside(path, commit)
+    aside = move_aside(path, commit)
+    print(f"the earlier record {path.name} is kept as {aside.name}", file=sys.stderr)
+    return aside
 
 
 class RunLock:

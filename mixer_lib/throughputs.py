@@ -178,6 +178,26 @@ def peer_table(benches: list[dict]) -> tuple[list[str], list[list[str]]]:
              "ours, training at % of the matmul peak"], out)
 
 
+TIMM_MIXER = "timm:mixer_b16_224"
+
+
+def _matmul_splits(benches: list[dict]) -> list[tuple[Measurement, str, float, float,
+                                                       float | None]]:
+    """Per measurement and model whose row replayed a training step's products
+    (``train_matmul_s``): (measurement, model, step seconds, products' seconds, and for
+    Mixer-B/16 timm's Mixer-B/16 step over our products' seconds, else None)."""
+    out = []
+    for run in measurements(benches):
+        timm = run.rows.get(TIMM_MIXER, {})
+        for name, r in run.rows.items():
+            if not (r.get("train_matmul_s") and r.get("train_img_s")):
+                continue
+            bound = (timm["batch"] / timm["train_img_s"] / r["train_matmul_s"]
+                     if name == "Mixer-B/16" and timm.get("train_img_s") else None)
+            out.append((run, name, r["batch"] / r["train_img_s"], r["train_matmul_s"], bound))
+    return out
+
+
 def matmul_table(benches: list[dict],
                  target: float = 1.1) -> tuple[list[str], list[list[str]]]:
     """Where a training step's time goes, per measurement whose record replayed the step's
@@ -187,22 +207,11 @@ def matmul_table(benches: list[dict],
     products took time (timm's step over our products' seconds), against issue 17's
     ``target``. Both Mixers' products are the same layers with the same FLOPs, arranged
     differently in token mixing (tests/test_matmuls.py)."""
-    out = []
-    timm_mixer = "timm:mixer_b16_224"
-    for run in measurements(benches):
-        rows = {name: r for name, r in run.rows.items()
-                if r.get("train_matmul_s") and r.get("train_img_s")}
-        for name, r in rows.items():
-            step = r["batch"] / r["train_img_s"]
-            bound = "-"
-            if name == "Mixer-B/16" and run.rows.get(timm_mixer, {}).get("train_img_s"):
-                timm = run.rows[timm_mixer]
-                most = timm["batch"] / timm["train_img_s"] / r["train_matmul_s"]
-                bound = f"{most:.2f}x ({'reaches' if most >= target else 'short of'} " \
-                        f"{target:g}x)"
-            out.append([run.title, PEERS.get(name, name), f"{step:.3f}",
-                        f"{r['train_matmul_s']:.3f}",
-                        f"{100 * (1 - r['train_matmul_s'] / step):.0f} %", bound])
+    out = [[run.title, PEERS.get(name, name), f"{step:.3f}", f"{products:.3f}",
+            f"{100 * (1 - products / step):.0f} %",
+            "-" if bound is None else
+            f"{bound:.2f}x ({'reaches' if bound >= target else 'short of'} {target:g}x)"]
+           for run, name, step, products, bound in _matmul_splits(benches)]
     return (["measurement", "model", "training step (s)", "its matrix products alone (s)",
              "step outside them", "ours with nothing but its products / timm's Mixer-B/16, "
              "training"], out)
@@ -218,21 +227,22 @@ def matmul_summary(benches: list[dict], device: str = "cpu",
     (``mm_verdict``); "not measured" without one. Also ``mm_elsewhere``: the measurements on
     other devices that replay a step's products ("none yet")."""
     keys = ("mm_where", "mm_ours_outside", "mm_timm_outside", "mm_bound", "mm_verdict")
-    others = [b for b in benches if short_device(b) != device]
+    splits = _matmul_splits(benches)
     elsewhere = {"mm_elsewhere": ", ".join(dict.fromkeys(
-        r[0] for r in matmul_table(others)[1])) or "none yet"}
-    mine = [b for b in benches if short_device(b) == device]
-    rows = [r for r in matmul_table(mine)[1] if r[1] in ("Mixer-B/16", "timm's Mixer-B/16")]
-    last = next((m for m in reversed(rows) if m[1] == "Mixer-B/16" and m[-1] != "-"), None)
+        run.title for run, *_ in splits if run.device != device)) or "none yet"}
+    outside = {(run.label, name): f"{100 * (1 - products / step):.0f} %"
+               for run, name, step, products, _ in splits if run.device == device}
+    last = next((s for s in reversed(splits) if s[0].device == device and s[4] is not None
+                 and (s[0].label, TIMM_MIXER) in outside), None)
     if last is None:
         return dict.fromkeys(keys, "not measured") | elsewhere
-    timm = next(r for r in rows if r[0] == last[0] and r[1] != "Mixer-B/16")
-    bound = last[-1].split()[0]
+    run, _, _, _, bound = last
     verdict = (f"short of the {target:g}x asked, so removing the element-wise work cannot "
-               f"reach it while the products take what they take"
-               if float(bound.rstrip("x")) < target else
+               f"reach it while the products take what they take" if bound < target else
                f"at least the {target:g}x asked, so removing other work could reach it")
-    return dict(zip(keys, (last[0], last[4], timm[4], bound, verdict), strict=True)) | elsewhere
+    return dict(zip(keys, (run.title, outside[run.label, "Mixer-B/16"],
+                           outside[run.label, TIMM_MIXER], f"{bound:.2f}x", verdict),
+                    strict=True)) | elsewhere
 
 
 def throughput_table(benches: list[dict]) -> tuple[list[str], list[list]]:

@@ -14,9 +14,10 @@
 #    at 512 in micro-batches of 128), inference with bf16 weights (no autocast), with the bf16
 #    and float32 matmul peaks measured in the same run; the first compiled calls timed from
 #    empty compiler caches (where compiling pays for itself); each eager training step's
-#    matrix products replayed alone (the share of the step that fusing could save). Batch 128 is measured first,
-#    every model at one dtype and mode before the next, and the record is rewritten after
-#    each configuration, so a run cut short by the limit keeps whole comparisons.
+#    matrix products replayed alone (the share of the step that fusing could save). Batch
+#    128 is measured first, every model at one dtype and mode before the next, and the
+#    record is rewritten after each configuration, so a run cut short by the limit keeps
+#    whole comparisons.
 # 2. (at most 120 s) The input pipeline on 500x375 JPEG stand-ins: one CPU worker, the loader
 #    with 1, 4, 8 and 16 workers, --decode device with as many workers, Mixer-B/16 training
 #    alone, and the fine-tuning loop itself (mixer_lib.train) with decode cpu and device
