@@ -139,10 +139,13 @@ def test_input_pipeline_benchmark_measures_loader_loop_and_model_in_one_run(cifa
         assert script.main(argv) == 0
         first = next(tmp_path.glob("benchmark-input-*.json"))
         earlier = first.read_bytes()
-        for bad in (["--images", "2", "--batch", "4"],  # fewer images than a batch
-                    ["--loop-decode", "gpu"], ["--loop-updates", "4", "--loop-window", "2"]):
+        capsys.readouterr()
+        for bad, says in ((["--images", "2", "--batch", "4"], "--images >= --batch"),
+                          (["--loop-decode", "gpu"], "--loop-decode takes cpu and/or device"),
+                          (["--loop-updates", "4", "--loop-window", "2"], ">= 3 windows")):
             with pytest.raises(SystemExit):
                 script.main(bad)
+            assert says in capsys.readouterr().err
         assert script.main([*argv, "--loop-decode", "device", "--workers", "0"]) == 0
     finally:
         sys.modules.pop("input_pipeline", None)
