@@ -191,6 +191,22 @@ def device_decode_img_s(ds, batch: int, workers: int, batches: int,
     return batch * batches / (time.perf_counter() - t)
 
 
+def uint8_same_bits(ds, device: torch.device, count: int = 8) -> bool:
+    """Whether a batch handed over as uint8 (:meth:`TransformedSubset.hand_over_uint8`) and
+    scaled on ``device`` by the training step's :func:`to_device` equals, bit for bit, the
+    same batch scaled to float32 in the loader."""
+    items = [(i % len(ds), 7_000 + i) for i in range(count)]
+    was = ds.uint8_out
+    try:
+        ds.uint8_out = False
+        floats = torch.stack([x for x, _ in ds.__getitems__(items)])
+        ds.uint8_out = True
+        pixels = torch.stack([x for x, _ in ds.__getitems__(items)])
+    finally:
+        ds.uint8_out = was
+    return pixels.dtype == torch.uint8 and torch.equal(to_device(pixels, device).cpu(), floats)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", default=None,
@@ -206,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--img-size", type=int, default=224)
     parser.add_argument("--loop-decode", default="cpu,device",
                         help="the fine-tuning loop with these decode settings ('' = no loop)")
+    parser.add_argument("--loop-workers", default="",
+                        help="comma-separated worker counts for more decode=cpu loops "
+                             "(default: only the loader's default)")
     parser.add_argument("--loop-updates", type=int, default=None,
                         help="updates of each loop (default: 48 on a GPU, 8 on a CPU)")
     parser.add_argument("--loop-window", type=int, default=None,
@@ -221,6 +240,12 @@ def main(argv: list[str] | None = None) -> int:
     workers = [int(w) for w in (args.workers or ("1,4,8,16" if cuda else "1,2")).split(",")]
     if batch < 1 or args.images < batch or any(w < 0 for w in workers):
         parser.error("need --batch >= 1, --images >= --batch and worker counts >= 0")
+    try:
+        loop_workers = [int(w) for w in args.loop_workers.split(",") if w.strip()]
+    except ValueError:
+        parser.error(f"--loop-workers takes comma-separated integers; got {args.loop_workers!r}")
+    if any(w < 0 for w in loop_workers):
+        parser.error("--loop-workers: worker counts must be >= 0")
     decodes = [d for d in args.loop_decode.split(",") if d]
     if set(decodes) - {"cpu", "device"}:
         parser.error("--loop-decode takes cpu and/or device, comma-separated")
@@ -234,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         made_from = make_standins(Path(tmp), args.images, args.data_root)
         ds = build_split(DataConfig(dataset=f"imagefolder:{tmp}", img_size=args.img_size,
                                     keep_decoded=False), "train")
+        if device.type != "cpu":  # as the training loop hands pixels to a GPU
+            ds.hand_over_uint8()
+        same_bits = uint8_same_bits(ds, device)
         per_worker = one_worker_img_s(ds, batch, args.batches)
         by_workers = {w: loader_img_s(ds, batch, w, args.batches, device) for w in workers}
         on_device = {w: device_decode_img_s(ds, batch, w, args.batches, device)
@@ -243,7 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         alone = [model_alone_img_s(cfg, device, windows=updates // window)]
         loops = {d: loop_img_s(dataclasses.replace(cfg, decode=d), Path(tmp) / f"run-{d}")
                  for d in decodes}
-        if loops:  # and after them: a device whose speed drifts does not decide
+        by_loop_workers = {w: loop_img_s(dataclasses.replace(cfg, decode="cpu", num_workers=w),
+                                         Path(tmp) / f"run-cpu-{w}") for w in loop_workers}
+        if loops or by_loop_workers:  # and after them: a device whose speed drifts does not decide
             alone.append(model_alone_img_s(cfg, device, windows=updates // window))
     model_rate = max(alone)
     best = max(by_workers.values())
@@ -251,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "input_pipeline", "images": made_from, "image_size": list(SIZE),
         "img_size": args.img_size, "batch": batch, "variant": args.variant,
         "transform": "fine-tuning recipe's train transform (Inception crop, flip, [-1, 1])",
+        "loader_pixels": ds.pixels_form(),
+        "uint8_scaling_same_bits": same_bits,
         "one_worker_img_s": per_worker,
         "loader_img_s_by_workers": {str(w): r for w, r in by_workers.items()},
         "model_alone_train_img_s": model_rate,
@@ -267,11 +299,17 @@ def main(argv: list[str] | None = None) -> int:
                      "fraction_of_model_alone": statistics.median(rates) / model_rate,
                      "workers": loader_kwargs(device, None)["num_workers"]}
                  for d, rates in loops.items()},
+        "loop_cpu_by_workers": {str(w): {"loop_img_s": statistics.median(rates),
+                                         "window_img_s": rates,
+                                         "fraction_of_model_alone":
+                                             statistics.median(rates) / model_rate}
+                                for w, rates in by_loop_workers.items()},
         "loop_updates": updates, "loop_window": window,
         "cpu_cores": len(os.sched_getaffinity(0)),
         "environment": environment(device),
     }
-    out = Path(args.out) / f"benchmark-input-{record['environment']['device'].split()[0]}.json"
+    tag = record["environment"]["device"].split(" (")[0].replace(" ", "-")  # cpu, NVIDIA-H200
+    out = Path(args.out) / f"benchmark-input-{tag}.json"
     set_aside_record(out)
     write_json(out, record)
     print(f"{made_from}; {args.variant} at {args.img_size} px, batch {batch}")
@@ -288,6 +326,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  the fine-tuning loop, decode={d}, {loop['workers']} worker(s): "
               f"{loop['loop_img_s']:8.1f} img/s, {100 * loop['fraction_of_model_alone']:.0f}% "
               f"of the model alone")
+    for w, loop in record["loop_cpu_by_workers"].items():
+        print(f"  the fine-tuning loop, decode=cpu, {w} worker(s):   {loop['loop_img_s']:8.1f} "
+              f"img/s, {100 * loop['fraction_of_model_alone']:.0f}% of the model alone")
+    print(f"  pixels leave the loader as {record['loader_pixels']}; scaled on {device.type} "
+          f"bit for bit as in the loader: {same_bits}")
     print(f"record: {out}")
     return 0
 

@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from mixer_lib import VARIANTS, MixerConfig, create_model  # noqa: E402
 from mixer_lib.flops import analytic_flops  # noqa: E402
-from mixer_lib.matmuls import record_matmuls, replay_seconds  # noqa: E402
+from mixer_lib.matmuls import record_matmuls, replay_groups, replay_seconds  # noqa: E402
 from mixer_lib.model import MODEL_FORM  # noqa: E402
 from mixer_lib.provenance import device_name, environment, write_json  # noqa: E402
 from mixer_lib.records import timm_peer  # noqa: E402
@@ -90,6 +90,15 @@ PRESETS = {
                      modes=["eager", "compile"], repeats=8, warmup=3,
                      compile_models=["Mixer-B/16", "timm:vit_base_patch16_224"],
                      compile_dtypes=["bf16"], out="results/perf"),
+    # Where the time of the bf16 products goes (issue 17's inference target): the three
+    # models eager, each distinct product of an inference call and a training step replayed
+    # alone, with aligned rows too (mixer_lib.matmuls.replay_groups). scripts/perf-on-gpu.sh
+    # runs it after perf-gpu.
+    "perf-gpu-products": dict(models=["Mixer-B/16", "timm:mixer_b16_224",
+                                      "timm:vit_base_patch16_224"], batch=128,
+                              train_micro=128, img_size=224, dtypes=["bf16", "bf16w"],
+                              modes=["eager"], repeats=8, warmup=3, compile_models=[],
+                              out="results/perf"),
     # the same comparison on a CPU, float32, at a batch a CPU trains in seconds
     "perf-cpu": dict(models=["Mixer-B/16", "legacy:Mixer-B/16", "timm:mixer_b16_224",
                              "timm:vit_base_patch16_224"], batch=8, img_size=224,
@@ -122,6 +131,12 @@ class Row:
     first_train_s: float | None = None
     # eager: seconds of one training step's matrix products replayed alone (mixer_lib.matmuls)
     train_matmul_s: float | None = None
+    # eager, in the performance presets: the same for one inference call
+    infer_matmul_s: float | None = None
+    # eager, in the performance presets: each distinct product of one inference call and of
+    # one training step replayed alone, with rows aligned too (mixer_lib.matmuls.replay_groups)
+    infer_matmul_groups: list | None = None
+    train_matmul_groups: list | None = None
 
 
 def parse_spec(name: str) -> tuple[str, dict[str, object]]:
@@ -276,31 +291,37 @@ def measure(name: str, dtype: str, mode: str, args, device, peak: float | None) 
     infer_rate = timed(infer, device, args.warmup, args.repeats, args.batch)
     infer_tflops = flops * infer_rate / 1e12
     infer_mfu = infer_tflops / peak if peak else None
+    products = mode == "eager" and not getattr(args, "inference_only", False)
+    infer_matmul, infer_groups = matmul_seconds_of(infer, name) if products else (None, None)
     if getattr(args, "inference_only", False) or dtype == "bf16w":
         return Row(name, dtype, mode, args.batch, params / 1e6, flops / 1e9, infer_rate,
                    None, None, None, None, size, infer_tflops, infer_mfu,
-                   first_infer_s=first_infer)
+                   first_infer_s=first_infer, infer_matmul_s=infer_matmul,
+                   infer_matmul_groups=infer_groups)
     model.train()
     first_train = first_call_seconds(step, device)
     train_rate = timed(step, device, args.warmup, args.repeats, args.batch)
     mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     train_tflops = 3 * flops * train_rate / 1e12  # forward + backward = 3x forward FLOPs
+    train_matmul, train_groups = matmul_seconds_of(step, name) if products else (None, None)
     return Row(name, dtype, mode, args.batch, params / 1e6, flops / 1e9, infer_rate,
                train_rate, mem, train_tflops, train_tflops / peak if peak else None, size,
                infer_tflops, infer_mfu, first_infer_s=first_infer, first_train_s=first_train,
-               train_matmul_s=matmul_seconds_of(step, name) if mode == "eager" else None)
+               train_matmul_s=train_matmul, infer_matmul_s=infer_matmul,
+               infer_matmul_groups=infer_groups, train_matmul_groups=train_groups)
 
 
-def matmul_seconds_of(step, name: str) -> float | None:
-    """Seconds of the matrix products of one call of ``step``, replayed alone
-    (:mod:`mixer_lib.matmuls`); None, said on stderr, where an op's replay fails (a kernel
-    this machine's tests could not run), so the measurement goes on."""
+def matmul_seconds_of(fn, name: str) -> tuple[float | None, list | None]:
+    """Seconds of the matrix products of one call of ``fn`` replayed alone, and each distinct
+    product replayed alone (:mod:`mixer_lib.matmuls`); None, said on stderr, where an op's
+    replay fails (a kernel this machine's tests could not run), so the measurement goes on."""
     try:
-        return replay_seconds(record_matmuls(step), repeats=3, warmup=1)
+        calls = record_matmuls(fn)
+        return replay_seconds(calls, repeats=3, warmup=1), replay_groups(calls)
     except (RuntimeError, TypeError, ValueError, NotImplementedError) as err:
-        print(f"{name}: the matrix products' replay failed ({err}); no train_matmul_s",
+        print(f"{name}: the matrix products' replay failed ({err}); none recorded",
               file=sys.stderr)
-        return None
+        return None, None
 
 
 def print_table(rows: list[Row], peak: float | None) -> None:
@@ -337,7 +358,7 @@ def median_row(rows: list[Row]) -> Row:
 
     out = Row(**{**asdict(rows[0]), **{k: med(k) for k in (
         "infer_img_s", "train_img_s", "train_tflops", "mfu", "infer_tflops", "infer_mfu",
-        "train_matmul_s")}})
+        "train_matmul_s", "infer_matmul_s")}})
     for key in ("peak_mem_gib", "first_infer_s", "first_train_s"):  # the largest
         values = [getattr(r, key) for r in rows if getattr(r, key) is not None]
         setattr(out, key, max(values) if values else None)

@@ -100,7 +100,9 @@ class RunConfig:
     device: str = _opt("auto, cpu, cuda or cuda:N", "auto")
     precision: str = _opt("auto (bf16 autocast on GPU, fp32 on CPU), bf16 or fp32", "auto",
                           choices=("auto", "bf16", "fp32"))
-    compile: bool = _opt("wrap the model in torch.compile", False, kind=bool)
+    compile: bool | None = _opt("wrap the model in torch.compile (default: on a GPU when the "
+                                "run is long enough for the compile time to pay back, "
+                                "mixer_lib.runtime.decide_compile; never on a CPU)", kind=bool)
     num_workers: int | None = _opt("data-loader worker processes (default on a CPU: none "
                                    "with 2 cores or fewer, else half the cores, at most 2; "
                                    "on a GPU up to 8)", kind=int, low=0)

@@ -70,6 +70,22 @@ class TransformedSubset(Dataset):
         return self.label_map[label] if self.label_map is not None else label
 
     decoded: np.ndarray | None = None
+    uint8_out = False  # seeded batches hand over uint8 pixels (hand_over_uint8)
+
+    def hand_over_uint8(self) -> bool:
+        """Let seeded batches hand over ``(3, H, W)`` uint8 pixels instead of float32, for a
+        GPU to scale (:func:`mixer_lib.device_decode.to_device`): a quarter of the bytes
+        through the workers' shared memory, pinning and the copy, and the same values bit
+        for bit (:meth:`ToSignedTensor.scale`). Only where the transform ends in the
+        official scaling; returns whether it does."""
+        steps = getattr(self.transform, "transforms", None)
+        last = steps[-1] if steps else None
+        self.uint8_out = isinstance(last, ToSignedTensor) and last.is_official()
+        return self.uint8_out
+
+    def pixels_form(self) -> str:
+        """What a seeded batch's pixels are when they leave the loader, as a run records it."""
+        return "uint8, scaled on the device" if self.uint8_out else "float32"
 
     def keep_decoded(self, budget_bytes: int = 256 * 2**20, max_side: int = 64) -> bool:
         """Decode every image of this subset once into one uint8 array (N, H, W, 3) when they
@@ -140,8 +156,13 @@ class TransformedSubset(Dataset):
                 labels.append(label)
         if len({a.shape for a in images}) > 1:  # no common size (a transform without a crop)
             return [(to_tensor.array(a), y) for a, y in zip(images, labels, strict=True)]
-        batch = to_tensor.batch(torch.from_numpy(np.stack(images)))
+        batch = self._finish(torch.from_numpy(np.stack(images)), to_tensor)
         return list(zip(batch.unbind(0), labels, strict=True))
+
+    def _finish(self, pixels: torch.Tensor, to_tensor: ToSignedTensor) -> torch.Tensor:
+        """``(B, H, W, 3)`` uint8 -> the batch handed over: scaled float32, or laid out as
+        uint8 when :meth:`hand_over_uint8` is on."""
+        return to_tensor.layout(pixels) if self.uint8_out else to_tensor.batch(pixels)
 
     def inception_crop(self, max_side: int | None = MAX_OUTPUT_SIDE,
                        ) -> BatchedInceptionCrop | None:
@@ -175,7 +196,7 @@ class TransformedSubset(Dataset):
                 draws.append(crop.draw(height, width))
         indices = [index for index, _ in items]
         pixels = crop.apply(torch.from_numpy(self.decoded[indices]), draws)
-        batch = to_tensor.batch(pixels)
+        batch = self._finish(pixels, to_tensor)
         return list(zip(batch.unbind(0), [self.targets[i] for i in indices], strict=True))
 
 

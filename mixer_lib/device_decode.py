@@ -29,6 +29,7 @@ from torchvision.io import ImageReadMode, decode_jpeg
 
 from mixer_lib.data import TransformedSubset, sample_files, seed_sample, seeded_rngs
 from mixer_lib.datasets import DataError, unreadable_image
+from mixer_lib.transforms import ToSignedTensor
 
 
 @dataclass
@@ -85,11 +86,16 @@ def _pillow_decode(data: torch.Tensor, path: str) -> torch.Tensor:
 
 
 def to_device(x: torch.Tensor | EncodedBatch, device: torch.device) -> torch.Tensor:
-    """A batch's images on ``device``: a tensor moved there, an :class:`EncodedBatch`
-    decoded there."""
+    """A batch's images on ``device``: a float tensor moved there, a uint8 one
+    (:meth:`TransformedSubset.hand_over_uint8`) moved and scaled to [-1, 1] there, an
+    :class:`EncodedBatch` decoded there."""
     if isinstance(x, EncodedBatch):
         return x.to_images(device)
-    return x.to(device, non_blocking=True)
+    x = x.to(device, non_blocking=True)
+    return _OFFICIAL.scale(x) if x.dtype == torch.uint8 else x
+
+
+_OFFICIAL = ToSignedTensor()
 
 
 class EncodedJpegs(Dataset):
@@ -113,6 +119,9 @@ class EncodedJpegs(Dataset):
 
     def fetch_form(self) -> str:
         return "device-decode"
+
+    def pixels_form(self) -> str:
+        return "encoded JPEG, decoded on the device"
 
     def __getitems__(self, items: Sequence[tuple[int, int]]) -> list[tuple]:
         out = []

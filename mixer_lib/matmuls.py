@@ -12,6 +12,9 @@ the speed-up any change that keeps the products can give (issue 17's CPU target)
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -134,3 +137,64 @@ def replay_seconds(calls: list[MatmulCall], repeats: int = 3, warmup: int = 1) -
 
     with torch.no_grad():
         return median_seconds(once, repeats, warmup)
+
+
+def aligned(spec: TensorSpec, multiple: int = 8) -> TensorSpec:
+    """``spec`` with its leading dimension (the stride of the dimension next to the unit-stride
+    one) rounded up to a multiple of ``multiple`` elements and the strides outside it made
+    dense again; expanded (stride-0) dimensions stay so. GPU matrix kernels read rows of
+    16 bytes (8 bf16 values) at a time only when rows start at such multiples: a token-mixing
+    weight of Mixer-B/16, ``(384, 196)``, does not. Unchanged when already aligned or when no
+    dimension has unit stride."""
+    dims = sorted((d for d, s in enumerate(spec.stride) if s and spec.shape[d] > 1),
+                  key=lambda d: spec.stride[d])
+    if len(dims) < 2 or spec.stride[dims[0]] != 1 or spec.stride[dims[1]] % multiple == 0:
+        return spec
+    stride = list(spec.stride)
+    stride[dims[1]] = -(-spec.stride[dims[1]] // multiple) * multiple
+    for inner, outer in itertools.pairwise(dims[1:]):
+        stride[outer] = max(spec.stride[outer], stride[inner] * spec.shape[inner])
+    return dataclasses.replace(spec, stride=tuple(stride))
+
+
+def _aligned_call(call: MatmulCall, multiple: int) -> MatmulCall:
+    def pad(value: Any) -> Any:
+        if isinstance(value, TensorSpec):
+            return aligned(value, multiple)
+        if isinstance(value, (list, tuple)):
+            return type(value)(pad(v) for v in value)
+        return value
+
+    return dataclasses.replace(call, args=pad(call.args),
+                               kwargs=tuple((k, pad(v)) for k, v in call.kwargs))
+
+
+def replay_groups(calls: list[MatmulCall], repeats: int = 3, warmup: int = 1,
+                  multiple: int = 8) -> list[dict[str, Any]]:
+    """Each distinct call among ``calls`` (same op and argument layouts), in order of first
+    appearance, replayed alone: the op, its tensors' shapes and strides, how many times the
+    step calls it, the median seconds of one call, the TFLOP/s of the ``mm`` family, and
+    where an input of an ``mm``-family product has rows that are not aligned
+    (:func:`aligned`), the seconds with aligned rows (``aligned_seconds``; the output's layout
+    is the op's own)."""
+    def key(value: Any) -> Any:  # hashable: lists (e.g. a convolution's stride) as tuples
+        if isinstance(value, (list, tuple)):
+            return tuple(key(v) for v in value)
+        return value
+
+    counts = collections.Counter(key((c.op, c.args, c.kwargs)) for c in calls)
+    firsts = {key((c.op, c.args, c.kwargs)): c for c in reversed(calls)}
+    out = []
+    for k, call in reversed(firsts.items()):
+        tensors = [a for a in call.args if isinstance(a, TensorSpec)]
+        seconds = replay_seconds([call], repeats, warmup)
+        flops = _matmul_flops(call)
+        row = {"op": call.op.__name__.split(".")[0], "shapes": [list(t.shape) for t in tensors],
+               "strides": [list(t.stride) for t in tensors], "dtype": str(tensors[0].dtype)
+               if tensors else None, "calls": counts[k], "seconds": seconds,
+               "tflops": flops / seconds / 1e12 if flops and seconds > 0 else None}
+        padded = _aligned_call(call, multiple) if flops else call  # the mm family only
+        if padded != call:
+            row["aligned_seconds"] = replay_seconds([padded], repeats, warmup)
+        out.append(row)
+    return out

@@ -8,6 +8,7 @@ neither needs the other for it.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import sys
 
 import torch
@@ -42,11 +43,41 @@ def compute_dtype(cfg: RunConfig, device: torch.device) -> torch.dtype | None:
     return None
 
 
+# ``compile`` left to the run (None) compiles where the compile time pays for itself within
+# it: a GPU run of a Mixer with at least this many micro-batch updates. On an H200 in bf16
+# (results/perf/benchmark-perf-gpu-NVIDIA-H200.json, 2026-11-27) compiling Mixer-B/16 took
+# 42-48 s (training step and inference) and saved 9.5-9.6 ms per micro-batch of 128, paying
+# back after about 4,400 (batch 128) and 5,000 (batch 512 in micro-batches of 128); the line
+# adds a fifth for hosts that compile more slowly. tests/test_runtime.py checks it against
+# every committed GPU record. On a CPU the compiled step was slower
+# (benchmark-perf-cpu-cpu.json): never there.
+COMPILE_PAYS_AFTER = 6_000
+
+
+def decide_compile(cfg: RunConfig, device: torch.device) -> bool:
+    """``cfg.compile`` when given; else on a GPU, for a Mixer (not a baseline), when the run
+    has at least :data:`COMPILE_PAYS_AFTER` micro-batch updates and Triton (what
+    ``torch.compile`` generates GPU kernels with) is installed."""
+    if cfg.compile is not None:
+        return cfg.compile
+    micro_batches = (cfg.steps or 0) * (cfg.accum_steps or 1)
+    return (device.type == "cuda" and cfg.variant not in BASELINES
+            and micro_batches >= COMPILE_PAYS_AFTER
+            and importlib.util.find_spec("triton") is not None)
+
+
 def execution_plan(cfg: RunConfig, device: torch.device,
                    world: World) -> tuple[RunConfig, MemoryPlan | None]:
     """``cfg`` with ``accum_steps`` and ``grad_checkpointing`` decided: on a GPU from its free
     memory and the run's activation estimate (:mod:`mixer_lib.memory`), where they are left
-    to the run; elsewhere one micro-batch per update and no checkpointing unless asked."""
+    to the run; elsewhere one micro-batch per update and no checkpointing unless asked. Then
+    ``compile`` where it is left to the run (:func:`decide_compile`)."""
+    cfg, memory = _memory_plan(cfg, device, world)
+    return dataclasses.replace(cfg, compile=decide_compile(cfg, device)), memory
+
+
+def _memory_plan(cfg: RunConfig, device: torch.device,
+                 world: World) -> tuple[RunConfig, MemoryPlan | None]:
     if cfg.variant in BASELINES or device.type != "cuda":
         return dataclasses.replace(
             cfg, accum_steps=cfg.accum_steps or 1,

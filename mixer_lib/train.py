@@ -131,6 +131,8 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False,
                 "preparing the data")
             if cfg.decode == "device":  # the workers hand over encoded files
                 train_ds = EncodedJpegs(train_ds)
+            elif device.type != "cpu":  # uint8 pixels cross to the device, scaled there
+                train_ds.hand_over_uint8()
             # what the extra scores need (ReaL's labels) is checked now, not after hours
             extra_evals = evaluators.prepare(cfg, eval_ds, progress) if world.main else []
         except Exception:
@@ -170,7 +172,8 @@ def _train(cfg: RunConfig, out: Path, world: World, device: torch.device, train_
     env = environment(device) | {"world_size": world.size,
                                  "memory_plan": memory.as_dict() if memory else None,
                                  "model_form": MODEL_FORM, "compiled": cfg.compile,
-                                 "loader_form": train_ds.fetch_form()}
+                                 "loader_form": train_ds.fetch_form(),
+                                 "loader_pixels": train_ds.pixels_form()}
     run.write_config(asdict(cfg), env)
     world.barrier()
     model, load_report = world.main_first(lambda: build_model(cfg, len(names)),

@@ -35,8 +35,29 @@ class ToSignedTensor:
     def batch(self, pixels: torch.Tensor) -> torch.Tensor:
         """``(B, H, W, 3)`` uint8 -> ``(B, 3, H, W)`` float: per element ``x / 255``, minus
         the mean, over the std, in that order (what ``ToTensor`` + ``Normalize`` do)."""
-        x = pixels.permute(0, 3, 1, 2).contiguous().float().div_(255)
+        x = self.layout(pixels).float().div_(255)
         return x.sub_(self.mean).div_(self.std)
+
+    def is_official(self) -> bool:
+        """Whether this is the official scaling, ``(x - 127.5) / 127.5``."""
+        return (self.mean.flatten().tolist() == list(MEAN)
+                and self.std.flatten().tolist() == list(STD))
+
+    @staticmethod
+    def layout(pixels: torch.Tensor) -> torch.Tensor:
+        """``(B, H, W, 3)`` uint8 -> ``(B, 3, H, W)`` uint8, contiguous: what a data worker
+        hands to a GPU (a quarter of float32's bytes); :meth:`scale` finishes there."""
+        return pixels.permute(0, 3, 1, 2).contiguous()
+
+    def scale(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` uint8 on any device -> the float32 values :meth:`batch` gives, by
+        looking each pixel up in a table of the 256 values per channel that :meth:`batch`'s
+        arithmetic gives on the CPU (a GPU's ``div`` by a number multiplies by its
+        reciprocal, which can differ in the last bit; a table cannot)."""
+        values = torch.arange(256, dtype=torch.uint8).view(1, 1, 256, 1).expand(1, 1, 256, 3)
+        table = self.batch(values)[0, :, 0, :].contiguous()  # (3, 256)
+        offsets = torch.arange(0, 3 * 256, 256, device=x.device).view(1, 3, 1, 1)
+        return table.to(x.device).view(-1)[x.long() + offsets]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -134,7 +134,8 @@ def test_input_pipeline_benchmark_measures_loader_loop_and_model_in_one_run(cifa
     script = load_script("input_pipeline")
     argv = ["--data-root", str(cifar_root), "--images", "8", "--batch", "4", "--batches", "1",
             "--workers", "0,1", "--variant", "Mixer-S/32", "--img-size", "64",
-            "--loop-updates", "6", "--loop-window", "2", "--out", str(tmp_path)]
+            "--loop-updates", "6", "--loop-window", "2", "--loop-workers", "1",
+            "--out", str(tmp_path)]
     try:
         assert script.main(argv) == 0
         first = next(tmp_path.glob("benchmark-input-*.json"))
@@ -142,7 +143,9 @@ def test_input_pipeline_benchmark_measures_loader_loop_and_model_in_one_run(cifa
         capsys.readouterr()
         for bad, says in ((["--images", "2", "--batch", "4"], "--images >= --batch"),
                           (["--loop-decode", "gpu"], "--loop-decode takes cpu and/or device"),
-                          (["--loop-updates", "4", "--loop-window", "2"], ">= 3 windows")):
+                          (["--loop-updates", "4", "--loop-window", "2"], ">= 3 windows"),
+                          (["--loop-workers", "two"], "--loop-workers takes comma-separated"),
+                          (["--loop-workers", "-1"], "must be >= 0")):
             with pytest.raises(SystemExit):
                 script.main(bad)
             assert says in capsys.readouterr().err
@@ -154,6 +157,10 @@ def test_input_pipeline_benchmark_measures_loader_loop_and_model_in_one_run(cifa
     record = json.loads(earlier)
     assert record["images"].startswith("real CIFAR-10") and record["image_size"] == [500, 375]
     assert set(record["loader_img_s_by_workers"]) == {"0", "1"}
+    assert set(record["loop_cpu_by_workers"]) == {"1"}
+    assert record["loop_cpu_by_workers"]["1"]["loop_img_s"] > 0
+    # a CPU run hands float32 pixels over; the uint8 form a GPU gets is checked all the same
+    assert record["loader_pixels"] == "float32" and record["uint8_scaling_same_bits"] is True
     assert record["one_worker_img_s"] > 0 and record["model_alone_train_img_s"] > 0
     assert record["model_alone_train_img_s"] == max(record["model_alone_img_s_before_after"])
     assert record["workers_needed"] == -(-record["model_alone_train_img_s"]
@@ -244,23 +251,33 @@ def test_perf_on_gpu_script_runs_whole_on_the_cpu(cifar_root, tmp_path):
                         "--repeats 1 --modes eager --dtypes fp32",
            "INPUT_ARGS": "--device cpu --images 8 --batch 4 --batches 1 --workers 0 "
                          "--variant Mixer-S/32 --img-size 64 --loop-updates 6 "
-                         "--loop-window 2"}
+                         "--loop-window 2 --loop-workers 0"}
+    (root / "results" / "perf").mkdir(parents=True)
+    earlier = root / "results" / "perf" / "benchmark-input-cpu.json"
+    earlier.write_text(json.dumps({"environment": {"git_commit": "0123456789"}}))
     script = str(root / "scripts" / "perf-on-gpu.sh")
     done = subprocess.run(["bash", script], capture_output=True, text=True, env=env,
                           timeout=600)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     assert {p.name for p in out.iterdir()} == {
-        "benchmark-perf-gpu-cpu.json", "benchmark-input-cpu.json", "perf-on-gpu.log",
+        "benchmark-perf-gpu-cpu.json", "benchmark-perf-gpu-products-cpu.json",
+        "benchmark-input-cpu.json", "perf-gpu.log", "perf-gpu-products.log",
         "input-on-gpu.log"}
     perf = json.loads((out / "benchmark-perf-gpu-cpu.json").read_text())
     assert perf["complete"] and {r["model"] for r in perf["rows"]} == {
         "Mixer-S/32", "legacy:Mixer-S/32"}
-    assert set(json.loads((out / "benchmark-input-cpu.json").read_text())["loop"]) == {
-        "cpu", "device"}
+    products = json.loads((out / "benchmark-perf-gpu-products-cpu.json").read_text())
+    assert all(r["infer_matmul_groups"] and r["train_matmul_groups"] for r in products["rows"])
+    record = json.loads((out / "benchmark-input-cpu.json").read_text())
+    assert set(record["loop"]) == {"cpu", "device"} and set(record["loop_cpu_by_workers"]) == {
+        "0"}
+    # the record set aside stays in the copy, and only the new one comes back
+    assert (root / "results" / "perf" / "benchmark-input-cpu-0123456.json").exists()
     assert not (REPO / "results" / "perf" / "benchmark-perf-gpu-cpu.json").exists()
     cut = tmp_path / "cut"
     cut.mkdir()
     done = subprocess.run(["bash", script], capture_output=True, text=True, timeout=120,
-                          env={**env, "OUT": str(cut), "PERF_LIMIT": "1", "INPUT_LIMIT": "1"})
+                          env={**env, "OUT": str(cut), "PERF_LIMIT": "1",
+                               "PRODUCTS_LIMIT": "1", "INPUT_LIMIT": "1"})
     assert done.returncode == 124  # timeout's status: the first limit reached
-    assert {"perf-on-gpu.log", "input-on-gpu.log"} <= {p.name for p in cut.iterdir()}
+    assert {"perf-gpu.log", "input-on-gpu.log"} <= {p.name for p in cut.iterdir()}

@@ -462,3 +462,40 @@ def test_study_loader_crops_decoded_batches_together(cifar_root, monkeypatch):
         assert ds.fetch_form() == "per-sample"
     assert calls == [50]
     assert build_split(cfg, "test").fetch_form() == "per-sample"
+
+
+def test_uint8_hand_over_gives_the_float_samples_once_scaled(cifar_root, tmp_path):
+    """What a GPU run's loader hands over (uint8 pixels, a quarter of the bytes) is, once
+    ``to_device`` scales it, bit for bit the float32 batch of the CPU path: decoded CIFAR
+    pixels cropped together, JPEG files cropped one by one, and RandAugment, through a
+    DataLoader with a worker; every uint8 value maps to ToSignedTensor's value; transforms
+    that do not end in the official scaling (an input permutation) are not switched."""
+    from torch.utils.data import DataLoader
+
+    from mixer_lib.device_decode import to_device
+    from mixer_lib.transforms import ToSignedTensor
+
+    every = torch.arange(256, dtype=torch.uint8).view(1, 16, 16, 1).expand(2, 16, 16, 3)
+    fast = ToSignedTensor()
+    assert torch.equal(fast.scale(fast.layout(every)), fast.batch(every))
+    cfg = DataConfig(dataset="cifar10-jpeg", root=cifar_root, img_size=40, train_limit=120)
+    items = [(i, 900 + 7 * i) for i in range(0, 120, 4)]
+    for variant in (cfg, dataclasses.replace(cfg, keep_decoded=False),
+                    dataclasses.replace(cfg, randaugment=(2, 9)),
+                    dataclasses.replace(cfg, img_size=32)):  # the study's batched crop
+        ds = build_split(variant, "train")
+        floats = torch.stack([x for x, _ in ds.__getitems__(items)])
+        assert ds.pixels_form() == "float32" and ds.hand_over_uint8()
+        assert ds.pixels_form() == "uint8, scaled on the device"
+        got = ds.__getitems__(items)
+        pixels = torch.stack([x for x, _ in got])
+        assert pixels.dtype == torch.uint8 and pixels.shape == floats.shape
+        assert torch.equal(to_device(pixels, torch.device("cpu")), floats)
+        x, y = next(iter(DataLoader(ds, batch_size=10, sampler=items, num_workers=1)))
+        assert x.dtype == torch.uint8 and torch.equal(to_device(x, torch.device("cpu")),
+                                                      floats[:10])
+        assert y.tolist() == [label for _, label in got[:10]]
+    permuted = build_split(dataclasses.replace(cfg, permutation="global"), "train")
+    assert not permuted.hand_over_uint8() and permuted.pixels_form() == "float32"
+    assert permuted.__getitems__(items[:2])[0][0].dtype == torch.float32
+    assert to_device(floats, torch.device("cpu")) is floats  # float batches pass unchanged

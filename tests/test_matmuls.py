@@ -85,3 +85,43 @@ def test_every_op_named_is_known_to_this_torch():
     from mixer_lib.matmuls import MATMUL_OP_NAMES, MATMUL_OPS
 
     assert len(MATMUL_OPS) == len(MATMUL_OP_NAMES)
+
+
+def test_aligned_rounds_the_leading_dimension_up_and_keeps_expanded_and_aligned_layouts():
+    from mixer_lib.matmuls import aligned
+
+    def spec(shape, stride):
+        return TensorSpec(shape, stride, torch.bfloat16, "cpu")
+
+    weight = spec((128, 384, 196), (0, 196, 1))  # Mixer-B/16's token-mixing weight per sample
+    assert aligned(weight).stride == (0, 200, 1)
+    assert aligned(spec((128, 196, 384), (0, 1, 196))).stride == (0, 1, 200)  # transposed
+    assert aligned(spec((4, 3, 5), (15, 5, 1))).stride == (24, 8, 1)  # outer made dense
+    assert aligned(spec((4, 3, 5), (15, 5, 1)), multiple=5).stride == (15, 5, 1)
+    for kept in (spec((128, 768, 196), (150528, 1, 768)), spec((384,), (1,)),
+                 spec((3, 4), (1, 0)), spec((3, 4), (2, 6))):  # aligned, 1-D, no unit stride
+        assert aligned(kept) == kept
+    t = aligned(weight).make()
+    assert t.shape == (128, 384, 196) and t.stride() == (0, 200, 1)
+
+
+def test_replay_groups_count_each_distinct_product_and_time_aligned_rows_where_they_differ():
+    """Mixer-T/4 with 16 classes at 16 px (16 tokens: aligned) and at 12 px (9 tokens: the
+    token-mixing weight's rows are not): every recorded product falls in one group, the
+    groups' calls add up to the step's, each has seconds and (mm family) TFLOP/s; only the
+    unaligned token products get an aligned replay, and the convolution never does."""
+    from mixer_lib.matmuls import replay_groups
+
+    for size, unaligned in ((16, False), (12, True)):
+        torch.manual_seed(0)
+        model = create_model("Mixer-T/4", num_classes=16, img_size=size)  # an aligned head
+        calls = record_matmuls(_step(model, torch.randn(2, 3, size, size)))
+        groups = replay_groups(calls, repeats=1, warmup=0)
+        assert sum(g["calls"] for g in groups) == len(calls) and len(groups) < len(calls)
+        assert all(g["seconds"] > 0 for g in groups)
+        assert all(g["tflops"] > 0 for g in groups if g["op"] in ("mm", "addmm", "bmm",
+                                                                    "baddbmm"))
+        padded = [g for g in groups if "aligned_seconds" in g]
+        assert bool(padded) == unaligned
+        assert all(g["op"] in ("mm", "bmm", "baddbmm") and 9 in sum(g["shapes"], [])
+                   for g in padded)
