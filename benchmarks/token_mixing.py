@@ -1,77 +1,271 @@
-"""Token-mixing MLP forms, timed alone (forward, and forward + backward, with the residual).
+"""Which form of token mixing is fastest on this device? (issue 17: the inference target)
 
-Why ``TokenMixingMlp`` multiplies from the left (``TokenDense``: a batched ``baddbmm`` on the
-(B, S, C) layout, the weight read through a stride-0 view): this compares it with the
-transpose form (the paper's ``MLP(X^T)^T`` with einops, what timm does) and with a broadcast
-``torch.matmul``, on Mixer-B/16 shapes (S=196, C=768, D_S=384).
+The H200 records show that Mixer-B/16's token-mixing products run far below the device's
+matmul peak (``results/perf/benchmark-perf-gpu-products-NVIDIA-H200.json``: 56 and 135
+TFLOP/s against about 550 for the channel MLPs), so that at 11 % of the FLOPs they take half
+of the products' time. This benchmark times the same token-mixing MLP (dense over the token
+axis, GELU, dense back; ``(B, S, C) -> (B, S, C)``, contiguous in and out) written in several
+ways, on one device, in one run:
 
-    python benchmarks/token_mixing.py --batch 8 32
+* ``left``: the model's form (:class:`mixer_lib.model.TokenDense`, ``baddbmm`` with the weight
+  read through a stride-0 view; no copies);
+* ``left-bmm-add``: the same products as ``bmm``, the bias added after;
+* ``right``: each sample's product with the roles of the operands swapped
+  (``x[b]^T @ W^T``, transposed views, no copies), the output transposed back once;
+* ``broadcast-matmul``: ``torch.matmul(W, x)`` with broadcasting, the bias added after;
+* ``transposed``: the paper's ``MLP(X^T)^T`` as timm (and this project's earlier form)
+  computes it: the input transposed to ``(B, C, S)``, two ``nn.Linear`` products over
+  ``B*C`` rows, transposed back;
+* ``padded``: the model's form with the token axis zero-padded to a multiple of 64 for the
+  first product (whether a longer reduction runs faster than it costs);
+* ``left-cublaslt`` (on a GPU): the model's form through cuBLASLt instead of cuBLAS;
+* ``compiled``: the model's form under ``torch.compile`` (and with ``--max-autotune``, last,
+  under ``mode="max-autotune-no-cudagraphs"``, which also tries Triton's matrix kernels).
+
+For each: the MLP alone, forward (inference) and forward with backward (training), ms and
+TFLOP/s of its products; then each eager form swapped into the whole model (inference and a
+training step, images/s). Every form's output is checked against ``left`` first.
+
+    python benchmarks/token_mixing.py                      # on a GPU: Mixer-B/16, bf16, 128
+    python benchmarks/token_mixing.py --device cpu --variant Mixer-T/4 --batch 2 --img-size 32
+
+Writes ``results/perf/benchmark-token-mixing-<device>.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import statistics
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from einops import rearrange
+from torch.nn import functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
-from mixer_lib.model import TokenMixingMlp  # noqa: E402
-from mixer_lib.timing import median_seconds  # noqa: E402
+from mixer_lib import create_model  # noqa: E402
+from mixer_lib.model import TokenDense, TokenMixingMlp, _autocast_dtype  # noqa: E402
+from mixer_lib.provenance import environment, write_json  # noqa: E402
+from mixer_lib.rundir import set_aside_record  # noqa: E402
 
-
-def transpose_form(mlp: TokenMixingMlp, x: torch.Tensor) -> torch.Tensor:
-    """The paper's form: transpose to (B, C, S), an MLP on the last axis, transpose back."""
-    y = rearrange(x, "b s c -> b c s")
-    y = mlp.fc2(F.gelu(mlp.fc1(y), approximate="tanh"))
-    return rearrange(y, "b c s -> b s c")
+Form = Callable[..., torch.Tensor]  # (x, w1, b1, w2, b2, act) -> (B, S, C)
 
 
-def broadcast_matmul(mlp: TokenMixingMlp, x: torch.Tensor) -> torch.Tensor:
-    """``W @ x`` with broadcasting, bias added separately."""
-    h = torch.matmul(mlp.fc1.weight, x) + mlp.fc1.bias[:, None]
-    h = F.gelu(h, approximate="tanh")
-    return torch.matmul(mlp.fc2.weight, h) + mlp.fc2.bias[:, None]
+def left(x, w1, b1, w2, b2, act):
+    return TokenDense.apply(act(TokenDense.apply(x, w1, b1)), w2, b2)
 
 
-def median_ms(fn, warmup: int, repeats: int) -> float:
-    return 1e3 * median_seconds(fn, repeats, warmup)
+def left_bmm_add(x, w1, b1, w2, b2, act):
+    def dense(t, w, b):
+        return torch.bmm(w.expand(t.shape[0], -1, -1), t) + b[None, :, None]
+    return dense(act(dense(x, w1, b1)), w2, b2)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch", type=int, nargs="+", default=[8, 32])
-    parser.add_argument("--repeats", type=int, default=15)
-    args = parser.parse_args(argv)
+def right(x, w1, b1, w2, b2, act):
+    n = x.shape[0]
+    h = act(torch.baddbmm(b1, x.mT, w1.t().expand(n, -1, -1)))  # (B, C, D_S)
+    return torch.baddbmm(b2, h, w2.t().expand(n, -1, -1)).mT.contiguous()
+
+
+def broadcast_matmul(x, w1, b1, w2, b2, act):
+    h = act(torch.matmul(w1, x) + b1[:, None])
+    return torch.matmul(w2, h) + b2[:, None]
+
+
+def transposed(x, w1, b1, w2, b2, act):
+    h = act(F.linear(x.mT.contiguous(), w1, b1))  # (B, C, D_S)
+    return F.linear(h, w2, b2).mT.contiguous()
+
+
+def padded(x, w1, b1, w2, b2, act, multiple: int = 64):
+    pad = -x.shape[1] % multiple
+    x, w1 = F.pad(x, (0, 0, 0, pad)), F.pad(w1, (0, pad))
+    return left(x, w1, b1, w2, b2, act)
+
+
+def with_blas(form: Form, library: str) -> Form:
+    """``form`` run with ``torch.backends.cuda.preferred_blas_library(library)``."""
+    def run(*args):
+        before = torch.backends.cuda.preferred_blas_library()
+        torch.backends.cuda.preferred_blas_library(library)
+        try:
+            return form(*args)
+        finally:
+            torch.backends.cuda.preferred_blas_library(before)
+    return run
+
+
+EAGER: dict[str, Form] = {"left": left, "left-bmm-add": left_bmm_add, "right": right,
+                          "broadcast-matmul": broadcast_matmul, "transposed": transposed,
+                          "padded": padded}
+
+
+def seconds(fn: Callable[[], object], device: torch.device, repeats: int,
+            warmup: int) -> float:
+    """Median seconds of one call, synchronised on a GPU."""
+    def once() -> None:
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for _ in range(warmup):
+        once()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        once()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def mlp_case(form: Form, shapes: tuple[int, int, int, int], dtype: torch.dtype,
+             device: torch.device, repeats: int, warmup: int,
+             reference: torch.Tensor | None) -> dict:
+    """One form of the MLP alone: forward and forward+backward ms, products' TFLOP/s, and the
+    largest difference from ``reference`` (the ``left`` form's output)."""
+    batch, tokens, channels, hidden = shapes
+    gen = torch.Generator(device="cpu").manual_seed(0)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=gen).to(device=device, dtype=dtype)
+
+    x = rand(batch, tokens, channels)
+    w1, b1 = rand(hidden, tokens) / tokens ** 0.5, rand(hidden)
+    w2, b2 = rand(tokens, hidden) / hidden ** 0.5, rand(tokens)
+    act = torch.nn.GELU(approximate="tanh")
+    flops = 2 * 2 * batch * tokens * channels * hidden  # two products, forward
+    with torch.no_grad():
+        out = form(x, w1, b1, w2, b2, act)
+    params = [t.requires_grad_() for t in (x, w1, b1, w2, b2)]
+    grad = rand(batch, tokens, channels)
+
+    def forward() -> None:
+        with torch.no_grad():
+            form(x, w1, b1, w2, b2, act)
+
+    def train() -> None:
+        form(x, w1, b1, w2, b2, act).backward(grad)
+        for p in params:
+            p.grad = None
+
+    fwd, both = (seconds(forward, device, repeats, warmup),
+                 seconds(train, device, repeats, warmup))
+    diff = (out.float() - reference.float()).abs().max().item() if reference is not None \
+        else 0.0
+    return {"forward_ms": 1e3 * fwd, "train_ms": 1e3 * both,
+            "forward_tflops": flops / fwd / 1e12, "train_tflops": 3 * flops / both / 1e12,
+            "max_abs_diff_from_left": diff, "output": out}
+
+
+def model_case(form: Form | None, variant: str, img_size: int, batch: int,
+               device: torch.device, amp: bool, repeats: int, warmup: int) -> dict:
+    """The whole model with its token-mixing MLP computed by ``form`` (None: the model's
+    own): inference and a training step (forward, backward, SGD), images/s."""
+    original = TokenMixingMlp.forward
+
+    def forward(self, x):
+        w1, b1, w2, b2 = self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias
+        dtype = _autocast_dtype(x)
+        if dtype is not None:
+            x, w1, b1, w2, b2 = (t.to(dtype) for t in (x, w1, b1, w2, b2))
+        return form(x, w1, b1, w2, b2, self.act)
+
     torch.manual_seed(0)
-    s, c, d = 196, 768, 384
-    mlp = TokenMixingMlp(s, d, "tanh", 0.0)
-    forms = {"einops (transpose)": lambda x: transpose_form(mlp, x),
-             "ours (TokenDense)": mlp,
-             "broadcast matmul": lambda x: broadcast_matmul(mlp, x)}
-    print(f"{'batch':>5s} {'form':20s} {'fwd ms':>8s} {'fwd+bwd ms':>11s} {'vs einops':>9s}")
-    for b in args.batch:
-        x = torch.randn(b, s, c, requires_grad=True)
-        base = None
-        for name, form in forms.items():
-            torch.testing.assert_close(form(x), forms["einops (transpose)"](x))
+    model = create_model(variant, num_classes=1000, img_size=img_size).to(device)
+    x = torch.randn(batch, 3, img_size, img_size, device=device)
+    y = torch.randint(0, 1000, (batch,), device=device)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    cast = torch.autocast(device.type, dtype=torch.bfloat16) if amp else \
+        contextlib.nullcontext()
+    if form is not None:
+        TokenMixingMlp.forward = forward
+    try:
+        def infer() -> None:
+            with torch.no_grad(), cast:
+                model(x)
 
-            def fwd(form=form, x=x):
-                with torch.no_grad():
-                    x + form(x)
+        def step() -> None:
+            with cast:
+                loss = F.cross_entropy(model(x).float(), y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
 
-            def step(form=form, x=x):
-                (x + form(x)).sum().backward()
-                x.grad = None
-                mlp.zero_grad(set_to_none=True)
+        model.eval()
+        infer_s = seconds(infer, device, repeats, warmup)
+        model.train()
+        step_s = seconds(step, device, repeats, warmup)
+    finally:
+        TokenMixingMlp.forward = original
+    return {"infer_img_s": batch / infer_s, "train_img_s": batch / step_s}
 
-            f_ms, s_ms = median_ms(fwd, 3, args.repeats), median_ms(step, 3, args.repeats)
-            base = base or s_ms
-            print(f"{b:5d} {name:20s} {f_ms:8.2f} {s_ms:11.2f} {base / s_ms:8.2f}x")
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--variant", default="Mixer-B/16")
+    parser.add_argument("--img-size", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--max-autotune", action="store_true",
+                        help="also compile with mode='max-autotune-no-cudagraphs' (minutes)")
+    parser.add_argument("--no-compile", action="store_true", help="leave compiled forms out")
+    parser.add_argument("--out", default=str(REPO / "results" / "perf"))
+    args = parser.parse_args(argv)
+    if args.batch < 1 or args.repeats < 1 or args.warmup < 0:
+        parser.error("need --batch >= 1, --repeats >= 1 and --warmup >= 0")
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no GPU")
+    amp = device.type == "cuda"  # bf16 on a GPU, as training runs there; float32 on a CPU
+    dtype = torch.bfloat16 if amp else torch.float32
+    cfg = create_model(args.variant, num_classes=10, img_size=args.img_size).cfg
+    shapes = (args.batch, cfg.num_patches, cfg.hidden_dim, cfg.tokens_mlp_dim)
+    forms = dict(EAGER)
+    if device.type == "cuda":  # the same products through cuBLASLt instead of cuBLAS
+        forms["left-cublaslt"] = with_blas(left, "cublaslt")
+    if not args.no_compile:
+        forms["compiled"] = torch.compile(left)
+    tag = environment(device)["device"].split(" (")[0].replace(" ", "-")
+    out = Path(args.out) / f"benchmark-token-mixing-{tag}.json"
+    set_aside_record(out)
+    record = {"benchmark": "token_mixing", "variant": args.variant, "img_size": args.img_size,
+              "batch": args.batch, "shapes_B_S_C_DS": list(shapes),
+              "precision": "bf16" if amp else "float32", "repeats": args.repeats,
+              "mlp": {}, "model": {}, "environment": environment(device)}
+    reference: list[torch.Tensor] = []
+
+    def mlp(name: str, form: Form) -> None:
+        t = time.perf_counter()
+        case = mlp_case(form, shapes, dtype, device, args.repeats, args.warmup,
+                        reference[0] if reference else None)
+        reference.append(case.pop("output"))
+        record["mlp"][name] = case | {"wall_s": time.perf_counter() - t}
+        write_json(out, record)  # after each case: a run cut short keeps what it measured
+        print(f"  MLP {name:22s} forward {case['forward_ms']:7.3f} ms "
+              f"({case['forward_tflops']:6.1f} TFLOP/s), forward+backward "
+              f"{case['train_ms']:7.3f} ms ({case['train_tflops']:6.1f} TFLOP/s), max |diff| "
+              f"{case['max_abs_diff_from_left']:.2e}", flush=True)
+
+    for name, form in forms.items():
+        mlp(name, form)
+    for name, form in {"model's own": None, **EAGER}.items():
+        case = model_case(form, args.variant, args.img_size, args.batch, device, amp,
+                          max(3, args.repeats // 2), max(1, args.warmup // 2))
+        record["model"][name] = case
+        write_json(out, record)
+        print(f"  {args.variant} with {name:16s} inference {case['infer_img_s']:9.1f} "
+              f"img/s, training {case['train_img_s']:9.1f} img/s", flush=True)
+    if args.max_autotune and not args.no_compile:  # last: it may take minutes
+        mlp("compiled-max-autotune", torch.compile(left, mode="max-autotune-no-cudagraphs"))
+    print(f"record: {out}")
+    return record
 
 
 if __name__ == "__main__":
