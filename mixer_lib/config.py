@@ -105,7 +105,8 @@ class RunConfig:
                                 "mixer_lib.runtime.decide_compile; never on a CPU)", kind=bool)
     num_workers: int | None = _opt("data-loader worker processes (default on a CPU: none "
                                    "with 2 cores or fewer, else half the cores, at most 2; "
-                                   "on a GPU up to 8)", kind=int, low=0)
+                                   "on a GPU each process's share of the cores less one, at "
+                                   "most 12)", kind=int, low=0)
     data_root: str | None = _opt("data root (default $MIXER_DATA_ROOT or ./data)")
     download: bool = _opt("let torchvision download datasets it can", False, kind=bool)
     permutation: str = _opt("fixed input shuffle of paper Section 3.4: none, patch_pixel, "
