@@ -73,15 +73,18 @@ def loop_html(folder: str | Path, device: str = "cpu") -> str:
 def input_table(folder: str | Path = PERF_RECORDS) -> tuple[list[str], list[list[str]]]:
     """One column per input-pipeline record ``benchmark-input-*.json`` in ``folder``, by
     date (its device, date and commit), one row per measure: the model, the model alone, one
-    CPU worker, the workers the model needs, the best loader and the best decoding on the
-    device (as multiples of the model alone), and the fine-tuning loop's share of the model
-    alone for each decode setting ("-" where a record predates a measurement)."""
+    CPU worker, the workers the model needs, the form of the pixels the loader hands over
+    (float32 before uint8 existed), the best loader and the best decoding on the device (as
+    multiples of the model alone), and the fine-tuning loop's share of the model alone for
+    each decode setting and, with decode cpu, for more workers ("-" where a record predates
+    a measurement)."""
     records = sorted((json.loads(p.read_text())
                       for p in Path(folder).glob("benchmark-input-*.json")),
                      key=lambda r: r["environment"].get("date", ""))
     names = ["model", "model alone (img/s)", "one CPU worker (img/s)", "workers needed",
-             "best loader / model", "decoding on the device / model",
-             "the loop / model, decode cpu", "the loop / model, decode device"]
+             "pixels leave the loader as", "best loader / model",
+             "decoding on the device / model", "the loop / model, decode cpu",
+             "the loop / model, decode device", "the loop / model, decode cpu, more workers"]
     columns = []
     for rec in records:
         model = rec["model_alone_train_img_s"]
@@ -90,13 +93,44 @@ def input_table(folder: str | Path = PERF_RECORDS) -> tuple[list[str], list[list
         columns.append([
             f"{rec['variant']} {rec['img_size']} px, batch {rec['batch']}, "
             f"{rec['model_precision']}", f"{model:.1f}", f"{rec['one_worker_img_s']:.0f}",
-            str(rec["workers_needed"]), f"{rec['loader_over_model']:.1f}x",
+            str(rec["workers_needed"]), rec.get("loader_pixels", "float32"),
+            f"{rec['loader_over_model']:.1f}x",
             f"{max(on_device.values()) / model:.1f}x (best of {', '.join(on_device)} "
             f"workers)" if on_device else "-",
             *(f"{100 * loops[d]['fraction_of_model_alone']:.0f} % ({loops[d]['workers']} "
-              f"workers)" if d in loops else "-" for d in ("cpu", "device"))])
+              f"workers)" if d in loops else "-" for d in ("cpu", "device")),
+            ", ".join(f"{100 * loop['fraction_of_model_alone']:.0f} % ({w} workers)"
+                      for w, loop in (rec.get("loop_cpu_by_workers") or {}).items()) or "-"])
     headers = [""] + [f"{r['environment']['device'].split(' (')[0]}, "
                       f"{r['environment']['date'][:10]}, commit "
                       f"{str(r['environment']['git_commit'])[:7]}" for r in records]
     rows = [[name, *(column[i] for column in columns)] for i, name in enumerate(names)]
     return headers, rows if records else []
+
+
+def input_summary(folder: str | Path = PERF_RECORDS) -> dict[str, str]:
+    """The figures the Claims chapter quotes from the latest input-pipeline record made on a
+    GPU: where (``in_where``), the pixels' form (``in_pixels``), the fine-tuning loop's share
+    of the model alone with decode cpu and the workers it used (``in_loop_cpu``), with more
+    workers (``in_loop_more``) and with decode device (``in_loop_device``); "not measured"
+    without one."""
+    keys = ("in_where", "in_pixels", "in_loop_cpu", "in_loop_more", "in_loop_device")
+    records = [r for r in (json.loads(p.read_text())
+                           for p in Path(folder).glob("benchmark-input-*.json"))
+               if not r["environment"]["device"].startswith("cpu")]
+    if not records:
+        return dict.fromkeys(keys, "not measured")
+    rec = max(records, key=lambda r: r["environment"].get("date", ""))
+    env, loops = rec["environment"], rec.get("loop") or {}
+
+    def share(loop: dict | None, workers: object) -> str:
+        return ("not measured" if loop is None else
+                f"{100 * loop['fraction_of_model_alone']:.0f} % ({workers} workers)")
+
+    return dict(zip(keys, (
+        f"{env['device']}, {env['date'][:10]}, commit {str(env['git_commit'])[:7]}",
+        rec.get("loader_pixels", "float32"),
+        share(loops.get("cpu"), (loops.get("cpu") or {}).get("workers")),
+        ", ".join(share(loop, w) for w, loop in
+                  (rec.get("loop_cpu_by_workers") or {}).items()) or "not measured",
+        share(loops.get("device"), (loops.get("device") or {}).get("workers"))), strict=True))

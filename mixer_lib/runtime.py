@@ -44,25 +44,24 @@ def compute_dtype(cfg: RunConfig, device: torch.device) -> torch.dtype | None:
 
 
 # ``compile`` left to the run (None) compiles where the compile time pays for itself within
-# it: a GPU run of a Mixer with at least this many micro-batch updates. On an H200 in bf16
+# it: a GPU run of a Mixer that trains on at least this many images. On an H200 in bf16
 # (results/perf/benchmark-perf-gpu-NVIDIA-H200.json, 2026-11-27) compiling Mixer-B/16 took
-# 42-48 s (training step and inference) and saved 9.5-9.6 ms per micro-batch of 128, paying
-# back after about 4,400 (batch 128) and 5,000 (batch 512 in micro-batches of 128); the line
-# adds a fifth for hosts that compile more slowly. tests/test_runtime.py checks it against
-# every committed GPU record. On a CPU the compiled step was slower
-# (benchmark-perf-cpu-cpu.json): never there.
-COMPILE_PAYS_AFTER = 6_000
+# 42-48 s (training step and inference) and saved 75 us per training image (3,130-3,160
+# images/s eager, 4,100-4,130 compiled), paying back after about 560,000 images (batch 128)
+# and 640,000 (batch 512 in micro-batches of 128); the line adds a fifth for hosts that
+# compile more slowly. tests/test_runtime.py checks it against every committed GPU record.
+# On a CPU the compiled step was slower (benchmark-perf-cpu-cpu.json): never there.
+COMPILE_PAYS_AFTER_IMAGES = 768_000
 
 
 def decide_compile(cfg: RunConfig, device: torch.device) -> bool:
     """``cfg.compile`` when given; else on a GPU, for a Mixer (not a baseline), when the run
-    has at least :data:`COMPILE_PAYS_AFTER` micro-batch updates and Triton (what
-    ``torch.compile`` generates GPU kernels with) is installed."""
+    trains on at least :data:`COMPILE_PAYS_AFTER_IMAGES` images (``steps * batch_size``) and
+    Triton (what ``torch.compile`` generates GPU kernels with) is installed."""
     if cfg.compile is not None:
         return cfg.compile
-    micro_batches = (cfg.steps or 0) * (cfg.accum_steps or 1)
     return (device.type == "cuda" and cfg.variant not in BASELINES
-            and micro_batches >= COMPILE_PAYS_AFTER
+            and (cfg.steps or 0) * cfg.batch_size >= COMPILE_PAYS_AFTER_IMAGES
             and importlib.util.find_spec("triton") is not None)
 
 

@@ -60,6 +60,9 @@ def test_input_records_show_the_loader_and_the_loop_against_the_model(tmp_path):
              "loader_over_model": 398.27, "environment": env}
     later = dict(early, device_decode_img_s_by_workers={"1": 10.0, "4": 20.0},
                  loop={"device": {"fraction_of_model_alone": 0.934, "workers": 8}},
+                 loader_pixels="uint8, scaled on the device",
+                 loop_cpu_by_workers={"12": {"fraction_of_model_alone": 0.951},
+                                      "15": {"fraction_of_model_alone": 0.946}},
                  environment=dict(env, device="NVIDIA H200", date="2026-11-28T01:00:00"))
     (tmp_path / "benchmark-input-NVIDIA.json").write_text(json.dumps(later))
     (tmp_path / "benchmark-input-cpu.json").write_text(json.dumps(early))
@@ -69,8 +72,38 @@ def test_input_records_show_the_loader_and_the_loop_against_the_model(tmp_path):
     assert [r[:2] for r in rows] == [
         ["model", "Mixer-B/16 224 px, batch 8, float32"], ["model alone (img/s)", "1.2"],
         ["one CPU worker (img/s)", "229"], ["workers needed", "1"],
+        ["pixels leave the loader as", "float32"],
         ["best loader / model", "398.3x"], ["decoding on the device / model", "-"],
-        ["the loop / model, decode cpu", "-"], ["the loop / model, decode device", "-"]]
-    assert [r[2] for r in rows[5:]] == ["16.0x (best of 1, 4 workers)", "-",
-                                        "93 % (8 workers)"]
+        ["the loop / model, decode cpu", "-"], ["the loop / model, decode device", "-"],
+        ["the loop / model, decode cpu, more workers", "-"]]
+    assert [r[2] for r in rows[4:]] == ["uint8, scaled on the device", "398.3x",
+                                        "16.0x (best of 1, 4 workers)", "-",
+                                        "93 % (8 workers)",
+                                        "95 % (12 workers), 95 % (15 workers)"]
     assert input_table(tmp_path / "none") == ([""], [])
+
+
+def test_input_summary_quotes_the_latest_gpu_record(tmp_path):
+    from mixer_lib.loopbench import input_summary
+
+    def record(device, date, **extra):
+        return {"environment": {"device": device, "date": date, "git_commit": "abcdef999"},
+                **extra}
+
+    (tmp_path / "benchmark-input-cpu.json").write_text(json.dumps(record(
+        "cpu (x86_64, 2 cores)", "2026-12-30", loop={"cpu": {"fraction_of_model_alone": 1,
+                                                               "workers": 0}})))
+    (tmp_path / "benchmark-input-old.json").write_text(json.dumps(record(
+        "NVIDIA H200", "2026-11-01", loop={})))
+    (tmp_path / "benchmark-input-NVIDIA-H200.json").write_text(json.dumps(record(
+        "NVIDIA H200", "2026-11-27T07:00", loader_pixels="uint8, scaled on the device",
+        loop={"cpu": {"fraction_of_model_alone": 0.881, "workers": 8},
+              "device": {"fraction_of_model_alone": 0.747, "workers": 8}},
+        loop_cpu_by_workers={"12": {"fraction_of_model_alone": 0.951}})))
+    assert input_summary(tmp_path) == {
+        "in_where": "NVIDIA H200, 2026-11-27, commit abcdef9",
+        "in_pixels": "uint8, scaled on the device", "in_loop_cpu": "88 % (8 workers)",
+        "in_loop_more": "95 % (12 workers)", "in_loop_device": "75 % (8 workers)"}
+    (tmp_path / "benchmark-input-NVIDIA-H200.json").unlink()
+    assert input_summary(tmp_path)["in_loop_cpu"] == "not measured"  # the old GPU record
+    assert set(input_summary(tmp_path / "none").values()) == {"not measured"}

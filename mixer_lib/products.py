@@ -1,0 +1,228 @@
+"""Where the matrix products' time goes on a GPU (issue 17's inference target), read from
+two kinds of records for the Claims chapter:
+
+* ``results/perf/benchmark-perf-gpu-products-*.json`` (``benchmarks/throughput.py --preset
+  perf-gpu-products``): each distinct product of one inference call replayed alone
+  (:func:`mixer_lib.matmuls.replay_groups`), for our Mixer-B/16, timm's and ViT-B/16;
+* ``results/perf/benchmark-token-mixing-*.json`` (``benchmarks/token_mixing.py``): the
+  token-mixing MLP written in several ways, alone and inside the whole model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mixer_lib.throughputs import PEERS, short_device
+
+REPO = Path(__file__).resolve().parents[1]
+PERF = REPO / "results" / "perf"
+MM_OPS = ("mm", "addmm", "bmm", "baddbmm")
+OURS, VIT = "Mixer-B/16", "timm:vit_base_patch16_224"
+
+
+def _latest(folder: str | Path, pattern: str) -> dict | None:
+    records = [json.loads(p.read_text()) for p in Path(folder).glob(pattern)]
+    return max(records, key=lambda r: r["environment"].get("date", ""), default=None)
+
+
+def _title(record: dict) -> str:
+    env = record["environment"]
+    return (f"{short_device(record)}, {str(env.get('date'))[:10]}, commit "
+            f"{str(env.get('git_commit'))[:7]}")
+
+
+def part(group: dict, tokens: int) -> str:
+    """Which part of a model a replayed product belongs to: the stem, attention, token
+    mixing (a Mixer product with the token count as one of its sizes), the head (1000
+    classes), or the dense layers (channel MLPs, ViT's projections and MLPs)."""
+    sizes = {n for shape in group["shapes"] for n in shape}
+    if group["op"].startswith("convolution"):
+        return "stem (convolution)"
+    if "attention" in group["op"]:
+        return "attention (fused kernel)"
+    if tokens in sizes:
+        return "token mixing"
+    if 1000 in sizes:
+        return "head"
+    return "dense layers"
+
+
+def _parts(row: dict, tokens: int) -> dict[str, dict[str, float]]:
+    """Per part of one model's inference call: seconds (all its calls), FLOPs (mm family)."""
+    out: dict[str, dict[str, float]] = {}
+    for g in row.get("infer_matmul_groups") or []:
+        p = out.setdefault(part(g, tokens), {"seconds": 0.0, "flops": 0.0})
+        p["seconds"] += g["seconds"] * g["calls"]
+        if g.get("tflops"):
+            p["flops"] += g["tflops"] * 1e12 * g["seconds"] * g["calls"]
+    return out
+
+
+def _rows(record: dict, dtype: str) -> dict[str, dict]:
+    return {r["model"]: r for r in record["rows"] if r["dtype"] == dtype
+            and r.get("infer_matmul_groups")}
+
+
+def products_table(folder: str | Path = PERF, dtype: str = "bf16"
+                   ) -> tuple[list[str], list[list[str]]]:
+    """One row per model and part of an inference call (the latest products record,
+    ``dtype``): the part's products replayed one at a time (each call synchronised, which
+    adds some microseconds to each), milliseconds for the whole call, their share of the
+    parts' time and of their FLOPs, and their TFLOP/s; then each model's products replayed
+    in sequence (``infer_matmul_s``) against its inference call."""
+    record = _latest(folder, "benchmark-perf-gpu-products-*.json")
+    headers = ["model", "part", "products alone (ms)", "share of the products' time",
+               "share of their FLOPs", "TFLOP/s"]
+    if record is None:
+        return headers, []
+    tokens = (record["img_size"] // 16) ** 2
+    out = []
+    for name, row in _rows(record, dtype).items():
+        parts = _parts(row, tokens)
+        seconds = sum(p["seconds"] for p in parts.values())
+        flops = sum(p["flops"] for p in parts.values())
+        for what, p in sorted(parts.items(), key=lambda kv: -kv[1]["seconds"]):
+            out.append([PEERS.get(name, name), what, f"{1e3 * p['seconds']:.2f}",
+                        f"{100 * p['seconds'] / seconds:.0f} %",
+                        f"{100 * p['flops'] / flops:.0f} %" if p["flops"] else "-",
+                        f"{p['flops'] / p['seconds'] / 1e12:.0f}" if p["flops"] else "-"])
+        call, together = row["batch"] / row["infer_img_s"], row["infer_matmul_s"]
+        out.append([PEERS.get(name, name), "all products in sequence / the inference call",
+                    f"{1e3 * together:.2f} / {1e3 * call:.2f}",
+                    f"{100 * together / call:.0f} % of the call", "100 %",
+                    f"{flops / together / 1e12:.0f}"])
+    return headers, out
+
+
+def products_summary(folder: str | Path = PERF, dtype: str = "bf16") -> dict[str, str]:
+    """The figures the Claims chapter quotes from the latest products record: where
+    (``pr_where``), our and ViT-B/16's products of one inference call replayed in sequence
+    (``pr_ours_ms``, ``pr_vit_ms``) and ViT's over ours (``pr_ratio``, the most our inference
+    could gain on ViT's if both ran nothing but their products), our token-mixing products'
+    share of our
+    products' time (replayed one at a time) and of their FLOPs (``pr_token_time``,
+    ``pr_token_flops``), their and the
+    dense layers' TFLOP/s (``pr_token_tflops``, ``pr_dense_tflops``), the products alone as a
+    share of the matmul peak measured in the same run (``pr_products_mfu``), and the
+    token-mixing products with aligned rows (``pr_aligned``). "not measured" without one."""
+    keys = ("pr_where", "pr_ours_ms", "pr_vit_ms", "pr_ratio", "pr_token_time",
+            "pr_token_flops", "pr_token_tflops", "pr_dense_tflops", "pr_products_mfu",
+            "pr_aligned")
+    record = _latest(folder, "benchmark-perf-gpu-products-*.json")
+    rows = _rows(record, dtype) if record else {}
+    if OURS not in rows or VIT not in rows:
+        return dict.fromkeys(keys, "not measured")
+    tokens = (record["img_size"] // 16) ** 2
+    ours = _parts(rows[OURS], tokens)
+    parts_s = sum(p["seconds"] for p in ours.values())
+    ours_s, vit_s = rows[OURS]["infer_matmul_s"], rows[VIT]["infer_matmul_s"]
+    ours_flops = sum(p["flops"] for p in ours.values())
+    token, dense = ours["token mixing"], ours["dense layers"]
+    groups = [g for g in rows[OURS]["infer_matmul_groups"] if part(g, tokens) == "token mixing"]
+    peak = (record.get("matmul_peak_tflops_by_dtype") or {}).get(dtype) \
+        or record.get("matmul_peak_tflops")
+    row = rows[OURS]
+    products_tflops = row["gflops_fwd"] * row["batch"] / 1e3 / ours_s
+    aligned = [f"{1e3 * g['seconds']:.3f} ms aligned {1e3 * g['aligned_seconds']:.3f} ms"
+               for g in groups if "aligned_seconds" in g]
+    return dict(zip(keys, (
+        _title(record), f"{1e3 * ours_s:.2f} ms", f"{1e3 * vit_s:.2f} ms",
+        f"{vit_s / ours_s:.2f}x", f"{100 * token['seconds'] / parts_s:.0f} %",
+        f"{100 * token['flops'] / ours_flops:.0f} %",
+        " and ".join(f"{g['tflops']:.0f}" for g in groups if g.get("tflops")),
+        f"{dense['flops'] / dense['seconds'] / 1e12:.0f}",
+        f"{100 * products_tflops / peak:.0f} %" if peak else "not measured",
+        "; ".join(aligned) or "no unaligned rows"), strict=True))
+
+
+def token_forms_table(folder: str | Path = PERF) -> tuple[list[str], list[list[str]]]:
+    """One row per form of the token-mixing MLP in the latest token-mixing record: the MLP
+    alone (forward and forward with backward, ms and TFLOP/s of its products) and, for the
+    eager forms, the whole model with it (inference and training images/s, and as a
+    multiple of the model's own form measured in the same run)."""
+    record = _latest(folder, "benchmark-token-mixing-*.json")
+    headers = ["form", "MLP forward (ms)", "TFLOP/s", "MLP forward + backward (ms)",
+               "TFLOP/s", "model inference (img/s)", "model training (img/s)"]
+    if record is None:
+        return headers, []
+    own = record["model"].get("model's own")
+
+    def vs(model: dict | None, key: str) -> str:
+        if model is None:
+            return "-"
+        if own is None:
+            return f"{model[key]:,.0f}"
+        return f"{model[key]:,.0f} ({model[key] / own[key]:.2f}x)"
+
+    out = []
+    for name, mlp in record["mlp"].items():
+        model = record["model"].get(name)
+        out.append([name, f"{mlp['forward_ms']:.3f}", f"{mlp['forward_tflops']:.0f}",
+                    f"{mlp['train_ms']:.3f}", f"{mlp['train_tflops']:.0f}",
+                    vs(model, "infer_img_s"), vs(model, "train_img_s")])
+    return headers, out
+
+
+def token_forms_summary(folder: str | Path = PERF) -> dict[str, str]:
+    """``tf_where`` (the latest token-mixing record) and ``tf_best`` (the eager form with the
+    fastest whole-model inference, as a multiple of the model's own form)."""
+    record = _latest(folder, "benchmark-token-mixing-*.json")
+    if record is None or "model's own" not in record["model"]:
+        return {"tf_where": "not measured", "tf_best": "not measured"}
+    own = record["model"]["model's own"]["infer_img_s"]
+    forms = {k: v for k, v in record["model"].items() if k != "model's own"}
+    best = max(forms, key=lambda k: forms[k]["infer_img_s"])
+    return {"tf_where": _title(record),
+            "tf_best": f"{best}, {forms[best]['infer_img_s'] / own:.2f}x"}
+
+
+# issue 17's targets on an H100 or H200 in bf16: (what, peer, measure, asked)
+GPU_TARGETS = (("Mixer-B/16 / ViT-B/16, inference", "timm:vit_base_patch16_224", "inference",
+                1.3),
+               ("Mixer-B/16 / ViT-B/16, training", "timm:vit_base_patch16_224", "training",
+                1.2),
+               ("ours / timm's Mixer-B/16, inference", "timm:mixer_b16_224", "inference",
+                1.15),
+               ("ours / timm's Mixer-B/16, training", "timm:mixer_b16_224", "training",
+                1.15))
+
+
+def targets_table(folder: str | Path = PERF, batch: int = 128
+                  ) -> tuple[list[str], list[list[str]]]:
+    """Issue 17's GPU targets against the latest ``perf-gpu`` record at ``batch`` in bf16:
+    each ratio eager and compiled (ours compiled against the peer compiled where the record
+    compiled it, else against the peer eager, marked), and inference's share of the bf16
+    matmul peak measured in the same run; met when a ratio of ours and the peer in the same
+    mode reaches what was asked."""
+    records = [r for r in (json.loads(p.read_text())
+                           for p in Path(folder).glob("benchmark-perf-gpu-*.json"))
+               if r.get("preset") == "perf-gpu"]
+    headers = ["target", "asked", "eager", "compiled", "met"]
+    if not records:
+        return headers, []
+    record = max(records, key=lambda r: r["environment"].get("date", ""))
+    ratios = {(q["peer"], q["mode"]): q for q in record["ratios"]
+              if q["dtype"] == "bf16" and q["batch"] == batch}
+    out = []
+    for what, peer, measure, asked in GPU_TARGETS:
+        cells, like = [], []  # like: ratios of ours and the peer in the same mode
+        for mode in ("eager", "compile"):
+            q = ratios.get((peer, mode)) or {}
+            if q.get(measure) is None:
+                cells.append("-")
+                continue
+            same = q["peer_mode"] == mode
+            cells.append(f"{q[measure]:.2f}x" + ("" if same else " (peer eager)"))
+            like += [q[measure]] if same else []
+        best = max(like, default=None)
+        out.append([what, f">= {asked:g}x", *cells,
+                    "-" if best is None else "yes" if best >= asked else "no"])
+    rows = {r["mode"]: r for r in record["rows"] if r["model"] == OURS
+            and r["dtype"] == "bf16" and r["batch"] == batch}
+    mfu = [(rows.get(mode) or {}).get("infer_mfu") for mode in ("eager", "compile")]
+    best = max((m for m in mfu if m is not None), default=None)
+    out.append(["Mixer-B/16 inference, share of the bf16 matmul peak", ">= 55 %",
+                *(f"{100 * m:.0f} %" if m is not None else "-" for m in mfu),
+                "-" if best is None else "yes" if best >= 0.55 else "no"])
+    return [*headers[:-1], f"met ({_title(record)}, batch {batch})"], out
