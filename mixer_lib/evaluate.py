@@ -12,6 +12,9 @@ from tqdm import tqdm
 
 from mixer_lib.significance import SE_MULTIPLE, significant
 
+# How evaluate_released computes (see its docstring)
+PRECISIONS = ("auto", "bf16", "bf16-weights", "fp32")
+
 # Paper Table 2: "Avg 5" = mean top-1 over these five downstream tasks.
 AVG5_DATASETS = ("imagenet1k", "cifar10", "cifar100", "pets", "flowers102")
 
@@ -37,8 +40,10 @@ class EvalResult:
 def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str = "cpu",
              num_classes: int | None = None, autocast_dtype: torch.dtype | None = None,
              progress: bool = False) -> EvalResult:
-    """Top-1/top-5 accuracy of ``model`` over ``loader`` (batches of ``(images, labels)``)."""
+    """Top-1/top-5 accuracy of ``model`` over ``loader`` (batches of ``(images, labels)``).
+    Images are cast to the dtype of the model's weights (bf16 weights: bf16 images)."""
     device = torch.device(device)
+    weights_dtype = next(model.parameters()).dtype
     was_training = model.training
     model.eval()
     num_classes = num_classes or model.cfg.num_classes
@@ -48,6 +53,8 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str = "c
     predictions = []
     for x, y in tqdm(loader, desc="eval", disable=not progress, leave=False):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if x.is_floating_point() and x.dtype != weights_dtype:
+            x = x.to(weights_dtype)
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
                             enabled=autocast_dtype is not None):
             logits = model(x)
@@ -166,9 +173,16 @@ def evaluate_released(variant: str, weights: str, dataset: str = "imagenet1k",
                       img_size: int = 224, eval_crop: str = "resmall_crop",
                       eval_limit: int | None = None, data_root: str | None = None,
                       batch_size: int = 128, device: str = "auto",
-                      num_workers: int | None = None, progress: bool = True) -> dict:
+                      num_workers: int | None = None, progress: bool = True,
+                      precision: str = "auto") -> dict:
     """Top-1/top-5 (and ReaL for ImageNet) of a released checkpoint with its own head, on
-    the test split of ``dataset``, without fine-tuning (paper Table 3 at 224 px)."""
+    the test split of ``dataset``, without fine-tuning (paper Table 3 at 224 px).
+
+    ``precision``: ``auto`` (bf16 autocast on a GPU, float32 elsewhere), ``bf16`` (autocast),
+    ``bf16-weights`` (weights and activations in bf16, no autocast: 1.25x autocast's
+    inference rate for Mixer-B/16 on an H200, results/perf/benchmark-perf-gpu-NVIDIA-H200.json,
+    with LayerNorms and the residual stream in bf16; tests/test_evaluate_cli.py bounds what
+    that changes in a trained Mixer's predictions) or ``fp32``."""
     from mixer_lib import evaluators
     from mixer_lib.checkpoints import WEIGHTS, CheckpointError, checkpoint_info
     from mixer_lib.config import ConfigError, RunConfig
@@ -185,6 +199,9 @@ def evaluate_released(variant: str, weights: str, dataset: str = "imagenet1k",
     img_size, batch_size, num_workers = cfg.img_size, cfg.batch_size, cfg.num_workers
     if weights not in WEIGHTS:
         raise ConfigError(f"weights must name a released checkpoint; got {weights!r}")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; choose one of "
+                          f"{', '.join(PRECISIONS)}")
     info = checkpoint_info(variant, weights)
     test = build_split(data_config(cfg), "test")
     names = class_names(test.base)
@@ -197,7 +214,11 @@ def evaluate_released(variant: str, weights: str, dataset: str = "imagenet1k",
     dev = pick_device(device)
     model, report = pretrained(variant, weights, img_size=img_size, progress=progress)
     model.to(dev)
-    amp = torch.bfloat16 if dev.type == "cuda" else None
+    amp = torch.bfloat16 if precision == "bf16" or (precision == "auto" and
+                                                    dev.type == "cuda") else None
+    if precision == "bf16-weights":
+        model.to(torch.bfloat16)
+
     def top1_of(ds) -> float:
         return evaluate(model, make_eval_loader(ds, batch_size, dev, num_workers), dev,
                         info.num_classes, amp, progress=progress).top1
@@ -206,6 +227,8 @@ def evaluate_released(variant: str, weights: str, dataset: str = "imagenet1k",
                       info.num_classes, amp, progress=progress)
     return {"dataset": dataset, "variant": variant, "weights": weights,
             "img_size": img_size, "eval_crop": eval_crop, "fine_tuned": False,
+            "precision": "bf16 autocast" if amp else "bf16 weights"
+            if precision == "bf16-weights" else "float32",
             **result.summary(), "weights_report": str(report),
             "environment": environment(dev),
             **evaluators.score(extra_evals, evaluators.Finished(
@@ -235,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", default="128")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--num-workers", default=None)
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="auto: bf16 autocast on a GPU, float32 elsewhere; bf16-weights: "
+                             "weights and activations in bf16 (faster on a GPU)")
     parser.add_argument("--out", default=None, help="write the record to this JSON file")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -242,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         record = evaluate_released(
             args.variant, args.weights, args.dataset, args.img_size, args.eval_crop,
             args.eval_limit, args.data_root, args.batch_size, args.device, args.num_workers,
-            progress=not args.no_progress)
+            progress=not args.no_progress, precision=args.precision)
     except USER_ERRORS as err:
         return report(err)
     if args.out:

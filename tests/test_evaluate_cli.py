@@ -117,6 +117,16 @@ def test_evaluate_cli_scores_a_released_checkpoint_with_its_head(tmp_path, monke
     assert record["num_real"] == counted
     assert record["real_top1"] == pytest.approx(100 * correct / counted)
     assert "new head" not in record["weights_report"]  # its own 1000-class head
+    assert record["precision"] == "float32"  # auto on a CPU
+    bf16 = tmp_path / "eval-bf16.json"
+    assert main(["--variant", "Mixer-S/32", "--weights", "gsam", "--dataset", "imagenet1k",
+                 "--img-size", "64", "--eval-limit", "20", "--data-root",
+                 str(tmp_path / "data"), "--num-workers", "0", "--out", str(bf16),
+                 "--no-progress", "--precision", "bf16-weights"]) == 0
+    assert json.loads(bf16.read_text())["precision"] == "bf16 weights"
+    with pytest.raises(SystemExit):
+        main(["--variant", "Mixer-S/32", "--weights", "gsam", "--precision", "fp16"])
+    assert "invalid choice: 'fp16'" in capsys.readouterr().err
     # a dataset whose classes do not match the head is refused before evaluating
     (tmp_path / "data" / "cifar10-jpeg").mkdir()
     assert main(["--variant", "Mixer-S/32", "--weights", "gsam", "--dataset", "cifar100",
@@ -124,3 +134,30 @@ def test_evaluate_cli_scores_a_released_checkpoint_with_its_head(tmp_path, monke
     assert "cifar100" in capsys.readouterr().err
     assert main(["--variant", "Mixer-S/32", "--weights", "random", "--dataset", "imagenet1k",
                  "--no-progress"]) == 2
+
+
+def test_bf16_weights_change_few_predictions_of_a_trained_mixer(cifar_root):
+    """What ``--precision bf16-weights`` costs in accuracy, on the study's trained Mixer-T/4
+    (runs/study/e1-up-mixer, CIFAR-10 classes 0-4 at 32 px): its test predictions with the
+    weights and activations in bf16 against float32, on 1,000 test images."""
+    from mixer_lib.config import RunConfig
+    from mixer_lib.data import build_split
+    from mixer_lib.evaluate import evaluate
+    from mixer_lib.model import create_model
+    from mixer_lib.runtime import data_config
+    from mixer_lib.sampling import make_eval_loader
+    from tests.conftest import REPO
+
+    checkpoint = torch.load(REPO / "runs" / "study" / "e1-up-mixer" / "checkpoint.pt",
+                            map_location="cpu", weights_only=False)
+    cfg = RunConfig(**{**checkpoint["config"], "data_root": str(cifar_root),
+                       "eval_limit": 1000})
+    test = build_split(data_config(cfg), "test")
+    model = create_model(cfg.variant, num_classes=5, img_size=cfg.img_size)
+    model.load_state_dict(checkpoint["model"])
+    loader = make_eval_loader(test, 250, torch.device("cpu"), 0)
+    full = evaluate(model, loader)
+    half = evaluate(model.to(torch.bfloat16), loader)
+    agree = (full.predictions == half.predictions).float().mean().item()
+    assert full.num_samples == half.num_samples == 1000 and full.top1 > 60
+    assert agree >= 0.97 and abs(full.top1 - half.top1) <= 1.5, (agree, full.top1, half.top1)
