@@ -226,3 +226,19 @@ def targets_table(folder: str | Path = PERF, batch: int = 128
                 *(f"{100 * m:.0f} %" if m is not None else "-" for m in mfu),
                 "-" if best is None else "yes" if best >= 0.55 else "no"])
     return [*headers[:-1], f"met ({_title(record)}, batch {batch})"], out
+
+
+def bf16_weights_speedup(folder: str | Path = PERF, batch: int = 128) -> str:
+    """Our Mixer-B/16's inference with bf16 weights (``bf16w``) over bf16 autocast, eager, in
+    the latest ``perf-gpu`` record at ``batch``; "not measured" without both rows."""
+    records = [r for r in (json.loads(p.read_text())
+                           for p in Path(folder).glob("benchmark-perf-gpu-*.json"))
+               if r.get("preset") == "perf-gpu"]
+    if not records:
+        return "not measured"
+    record = max(records, key=lambda r: r["environment"].get("date", ""))
+    rows = {r["dtype"]: r for r in record["rows"] if r["model"] == OURS
+            and r["mode"] == "eager" and r["batch"] == batch}
+    if "bf16w" not in rows or "bf16" not in rows:
+        return "not measured"
+    return f"{rows['bf16w']['infer_img_s'] / rows['bf16']['infer_img_s']:.2f}x"

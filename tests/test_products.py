@@ -144,3 +144,21 @@ def test_gpu_targets_read_the_latest_perf_record_in_like_modes(tmp_path):
         ["Mixer-B/16 inference, share of the bf16 matmul peak", ">= 55 %", "40 %", "56 %",
          "yes"]]
     assert targets_table(tmp_path / "none")[1] == []
+
+
+def test_bf16_weights_speedup_reads_ours_eager_rows(tmp_path):
+    from mixer_lib.products import bf16_weights_speedup
+
+    def row(dtype, img_s, model="Mixer-B/16", mode="eager"):
+        return {"model": model, "dtype": dtype, "mode": mode, "batch": 128,
+                "infer_img_s": img_s}
+
+    record = {"preset": "perf-gpu", "environment": {"date": "2026-11-27"},
+              "rows": [row("bf16", 800.0), row("bf16w", 1000.0), row("bf16", 5.0, mode="compile"),
+                       row("bf16w", 9.0, model="timm:mixer_b16_224")]}
+    (tmp_path / "benchmark-perf-gpu-NVIDIA-H200.json").write_text(json.dumps(record))
+    assert bf16_weights_speedup(tmp_path) == "1.25x"
+    record["rows"] = record["rows"][:1]
+    (tmp_path / "benchmark-perf-gpu-NVIDIA-H200.json").write_text(json.dumps(record))
+    assert bf16_weights_speedup(tmp_path) == "not measured"
+    assert bf16_weights_speedup(tmp_path / "none") == "not measured"
