@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -52,6 +51,7 @@ from mixer_lib import create_model  # noqa: E402
 from mixer_lib.model import TokenDense, TokenMixingMlp, _autocast_dtype  # noqa: E402
 from mixer_lib.provenance import environment, write_json  # noqa: E402
 from mixer_lib.rundir import set_aside_record  # noqa: E402
+from mixer_lib.timing import median_seconds  # noqa: E402
 
 Form = Callable[..., torch.Tensor]  # (x, w1, b1, w2, b2, act) -> (B, S, C)
 
@@ -113,14 +113,7 @@ def seconds(fn: Callable[[], object], device: torch.device, repeats: int,
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    for _ in range(warmup):
-        once()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        once()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return median_seconds(once, repeats, warmup)
 
 
 def mlp_case(form: Form, shapes: tuple[int, int, int, int], dtype: torch.dtype,

@@ -43,7 +43,8 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str = "c
     """Top-1/top-5 accuracy of ``model`` over ``loader`` (batches of ``(images, labels)``).
     Images are cast to the dtype of the model's weights (bf16 weights: bf16 images)."""
     device = torch.device(device)
-    weights_dtype = next(model.parameters()).dtype
+    first = next(model.parameters(), None)  # a model may have none (a fixed function)
+    weights_dtype = first.dtype if first is not None else None
     was_training = model.training
     model.eval()
     num_classes = num_classes or model.cfg.num_classes
@@ -53,7 +54,7 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str = "c
     predictions = []
     for x, y in tqdm(loader, desc="eval", disable=not progress, leave=False):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if x.is_floating_point() and x.dtype != weights_dtype:
+        if weights_dtype is not None and x.is_floating_point() and x.dtype != weights_dtype:
             x = x.to(weights_dtype)
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
                             enabled=autocast_dtype is not None):

@@ -25,8 +25,8 @@
 #    with 1, 4, 8 and 16 workers (uint8 pixels, scaled on the GPU, as training hands them
 #    over), --decode device with as many workers, Mixer-B/16 training alone, and the
 #    fine-tuning loop itself (mixer_lib.train) with decode cpu and device against it (issue
-#    17's target: >= 90 % of the model alone), decode cpu also with 12 and (cores - 1)
-#    workers.
+#    17's target: >= 90 % of the model alone), decode cpu also with 8 workers (the default
+#    before 2026-11-27) and with (cores - 1).
 #
 # PERF_PRESETS (default "perf-gpu perf-gpu-products") picks the presets of 1 and 2;
 # PERF_ARGS and INPUT_ARGS are added to the commands (tests run the script on a CPU with
@@ -50,6 +50,6 @@ cores=$(nproc)
 # shellcheck disable=SC2086
 LIMIT=${INPUT_LIMIT:-120} limited "${TMPDIR:-/tmp}/input-on-gpu.log" 'results/perf/benchmark-input-*.json' \
     $PY benchmarks/input_pipeline.py --data-root "$MIXER_DATA_ROOT" \
-    --loop-workers "12,$(( cores > 2 ? cores - 1 : 1 ))" ${INPUT_ARGS:-}
+    --loop-workers "8,$(( cores > 2 ? cores - 1 : 1 ))" ${INPUT_ARGS:-}
 input=$?
 exit $(( status != 0 ? status : input ))
