@@ -56,7 +56,7 @@ from mixer_lib.data import DataConfig, build_split  # noqa: E402
 from mixer_lib.device_decode import EncodedJpegs, to_device  # noqa: E402
 from mixer_lib.distributed import World  # noqa: E402
 from mixer_lib.optim import make_optimizer  # noqa: E402
-from mixer_lib.provenance import environment, write_json  # noqa: E402
+from mixer_lib.provenance import device_tag, environment, write_json  # noqa: E402
 from mixer_lib.rundir import set_aside_record  # noqa: E402
 from mixer_lib.runtime import compute_dtype, execution_plan  # noqa: E402
 from mixer_lib.sampling import EpochSampler, loader_kwargs  # noqa: E402
@@ -308,8 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_cores": len(os.sched_getaffinity(0)),
         "environment": environment(device),
     }
-    tag = record["environment"]["device"].split(" (")[0].replace(" ", "-")  # cpu, NVIDIA-H200
-    out = Path(args.out) / f"benchmark-input-{tag}.json"
+    out = Path(args.out) / f"benchmark-input-{device_tag(record['environment']['device'])}.json"
     set_aside_record(out)
     write_json(out, record)
     print(f"{made_from}; {args.variant} at {args.img_size} px, batch {batch}")

@@ -39,7 +39,7 @@ from mixer_lib import VARIANTS, MixerConfig, create_model  # noqa: E402
 from mixer_lib.flops import analytic_flops  # noqa: E402
 from mixer_lib.matmuls import record_matmuls, replay_groups, replay_seconds  # noqa: E402
 from mixer_lib.model import MODEL_FORM  # noqa: E402
-from mixer_lib.provenance import device_name, environment, write_json  # noqa: E402
+from mixer_lib.provenance import device_name, device_tag, environment, write_json  # noqa: E402
 from mixer_lib.records import timm_peer  # noqa: E402
 from mixer_lib.rundir import set_aside_record  # noqa: E402
 
@@ -457,8 +457,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     by_config: dict[tuple, list[Row]] = {}
     path = None
     if args.out:
-        tag = device_name(device).split(" (")[0].replace(" ", "-")
-        path = Path(args.out) / f"benchmark-{args.preset}-{tag}.json"
+        path = Path(args.out) / f"benchmark-{args.preset}-{device_tag(device_name(device))}.json"
         set_aside_record(path)
     total = len(configs) * (getattr(args, "rounds", None) or 1)
     for round_ in range(getattr(args, "rounds", None) or 1):

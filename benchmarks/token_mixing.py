@@ -49,7 +49,7 @@ sys.path.insert(0, str(REPO))
 
 from mixer_lib import create_model  # noqa: E402
 from mixer_lib.model import TokenDense, TokenMixingMlp, _autocast_dtype  # noqa: E402
-from mixer_lib.provenance import environment, write_json  # noqa: E402
+from mixer_lib.provenance import device_name, device_tag, environment, write_json  # noqa: E402
 from mixer_lib.rundir import set_aside_record  # noqa: E402
 from mixer_lib.timing import median_seconds  # noqa: E402
 
@@ -225,8 +225,7 @@ def main(argv: list[str] | None = None) -> dict:
         forms["left-cublaslt"] = with_blas(left, "cublaslt")
     if not args.no_compile:
         forms["compiled"] = torch.compile(left)
-    tag = environment(device)["device"].split(" (")[0].replace(" ", "-")
-    out = Path(args.out) / f"benchmark-token-mixing-{tag}.json"
+    out = Path(args.out) / f"benchmark-token-mixing-{device_tag(device_name(device))}.json"
     set_aside_record(out)
     record = {"benchmark": "token_mixing", "variant": args.variant, "img_size": args.img_size,
               "batch": args.batch, "shapes_B_S_C_DS": list(shapes),

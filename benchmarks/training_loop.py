@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO))
 from mixer_lib.config import RunConfig  # noqa: E402
 from mixer_lib.flops import analytic_flops  # noqa: E402
 from mixer_lib.optim import clip_grad_norm, make_optimizer  # noqa: E402
-from mixer_lib.provenance import environment, write_json  # noqa: E402
+from mixer_lib.provenance import device_tag, environment, write_json  # noqa: E402
 from mixer_lib.runtime import data_config  # noqa: E402
 from mixer_lib.sampling import loader_kwargs  # noqa: E402
 from mixer_lib.start import build_model  # noqa: E402
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         "loop_fraction_of_matmul_peak": train_gflops / peak if train_gflops else None,
         "environment": environment("cpu"),
     }
-    out = Path(args.out) / f"benchmark-loop-{record['environment']['device'].split()[0]}.json"
+    out = Path(args.out) / f"benchmark-loop-{device_tag(record['environment']['device'])}.json"
     write_json(out, record)
     print(f"{args.variant} {args.img_size}px batch {args.batch}, {args.updates} updates")
     print(f"  model alone  {alone_rate:8.1f} img/s  (median; between segments: "

@@ -48,6 +48,12 @@ def device_name(device: torch.device | str) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
+def device_tag(name: str) -> str:
+    """A device name (:func:`device_name`) as record file names carry it: ``cpu`` for any
+    CPU, ``NVIDIA-H200`` for a GPU."""
+    return name.split(" (")[0].replace(" ", "-")
+
+
 def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
     """Versions, device and commit to record next to every result."""
     import einops

@@ -32,3 +32,11 @@ def test_commit_is_dirty_only_for_changed_code_not_run_outputs(tmp_path, monkeyp
     assert git_commit(repo) == f"{sha}-dirty"
     monkeypatch.setenv("MIXER_GIT_COMMIT", "abc123")
     assert git_commit(repo) == "abc123 (shipped copy)"
+
+
+def test_device_tag_names_record_files_by_device():
+    from mixer_lib.provenance import device_tag
+
+    assert device_tag("cpu (x86_64, 2 cores)") == "cpu"
+    assert device_tag("NVIDIA H200") == "NVIDIA-H200"
+    assert device_tag("NVIDIA H100 80GB HBM3") == "NVIDIA-H100-80GB-HBM3"
