@@ -21,8 +21,10 @@ MM_OPS = ("mm", "addmm", "bmm", "baddbmm")
 OURS, VIT = "Mixer-B/16", "timm:vit_base_patch16_224"
 
 
-def _latest(folder: str | Path, pattern: str) -> dict | None:
-    records = [json.loads(p.read_text()) for p in Path(folder).glob(pattern)]
+def _latest(folder: str | Path, pattern: str, preset: str | None = None) -> dict | None:
+    """The newest record matching ``pattern`` in ``folder`` (of ``preset`` when given)."""
+    records = [r for r in (json.loads(p.read_text()) for p in Path(folder).glob(pattern))
+               if preset is None or r.get("preset") == preset]
     return max(records, key=lambda r: r["environment"].get("date", ""), default=None)
 
 
@@ -195,13 +197,10 @@ def targets_table(folder: str | Path = PERF, batch: int = 128
     compiled it, else against the peer eager, marked), and inference's share of the bf16
     matmul peak measured in the same run; met when a ratio of ours and the peer in the same
     mode reaches what was asked."""
-    records = [r for r in (json.loads(p.read_text())
-                           for p in Path(folder).glob("benchmark-perf-gpu-*.json"))
-               if r.get("preset") == "perf-gpu"]
+    record = _latest(folder, "benchmark-perf-gpu-*.json", "perf-gpu")
     headers = ["target", "asked", "eager", "compiled", "met"]
-    if not records:
+    if record is None:
         return headers, []
-    record = max(records, key=lambda r: r["environment"].get("date", ""))
     ratios = {(q["peer"], q["mode"]): q for q in record["ratios"]
               if q["dtype"] == "bf16" and q["batch"] == batch}
     out = []
@@ -231,12 +230,9 @@ def targets_table(folder: str | Path = PERF, batch: int = 128
 def bf16_weights_speedup(folder: str | Path = PERF, batch: int = 128) -> str:
     """Our Mixer-B/16's inference with bf16 weights (``bf16w``) over bf16 autocast, eager, in
     the latest ``perf-gpu`` record at ``batch``; "not measured" without both rows."""
-    records = [r for r in (json.loads(p.read_text())
-                           for p in Path(folder).glob("benchmark-perf-gpu-*.json"))
-               if r.get("preset") == "perf-gpu"]
-    if not records:
+    record = _latest(folder, "benchmark-perf-gpu-*.json", "perf-gpu")
+    if record is None:
         return "not measured"
-    record = max(records, key=lambda r: r["environment"].get("date", ""))
     rows = {r["dtype"]: r for r in record["rows"] if r["model"] == OURS
             and r["mode"] == "eager" and r["batch"] == batch}
     if "bf16w" not in rows or "bf16" not in rows:
