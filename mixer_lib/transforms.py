@@ -54,10 +54,20 @@ class ToSignedTensor:
         looking each pixel up in a table of the 256 values per channel that :meth:`batch`'s
         arithmetic gives on the CPU (a GPU's ``div`` by a number multiplies by its
         reciprocal, which can differ in the last bit; a table cannot)."""
-        values = torch.arange(256, dtype=torch.uint8).view(1, 1, 256, 1).expand(1, 1, 256, 3)
-        table = self.batch(values)[0, :, 0, :].contiguous()  # (3, 256)
-        offsets = torch.arange(0, 3 * 256, 256, device=x.device).view(1, 3, 1, 1)
-        return table.to(x.device).view(-1)[x.long() + offsets]
+        table, offsets = self._lookup(x.device)
+        return table[x.long() + offsets]
+
+    def _lookup(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`scale`'s table, flattened ``(3 * 256,)``, and each channel's offset into it
+        ``(1, 3, 1, 1)``, on ``device``: made once per device (a training step scales every
+        batch)."""
+        tables = self.__dict__.setdefault("_tables", {})
+        if device not in tables:
+            values = torch.arange(256, dtype=torch.uint8).view(1, 1, 256, 1)
+            table = self.batch(values.expand(1, 1, 256, 3))[0, :, 0, :].contiguous()  # (3, 256)
+            tables[device] = (table.view(-1).to(device),
+                              torch.arange(0, 3 * 256, 256, device=device).view(1, 3, 1, 1))
+        return tables[device]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
