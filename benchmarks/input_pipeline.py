@@ -191,6 +191,13 @@ def device_decode_img_s(ds, batch: int, workers: int, batches: int,
     return batch * batches / (time.perf_counter() - t)
 
 
+def loop_summary(rates: list[float], model_rate: float) -> dict:
+    """A loop's logged window rates as the record keeps them: their median, the windows, and
+    the median's share of the model alone."""
+    return {"loop_img_s": statistics.median(rates), "window_img_s": rates,
+            "fraction_of_model_alone": statistics.median(rates) / model_rate}
+
+
 def uint8_same_bits(ds, device: torch.device, count: int = 8) -> bool:
     """Whether a batch handed over as uint8 (:meth:`TransformedSubset.hand_over_uint8`) and
     scaled on ``device`` by the training step's :func:`to_device` equals, bit for bit, the
@@ -295,14 +302,10 @@ def main(argv: list[str] | None = None) -> int:
         "workers_needed": math.ceil(model_rate / per_worker),
         "loader_over_model": best / model_rate,
         "device_decode_img_s_by_workers": {str(w): r for w, r in on_device.items()},
-        "loop": {d: {"loop_img_s": statistics.median(rates), "window_img_s": rates,
-                     "fraction_of_model_alone": statistics.median(rates) / model_rate,
-                     "workers": loader_kwargs(device, None)["num_workers"]}
+        "loop": {d: loop_summary(rates, model_rate)
+                 | {"workers": loader_kwargs(device, None)["num_workers"]}
                  for d, rates in loops.items()},
-        "loop_cpu_by_workers": {str(w): {"loop_img_s": statistics.median(rates),
-                                         "window_img_s": rates,
-                                         "fraction_of_model_alone":
-                                             statistics.median(rates) / model_rate}
+        "loop_cpu_by_workers": {str(w): loop_summary(rates, model_rate)
                                 for w, rates in by_loop_workers.items()},
         "loop_updates": updates, "loop_window": window,
         "cpu_cores": len(os.sched_getaffinity(0)),
