@@ -161,3 +161,13 @@ def test_bf16_weights_change_few_predictions_of_a_trained_mixer(cifar_root):
     agree = (full.predictions == half.predictions).float().mean().item()
     assert full.num_samples == half.num_samples == 1000 and full.top1 > 60
     assert agree >= 0.97 and abs(full.top1 - half.top1) <= 1.5, (agree, full.top1, half.top1)
+
+
+def test_unknown_precision_is_refused_before_any_data_is_read(tmp_path):
+    from mixer_lib.config import ConfigError
+    from mixer_lib.evaluate import evaluate_released
+
+    with pytest.raises(ConfigError, match="unknown precision 'fp16'; choose one of auto, "
+                                          "bf16, bf16-weights, fp32"):
+        evaluate_released("Mixer-S/32", "gsam", data_root=str(tmp_path / "nothing-here"),
+                          precision="fp16", progress=False)
