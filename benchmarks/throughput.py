@@ -185,8 +185,10 @@ def build(name: str, img_size: int) -> torch.nn.Module:
     """A model with random weights: ``timm:<name>`` for a timm peer, ``legacy:<variant>`` for
     our earlier form (:func:`legacy`), else a Mixer variant with optional ``@key=value,...``
     config overrides (e.g. ``Mixer-B/16@gelu=exact``)."""
-    if name.startswith("legacy:"):
-        return legacy(build(name[7:], img_size))
+    if name.startswith("legacy:"):  # its token mixing by hand: never the fused kernel
+        base = name[7:]
+        return legacy(build(base + (",", "@")["@" not in base] + "fused_token_mixing=false",
+                            img_size))
     if name.startswith("timm:"):
         import timm
 

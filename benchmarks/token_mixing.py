@@ -20,11 +20,16 @@ ways, on one device, in one run:
   first product (whether a longer reduction runs faster than it costs);
 * ``left-cublaslt`` (on a GPU): the model's form through cuBLASLt instead of cuBLAS;
 * ``compiled``: the model's form under ``torch.compile`` (and with ``--max-autotune``, last,
-  under ``mode="max-autotune-no-cudagraphs"``, which also tries Triton's matrix kernels).
+  under ``mode="max-autotune-no-cudagraphs"``, which also tries Triton's matrix kernels);
+* ``fused-kernel`` (where :mod:`mixer_lib.token_kernel` runs: a GPU with Triton):
+  both products, GELU and the biases in one kernel, the hidden activations never stored
+  (inference only: no training time). It also reads a residual and adds it (zeros here),
+  which the other forms leave to the model, so its time is the larger for that.
 
 For each: the MLP alone, forward (inference) and forward with backward (training), ms and
 TFLOP/s of its products; then each eager form swapped into the whole model (inference and a
-training step, images/s). Every form's output is checked against ``left`` first.
+training step, images/s; the model's own with and without the fused kernel, which it uses for
+inference where it applies). Every form's output is checked against ``left`` first.
 
     python benchmarks/token_mixing.py                      # on a GPU: Mixer-B/16, bf16, 128
     python benchmarks/token_mixing.py --device cpu --variant Mixer-T/4 --batch 2 --img-size 32
@@ -47,7 +52,7 @@ from torch.nn import functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mixer_lib import create_model  # noqa: E402
+from mixer_lib import create_model, token_kernel  # noqa: E402
 from mixer_lib.model import TokenDense, TokenMixingMlp, _autocast_dtype  # noqa: E402
 from mixer_lib.provenance import device_name, device_tag, environment, write_json  # noqa: E402
 from mixer_lib.rundir import set_aside_record  # noqa: E402
@@ -100,6 +105,12 @@ def with_blas(form: Form, library: str) -> Form:
     return run
 
 
+def fused_kernel(x, w1, b1, w2, b2, act):
+    """The fused kernel with a zero residual: the branch alone, as the other forms give it."""
+    return token_kernel.token_mixing_residual(torch.zeros_like(x), x, w1, b1, w2, b2,
+                                              act.approximate == "none")
+
+
 EAGER: dict[str, Form] = {"left": left, "left-bmm-add": left_bmm_add, "right": right,
                           "broadcast-matmul": broadcast_matmul, "transposed": transposed,
                           "padded": padded}
@@ -118,9 +129,10 @@ def seconds(fn: Callable[[], object], device: torch.device, repeats: int,
 
 def mlp_case(form: Form, shapes: tuple[int, int, int, int], dtype: torch.dtype,
              device: torch.device, repeats: int, warmup: int,
-             reference: torch.Tensor | None) -> dict:
-    """One form of the MLP alone: forward and forward+backward ms, products' TFLOP/s, and the
-    largest difference from ``reference`` (the ``left`` form's output)."""
+             reference: torch.Tensor | None, trains: bool = True) -> dict:
+    """One form of the MLP alone: forward and (where it ``trains``) forward+backward ms,
+    products' TFLOP/s, and the largest difference from ``reference`` (the ``left`` form's
+    output)."""
     batch, tokens, channels, hidden = shapes
     gen = torch.Generator(device="cpu").manual_seed(0)
 
@@ -146,19 +158,22 @@ def mlp_case(form: Form, shapes: tuple[int, int, int, int], dtype: torch.dtype,
         for p in params:
             p.grad = None
 
-    fwd, both = (seconds(forward, device, repeats, warmup),
-                 seconds(train, device, repeats, warmup))
+    fwd = seconds(forward, device, repeats, warmup)
+    both = seconds(train, device, repeats, warmup) if trains else None
     diff = (out.float() - reference.float()).abs().max().item() if reference is not None \
         else 0.0
-    return {"forward_ms": 1e3 * fwd, "train_ms": 1e3 * both,
-            "forward_tflops": flops / fwd / 1e12, "train_tflops": 3 * flops / both / 1e12,
+    return {"forward_ms": 1e3 * fwd, "train_ms": 1e3 * both if both else None,
+            "forward_tflops": flops / fwd / 1e12,
+            "train_tflops": 3 * flops / both / 1e12 if both else None,
             "max_abs_diff_from_left": diff, "output": out}
 
 
 def model_case(form: Form | None, variant: str, img_size: int, batch: int,
-               device: torch.device, amp: bool, repeats: int, warmup: int) -> dict:
+               device: torch.device, amp: bool, repeats: int, warmup: int,
+               fused: bool = False) -> dict:
     """The whole model with its token-mixing MLP computed by ``form`` (None: the model's
-    own): inference and a training step (forward, backward, SGD), images/s."""
+    own; with the fused kernel for inference where it applies if ``fused``): inference and a
+    training step (forward, backward, SGD), images/s."""
     original = TokenMixingMlp.forward
 
     def forward(self, x):
@@ -169,7 +184,8 @@ def model_case(form: Form | None, variant: str, img_size: int, batch: int,
         return form(x, w1, b1, w2, b2, self.act)
 
     torch.manual_seed(0)
-    model = create_model(variant, num_classes=1000, img_size=img_size).to(device)
+    model = create_model(variant, num_classes=1000, img_size=img_size,
+                         fused_token_mixing=fused and form is None).to(device)
     x = torch.randn(batch, 3, img_size, img_size, device=device)
     y = torch.randint(0, 1000, (batch,), device=device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
@@ -196,6 +212,24 @@ def model_case(form: Form | None, variant: str, img_size: int, batch: int,
     finally:
         TokenMixingMlp.forward = original
     return {"infer_img_s": batch / infer_s, "train_img_s": batch / step_s}
+
+
+CHECKED = ("Mixer-S/32", "Mixer-B/16", "Mixer-B/16@gelu=exact", "Mixer-H/14")
+
+
+def check_case(spec: str, device: torch.device, dtype: torch.dtype, batch: int = 4) -> dict:
+    """The fused kernel against the reference in a whole model (``variant[@gelu=exact]``,
+    random weights with every parameter, biases too, moved off its initial value):
+    :func:`mixer_lib.token_kernel.compare_with_reference`."""
+    variant, _, opt = spec.partition("@")
+    torch.manual_seed(0)
+    model = create_model(variant, num_classes=10, gelu="exact" if opt else "tanh").to(device)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    size = model.cfg.img_size
+    images = torch.rand(batch, 3, size, size, device=device) * 2 - 1
+    return token_kernel.compare_with_reference(model, images, dtype)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -225,6 +259,9 @@ def main(argv: list[str] | None = None) -> dict:
         forms["left-cublaslt"] = with_blas(left, "cublaslt")
     if not args.no_compile:
         forms["compiled"] = torch.compile(left)
+    fused = device.type == "cuda" and token_kernel.triton is not None
+    if fused:
+        forms["fused-kernel"] = fused_kernel
     out = Path(args.out) / f"benchmark-token-mixing-{device_tag(device_name(device))}.json"
     set_aside_record(out)
     record = {"benchmark": "token_mixing", "variant": args.variant, "img_size": args.img_size,
@@ -236,20 +273,33 @@ def main(argv: list[str] | None = None) -> dict:
     def mlp(name: str, form: Form) -> None:
         t = time.perf_counter()
         case = mlp_case(form, shapes, dtype, device, args.repeats, args.warmup,
-                        reference[0] if reference else None)
+                        reference[0] if reference else None, trains=form is not fused_kernel)
         reference.append(case.pop("output"))
         record["mlp"][name] = case | {"wall_s": time.perf_counter() - t}
         write_json(out, record)  # after each case: a run cut short keeps what it measured
+        both = f"{case['train_ms']:7.3f} ms ({case['train_tflops']:6.1f} TFLOP/s)" \
+            if case["train_ms"] else "(inference only)"
         print(f"  MLP {name:22s} forward {case['forward_ms']:7.3f} ms "
-              f"({case['forward_tflops']:6.1f} TFLOP/s), forward+backward "
-              f"{case['train_ms']:7.3f} ms ({case['train_tflops']:6.1f} TFLOP/s), max |diff| "
+              f"({case['forward_tflops']:6.1f} TFLOP/s), forward+backward {both}, max |diff| "
               f"{case['max_abs_diff_from_left']:.2e}", flush=True)
 
+    if fused:  # first: the kernel must agree with the reference before it is timed
+        record["check"] = {}
+        for spec in CHECKED:
+            for name, kind in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+                case = check_case(spec, device, kind)
+                record["check"][f"{spec} {name}"] = case
+                write_json(out, record)
+                print(f"  check {spec:22s} {name}: " + ", ".join(
+                    f"{k} {v:.3g}" for k, v in case.items()), flush=True)
     for name, form in forms.items():
         mlp(name, form)
-    for name, form in {"model's own": None, **EAGER}.items():
+    models = {"model's own": (None, fused), **({"model's own, unfused": (None, False)}
+                                               if fused else {}),
+              **{name: (form, False) for name, form in EAGER.items()}}
+    for name, (form, with_kernel) in models.items():
         case = model_case(form, args.variant, args.img_size, args.batch, device, amp,
-                          max(3, args.repeats // 2), max(1, args.warmup // 2))
+                          max(3, args.repeats // 2), max(1, args.warmup // 2), with_kernel)
         record["model"][name] = case
         write_json(out, record)
         print(f"  {args.variant} with {name:16s} inference {case['infer_img_s']:9.1f} "

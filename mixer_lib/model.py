@@ -27,10 +27,13 @@ from einops.layers.torch import Reduce
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from mixer_lib import token_kernel
+
 GeluKind = Literal["tanh", "exact"]
 # How the model computes (recorded with every run): the residual stream as a contiguous
-# (B, S, C) tensor, token mixing by TokenDense. "bcs-expand" was the form up to c090817.
-MODEL_FORM = "bsc-tokendense"
+# (B, S, C) tensor, token mixing by TokenDense, and at inference on a GPU each block's token
+# mixing in one kernel (mixer_lib.token_kernel). Earlier forms: mixer_lib.throughputs.
+MODEL_FORM = "bsc-token-kernel"
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,9 @@ class MixerConfig:
     drop_rate: float = 0.0  # dropout inside MLPs and before the head
     drop_path_rate: float = 0.0  # stochastic depth, linearly increasing over blocks
     grad_checkpointing: bool = False  # recompute blocks in backward to save memory
+    # inference on a GPU: each block's token mixing in one Triton kernel where it applies
+    # (mixer_lib.token_kernel); training always takes TokenMixingMlp
+    fused_token_mixing: bool = True
 
     def __post_init__(self) -> None:
         if self.gelu not in ("tanh", "exact"):
@@ -244,9 +250,13 @@ class MixerBlock(nn.Module):
         self.mlp_channels = MlpBlock(cfg.hidden_dim, cfg.channels_mlp_dim, cfg.gelu,
                                      cfg.drop_rate)
         self.drop_path = DropPath(drop_path)
+        self.fused_token_mixing = cfg.fused_token_mixing
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.mlp_tokens(self.norm1(x)))
+        if token_kernel.applies(self, x):  # inference on a GPU: one kernel, same function
+            x = token_kernel.token_mixing_block(self, x)
+        else:
+            x = x + self.drop_path(self.mlp_tokens(self.norm1(x)))
         return x + self.drop_path(self.mlp_channels(self.norm2(x)))
 
 
