@@ -8,7 +8,11 @@
 # (320 CIFAR-10 test JPEGs into .carry/data, ignored by git), then carry .carry to the GPU
 # machine; the script reads $MIXER_DATA_ROOT, else .carry/data, else shared/data.
 #
-# 1. (at most 280 s) Our Mixer-B/16 (eager and compiled), its earlier form (legacy, commit
+# 0. (at most 60 s) The fused token-mixing kernel (mixer_lib.token_kernel) against the
+#    reference in whole models (S/32, B/16 tanh and exact GELU, H/14; bf16 and fp16), then
+#    Mixer-B/16's token-mixing MLP in each form, alone and in the model
+#    (benchmarks/token_mixing.py --no-compile; results/perf/benchmark-token-mixing-*.json).
+# 1. (at most 240 s) Our Mixer-B/16 (eager and compiled), its earlier form (legacy, commit
 #    c090817), timm's mixer_b16_224 and vit_base_patch16_224 (fused attention): inference and
 #    a training step of the fine-tuning recipe, bf16 and float32, batch 128 and 512 (training
 #    at 512 in micro-batches of 128), inference with bf16 weights (no autocast), with the bf16
@@ -28,17 +32,28 @@
 #    17's target: >= 90 % of the model alone), decode cpu also with 8 workers (the default
 #    before 2026-11-27) and with (cores - 1).
 #
-# PERF_PRESETS (default "perf-gpu perf-gpu-products") picks the presets of 1 and 2;
-# PERF_ARGS and INPUT_ARGS are added to the commands (tests run the script on a CPU with
-# them); PERF_LIMIT, PRODUCTS_LIMIT and INPUT_LIMIT change the limits.
+# PERF_STAGES (default "token perf input") picks the stages (perf: 1 and 2); PERF_PRESETS
+# (default "perf-gpu perf-gpu-products") the presets of 1 and 2; TOKEN_ARGS, PERF_ARGS and
+# INPUT_ARGS are added to the commands (tests run the script on a CPU with them);
+# TOKEN_LIMIT, PERF_LIMIT, PRODUCTS_LIMIT and INPUT_LIMIT change the limits.
 source "$(dirname "$0")/lib/on-gpu.sh"
 if [ -z "${MIXER_DATA_ROOT:-}" ]; then
     MIXER_DATA_ROOT=shared/data
     [ -d .carry/data/cifar10-jpeg ] && MIXER_DATA_ROOT=.carry/data
 fi
+stages=" ${PERF_STAGES:-token perf input} "
 status=0
+if [[ $stages == *" token "* ]]; then
+    # shellcheck disable=SC2086
+    LIMIT=${TOKEN_LIMIT:-60} limited "${TMPDIR:-/tmp}/token-mixing.log" \
+        "results/perf/benchmark-token-mixing-*.json" \
+        $PY benchmarks/token_mixing.py --no-compile --repeats 10 ${TOKEN_ARGS:-}
+    status=$?
+fi
+[[ $stages == *" perf "* ]] || PERF_PRESETS=none
 for preset in ${PERF_PRESETS:-perf-gpu perf-gpu-products}; do
-    limit=${PERF_LIMIT:-280}
+    [ "$preset" = none ] && continue
+    limit=${PERF_LIMIT:-240}
     [ "$preset" = perf-gpu-products ] && limit=${PRODUCTS_LIMIT:-80}
     # shellcheck disable=SC2086  # the extra arguments are split on purpose
     LIMIT=$limit limited "${TMPDIR:-/tmp}/$preset.log" "results/perf/benchmark-$preset-*.json" \
@@ -46,6 +61,7 @@ for preset in ${PERF_PRESETS:-perf-gpu perf-gpu-products}; do
     step=$?
     [ $status -eq 0 ] && status=$step
 done
+[[ $stages == *" input "* ]] || exit $status
 cores=$(nproc)
 # shellcheck disable=SC2086
 LIMIT=${INPUT_LIMIT:-120} limited "${TMPDIR:-/tmp}/input-on-gpu.log" 'results/perf/benchmark-input-*.json' \
