@@ -47,8 +47,10 @@ INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 _DOT_DTYPES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 # The tile shapes tried on a GPU the first time a shape is met (triton.autotune keeps the
 # fastest per (S, C, D_S) and dtype): channel block, hidden-unit chunk, warps, stages.
+# (32, 64, 4, 2) faulted on an H200 (illegal memory access, Triton 3.6; 2026-11-27), so
+# channel blocks start at 64; benchmarks/token_kernel_configs.py runs each shape alone.
 CONFIGS = [(64, 64, 8, 2), (64, 32, 8, 3), (64, 64, 4, 2), (128, 64, 8, 1), (128, 32, 8, 2),
-           (32, 64, 4, 2)]
+           (128, 64, 8, 2)]
 
 
 def applies(block: torch.nn.Module, x: torch.Tensor) -> bool:
@@ -158,10 +160,10 @@ def token_mixing_residual(x: torch.Tensor, y: torch.Tensor, w1: torch.Tensor,
     out = torch.empty_like(x, dtype=torch.promote_types(x.dtype, w1.dtype))
     block_s = max(16, 1 << math.ceil(math.log2(s)))
     args = (x, y, w1, b1, w2, b2, out, s, c, ds)
-    if INTERPRETED:  # Triton's CPU interpreter: one tile shape, no timing
-        grid = (triton.cdiv(c, 32), bsz)
-        _token_mixing_kernel[grid](*args, BLOCK_S=block_s, BLOCK_C=32, BLOCK_H=32,
-                                   EXACT=exact_gelu)
+    if INTERPRETED:  # Triton's CPU interpreter: the first tile shape, no timing
+        block_c, block_h = CONFIGS[0][:2]
+        _token_mixing_kernel[(triton.cdiv(c, block_c), bsz)](
+            *args, BLOCK_S=block_s, BLOCK_C=block_c, BLOCK_H=block_h, EXACT=exact_gelu)
     else:
         with torch.cuda.device(x.device):
             _tuned_kernel[lambda meta: (triton.cdiv(c, meta["BLOCK_C"]), bsz)](
