@@ -36,14 +36,11 @@ def one(index: int, batch: int, variant: str) -> dict:
     x, y = rand(batch, s, c), rand(batch, s, c)
     w1, b1 = rand(ds, s, scale=s ** -0.5), rand(ds, scale=0.1)
     w2, b2 = rand(s, ds, scale=ds ** -0.5), rand(s, scale=0.1)
-    bc, bh, warps, stages = token_kernel.CONFIGS[index]
+    config = token_kernel.CONFIGS[index]
     out = torch.empty_like(x)
-    block_s = max(16, triton.next_power_of_2(s))
 
     def launch():
-        token_kernel._token_mixing_kernel[(triton.cdiv(c, bc), batch)](
-            x, y, w1, b1, w2, b2, out, s, c, ds, BLOCK_S=block_s, BLOCK_C=bc, BLOCK_H=bh,
-            EXACT=False, num_warps=warps, num_stages=stages)
+        token_kernel.run_config(x, y, w1, b1, w2, b2, False, config, out)
 
     launch()
     torch.cuda.synchronize()
@@ -54,7 +51,7 @@ def one(index: int, batch: int, variant: str) -> dict:
                                     w2.float().expand(batch, -1, -1), h)
     ms = triton.testing.do_bench(launch, warmup=5, rep=50)
     flops = 2 * 2 * batch * s * c * ds
-    return {"config": [bc, bh, warps, stages], "max_abs_diff": (out.float() - ref).abs().max()
+    return {"config": list(config), "max_abs_diff": (out.float() - ref).abs().max()
             .item(), "ms": ms, "tflops": flops / ms / 1e9}
 
 

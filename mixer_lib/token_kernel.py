@@ -46,11 +46,13 @@ MAX_TOKENS = 256  # S above this takes the reference path (the (S, C_block) tile
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 _DOT_DTYPES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 # The tile shapes tried on a GPU the first time a shape is met (triton.autotune keeps the
-# fastest per (S, C, D_S) and dtype): channel block, hidden-unit chunk, warps, stages.
-# (32, 64, 4, 2) faulted on an H200 (illegal memory access, Triton 3.6; 2026-11-27), so
-# channel blocks start at 64; benchmarks/token_kernel_configs.py runs each shape alone.
-CONFIGS = [(64, 64, 8, 2), (64, 32, 8, 3), (64, 64, 4, 2), (128, 64, 8, 1), (128, 32, 8, 2),
-           (128, 64, 8, 2)]
+# fastest per (S, C, D_S), GELU and dtypes): channels as rows (the kernel's CHANNEL_ROWS),
+# channel block, hidden-unit chunk, warps, stages. benchmarks/token_kernel_configs.py runs
+# and times each alone; (False, 32, 64, 4, 2) faulted on an H200 (illegal memory access,
+# Triton 3.6, 2026-11-27), so channel blocks start at 64.
+CONFIGS = [(False, 64, 64, 8, 2), (False, 128, 32, 8, 2), (True, 128, 64, 8, 2),
+           (True, 128, 32, 8, 2), (True, 64, 64, 4, 2), (True, 128, 64, 8, 1),
+           (True, 64, 32, 4, 3)]
 
 
 def applies(block: torch.nn.Module, x: torch.Tensor) -> bool:
@@ -99,35 +101,79 @@ if triton is not None:
     def _token_mixing_kernel(x_ptr, y_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, out_ptr,
                              S, C, DS,
                              BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr,
-                             BLOCK_H: tl.constexpr, EXACT: tl.constexpr):
-        """One program: sample ``program_id(1)``, channels ``program_id(0) * BLOCK_C ...``."""
+                             BLOCK_H: tl.constexpr, EXACT: tl.constexpr,
+                             CHANNEL_ROWS: tl.constexpr):
+        """One program: sample ``program_id(1)``, channels ``program_id(0) * BLOCK_C ...``.
+
+        ``CHANNEL_ROWS`` picks which way round the products are written: False, as the
+        paper's left products (``W1 (H, S) @ y (S, C)``, tokens as rows of the accumulator);
+        True, transposed (``y^T (C, S) @ W1^T (S, H)``, channels as rows), which puts the
+        wide channel block on the tensor cores' row axis and the hidden chunk of the second
+        product in registers. Same arithmetic; the autotuner times both."""
         dot_dtype = w1_ptr.dtype.element_ty
         b = tl.program_id(1).to(tl.int64)
         s = tl.arange(0, BLOCK_S)
         c = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
-        tile = b * S * C + s[:, None] * C + c[None, :]
-        in_tile = (s[:, None] < S) & (c[None, :] < C)
-        y = tl.load(y_ptr + tile, mask=in_tile, other=0.0).to(dot_dtype)  # (BLOCK_S, BLOCK_C)
-        acc = tl.zeros((BLOCK_S, BLOCK_C), dtype=tl.float32)
+        if CHANNEL_ROWS:
+            tile = b * S * C + s[None, :] * C + c[:, None]  # (BLOCK_C, BLOCK_S)
+            in_tile = (s[None, :] < S) & (c[:, None] < C)
+        else:
+            tile = b * S * C + s[:, None] * C + c[None, :]  # (BLOCK_S, BLOCK_C)
+            in_tile = (s[:, None] < S) & (c[None, :] < C)
+        y = tl.load(y_ptr + tile, mask=in_tile, other=0.0).to(dot_dtype)
+        if CHANNEL_ROWS:
+            acc = tl.zeros((BLOCK_C, BLOCK_S), dtype=tl.float32)
+        else:
+            acc = tl.zeros((BLOCK_S, BLOCK_C), dtype=tl.float32)
         for h0 in range(0, DS, BLOCK_H):
             h = h0 + tl.arange(0, BLOCK_H)
-            w1 = tl.load(w1_ptr + h[:, None] * S + s[None, :],
-                         mask=(h[:, None] < DS) & (s[None, :] < S), other=0.0)
-            a = tl.dot(w1, y)  # (BLOCK_H, BLOCK_C), float32
-            a += tl.load(b1_ptr + h, mask=h < DS, other=0.0).to(tl.float32)[:, None]
-            a = _gelu(a, EXACT)
-            w2 = tl.load(w2_ptr + s[:, None] * DS + h[None, :],
-                         mask=(s[:, None] < S) & (h[None, :] < DS), other=0.0)
-            acc = tl.dot(w2, a.to(dot_dtype), acc)  # (BLOCK_S, BLOCK_C)
-        acc += tl.load(b2_ptr + s, mask=s < S, other=0.0).to(tl.float32)[:, None]
+            b1 = tl.load(b1_ptr + h, mask=h < DS, other=0.0).to(tl.float32)
+            if CHANNEL_ROWS:
+                w1t = tl.load(w1_ptr + h[None, :] * S + s[:, None],
+                              mask=(h[None, :] < DS) & (s[:, None] < S), other=0.0)
+                a = _gelu(tl.dot(y, w1t) + b1[None, :], EXACT)  # (BLOCK_C, BLOCK_H)
+                w2t = tl.load(w2_ptr + s[None, :] * DS + h[:, None],
+                              mask=(s[None, :] < S) & (h[:, None] < DS), other=0.0)
+                acc = tl.dot(a.to(dot_dtype), w2t, acc)  # (BLOCK_C, BLOCK_S)
+            else:
+                w1 = tl.load(w1_ptr + h[:, None] * S + s[None, :],
+                             mask=(h[:, None] < DS) & (s[None, :] < S), other=0.0)
+                a = _gelu(tl.dot(w1, y) + b1[:, None], EXACT)  # (BLOCK_H, BLOCK_C)
+                w2 = tl.load(w2_ptr + s[:, None] * DS + h[None, :],
+                             mask=(s[:, None] < S) & (h[None, :] < DS), other=0.0)
+                acc = tl.dot(w2, a.to(dot_dtype), acc)  # (BLOCK_S, BLOCK_C)
+        if CHANNEL_ROWS:
+            acc += tl.load(b2_ptr + s, mask=s < S, other=0.0).to(tl.float32)[None, :]
+        else:
+            acc += tl.load(b2_ptr + s, mask=s < S, other=0.0).to(tl.float32)[:, None]
         acc += tl.load(x_ptr + tile, mask=in_tile, other=0.0).to(tl.float32)
         tl.store(out_ptr + tile, acc.to(out_ptr.dtype.element_ty), mask=in_tile)
 
     _tuned_kernel = triton.autotune(
-        configs=[triton.Config({"BLOCK_C": bc, "BLOCK_H": bh}, num_warps=w, num_stages=st)
-                 for bc, bh, w, st in CONFIGS],
+        configs=[triton.Config({"BLOCK_C": bc, "BLOCK_H": bh, "CHANNEL_ROWS": rows},
+                               num_warps=w, num_stages=st)
+                 for rows, bc, bh, w, st in CONFIGS],
         key=["S", "C", "DS", "EXACT"],
     )(_token_mixing_kernel)
+
+
+def _block_tokens(tokens: int) -> int:
+    """The token axis padded to a power of two (at least 16, the tensor cores' minimum)."""
+    return max(16, 1 << math.ceil(math.log2(tokens)))
+
+
+def run_config(x: torch.Tensor, y: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor,
+               w2: torch.Tensor, b2: torch.Tensor, exact_gelu: bool,
+               config: tuple[bool, int, int, int, int], out: torch.Tensor) -> torch.Tensor:
+    """The kernel with one entry of :data:`CONFIGS` (no autotuning) into ``out``; contiguous
+    inputs as :func:`token_mixing_residual` takes them."""
+    rows, block_c, block_h, warps, stages = config
+    bsz, s, c = x.shape
+    _token_mixing_kernel[(triton.cdiv(c, block_c), bsz)](
+        x, y, w1, b1, w2, b2, out, s, c, w1.shape[0], BLOCK_S=_block_tokens(s),
+        BLOCK_C=block_c, BLOCK_H=block_h, EXACT=exact_gelu, CHANNEL_ROWS=rows,
+        num_warps=warps, num_stages=stages)
+    return out
 
 
 def _check(x, y, w1, b1, w2, b2) -> None:
@@ -156,18 +202,13 @@ def token_mixing_residual(x: torch.Tensor, y: torch.Tensor, w1: torch.Tensor,
     _check(x, y, w1, b1, w2, b2)
     x, y, w1, b1, w2, b2 = (t.contiguous() for t in (x, y, w1, b1, w2, b2))
     bsz, s, c = x.shape
-    ds = w1.shape[0]
     out = torch.empty_like(x, dtype=torch.promote_types(x.dtype, w1.dtype))
-    block_s = max(16, 1 << math.ceil(math.log2(s)))
-    args = (x, y, w1, b1, w2, b2, out, s, c, ds)
     if INTERPRETED:  # Triton's CPU interpreter: the first tile shape, no timing
-        block_c, block_h = CONFIGS[0][:2]
-        _token_mixing_kernel[(triton.cdiv(c, block_c), bsz)](
-            *args, BLOCK_S=block_s, BLOCK_C=block_c, BLOCK_H=block_h, EXACT=exact_gelu)
-    else:
-        with torch.cuda.device(x.device):
-            _tuned_kernel[lambda meta: (triton.cdiv(c, meta["BLOCK_C"]), bsz)](
-                *args, BLOCK_S=block_s, EXACT=exact_gelu)
+        return run_config(x, y, w1, b1, w2, b2, exact_gelu, CONFIGS[0], out)
+    with torch.cuda.device(x.device):
+        _tuned_kernel[lambda meta: (triton.cdiv(c, meta["BLOCK_C"]), bsz)](
+            x, y, w1, b1, w2, b2, out, s, c, w1.shape[0], BLOCK_S=_block_tokens(s),
+            EXACT=exact_gelu)
     return out
 
 
