@@ -73,7 +73,18 @@ def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
         "mixer_lib": __version__,
         "git_commit": git_commit(),
         "threads": torch.get_num_threads(),
+        "triton": _version("triton"),
     }
+
+
+def _version(package: str) -> str | None:
+    """An installed package's version, None where it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
