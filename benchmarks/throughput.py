@@ -84,7 +84,8 @@ PRESETS = {
     # inference and a training step of the fine-tuning recipe (forward, backward, clipping,
     # momentum SGD), eager and compiled, bf16 and float32, batch 128 and 512 (training at
     # 512 in micro-batches of 128). scripts/perf-on-gpu.sh runs it.
-    "perf-gpu": dict(models=["Mixer-B/16", "legacy:Mixer-B/16", "timm:mixer_b16_224",
+    "perf-gpu": dict(models=["Mixer-B/16", "Mixer-B/16@fused_token_mixing=false",
+                             "legacy:Mixer-B/16", "timm:mixer_b16_224",
                              "timm:vit_base_patch16_224"], batch=128, batches=[128, 512],
                      train_micro=128, img_size=224, dtypes=["bf16", "fp32", "bf16w"],
                      modes=["eager", "compile"], repeats=8, warmup=3,
@@ -92,9 +93,11 @@ PRESETS = {
                      compile_dtypes=["bf16"], out="results/perf"),
     # Where the time of the bf16 products goes (issue 17's inference target): the three
     # models eager, each distinct product of an inference call and a training step replayed
-    # alone, with aligned rows too (mixer_lib.matmuls.replay_groups). scripts/perf-on-gpu.sh
-    # runs it after perf-gpu.
-    "perf-gpu-products": dict(models=["Mixer-B/16", "timm:mixer_b16_224",
+    # alone, with aligned rows too (mixer_lib.matmuls.replay_groups); ours without the fused
+    # token-mixing kernel, whose work is no library product. scripts/perf-on-gpu.sh runs it
+    # after perf-gpu.
+    "perf-gpu-products": dict(models=["Mixer-B/16@fused_token_mixing=false",
+                                      "timm:mixer_b16_224",
                                       "timm:vit_base_patch16_224"], batch=128,
                               train_micro=128, img_size=224, dtypes=["bf16", "bf16w"],
                               modes=["eager"], repeats=8, warmup=3, compile_models=[],

@@ -180,10 +180,12 @@ def evaluate_released(variant: str, weights: str, dataset: str = "imagenet1k",
     the test split of ``dataset``, without fine-tuning (paper Table 3 at 224 px).
 
     ``precision``: ``auto`` (bf16 autocast on a GPU, float32 elsewhere), ``bf16`` (autocast),
-    ``bf16-weights`` (weights and activations in bf16, no autocast: 1.25x autocast's
-    inference rate for Mixer-B/16 on an H200, results/perf/benchmark-perf-gpu-NVIDIA-H200.json,
-    with LayerNorms and the residual stream in bf16; tests/test_evaluate_cli.py bounds what
-    that changes in a trained Mixer's predictions) or ``fp32``."""
+    ``bf16-weights`` (weights and activations in bf16, no autocast: 1.29x autocast's
+    inference rate for Mixer-B/16 on an H200 with the fused token-mixing kernel in both,
+    results/perf/benchmark-perf-gpu-NVIDIA-H200.json at bb041df, 1.25x without it at 8ea1cac;
+    LayerNorms and the residual stream in bf16; tests/test_evaluate_cli.py bounds what that
+    changes in a trained Mixer's predictions) or ``fp32``. On a GPU the bf16 modes take
+    :mod:`mixer_lib.token_kernel` for the token mixing."""
     from mixer_lib import evaluators
     from mixer_lib.checkpoints import WEIGHTS, CheckpointError, checkpoint_info
     from mixer_lib.config import ConfigError, RunConfig

@@ -12,6 +12,10 @@ PyTorch habits:
 * the head is zero-initialised, other Dense/Conv kernels use Flax's ``lecun_normal``
   (truncated normal, variance 1/fan_in) and zero biases.
 
+At inference on a GPU in bf16 or fp16, each block's token-mixing half runs as one Triton
+kernel (:mod:`mixer_lib.token_kernel`): the same function as :class:`TokenMixingMlp`, which
+the tests compare it with, without storing the hidden activations.
+
 Shapes: images ``(B, 3, H, W)`` -> patches ``(B, S, C)`` with ``S = (H/P)(W/P)`` tokens of
 ``C`` channels -> logits ``(B, num_classes)``.
 """

@@ -6,6 +6,8 @@ two kinds of records for the Claims chapter:
   (:func:`mixer_lib.matmuls.replay_groups`), for our Mixer-B/16, timm's and ViT-B/16;
 * ``results/perf/benchmark-token-mixing-*.json`` (``benchmarks/token_mixing.py``): the
   token-mixing MLP written in several ways, alone and inside the whole model.
+
+The fused kernel's own records: :mod:`mixer_lib.kernelbench`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 PERF = REPO / "results" / "perf"
 MM_OPS = ("mm", "addmm", "bmm", "baddbmm")
 OURS, VIT = "Mixer-B/16", "timm:vit_base_patch16_224"
+# ours without the fused token-mixing kernel: the products preset measures it (since the
+# kernel, whose work is no library product), earlier records measured OURS before it existed
+UNFUSED = "Mixer-B/16@fused_token_mixing=false"
 
 
 def _latest(folder: str | Path, pattern: str, preset: str | None = None) -> dict | None:
@@ -113,8 +118,10 @@ def products_summary(folder: str | Path = PERF, dtype: str = "bf16") -> dict[str
             "pr_aligned")
     record = _latest(folder, "benchmark-perf-gpu-products-*.json")
     rows = _rows(record, dtype) if record else {}
-    if OURS not in rows or VIT not in rows:
+    ours_name = next((name for name in (UNFUSED, OURS) if name in rows), None)
+    if ours_name is None or VIT not in rows:
         return dict.fromkeys(keys, "not measured")
+    rows[OURS] = rows[ours_name]
     tokens = (record["img_size"] // 16) ** 2
     ours = _parts(rows[OURS], tokens)
     parts_s = sum(p["seconds"] for p in ours.values())
@@ -140,15 +147,18 @@ def products_summary(folder: str | Path = PERF, dtype: str = "bf16") -> dict[str
 
 def token_forms_table(folder: str | Path = PERF) -> tuple[list[str], list[list[str]]]:
     """One row per form of the token-mixing MLP in the latest token-mixing record: the MLP
-    alone (forward and forward with backward, ms and TFLOP/s of its products) and, for the
-    eager forms, the whole model with it (inference and training images/s, and as a
-    multiple of the model's own form measured in the same run)."""
-    record = _latest(folder, "benchmark-token-mixing-*.json")
+    alone (forward and, where the form trains, forward with backward: ms and TFLOP/s of its
+    products) and, for the eager forms, the whole model with it (inference and training
+    images/s, and as a multiple of the model's own form without the fused kernel measured
+    in the same run); then the model's own rows that have no MLP of their name. The record
+    is the latest whose run measured every product form in the model (:func:`_forms_record`)."""
+    record = _forms_record(folder)
     headers = ["form", "MLP forward (ms)", "TFLOP/s", "MLP forward + backward (ms)",
                "TFLOP/s", "model inference (img/s)", "model training (img/s)"]
     if record is None:
         return headers, []
-    own = record["model"].get("model's own")
+    models = record["model"]
+    own = models.get(UNFUSED_OWN) or models.get(OWN)
 
     def vs(model: dict | None, key: str) -> str:
         if model is None:
@@ -159,24 +169,46 @@ def token_forms_table(folder: str | Path = PERF) -> tuple[list[str], list[list[s
 
     out = []
     for name, mlp in record["mlp"].items():
-        model = record["model"].get(name)
+        model = models.get(name)
+        trains = mlp.get("train_ms") is not None
         out.append([name, f"{mlp['forward_ms']:.3f}", f"{mlp['forward_tflops']:.0f}",
-                    f"{mlp['train_ms']:.3f}", f"{mlp['train_tflops']:.0f}",
+                    f"{mlp['train_ms']:.3f}" if trains else "(inference only)",
+                    f"{mlp['train_tflops']:.0f}" if trains else "-",
                     vs(model, "infer_img_s"), vs(model, "train_img_s")])
+    for name, model in models.items():
+        if name not in record["mlp"]:
+            out.append([name, "-", "-", "-", "-", vs(model, "infer_img_s"),
+                        vs(model, "train_img_s")])
     return headers, out
 
 
+OWN, UNFUSED_OWN = "model's own", "model's own, unfused"
+# the forms benchmarks/token_mixing.py also swaps into the whole model
+MODEL_FORMS_TIMED = ("left", "left-bmm-add", "right", "broadcast-matmul", "transposed", "padded")
+
+
+def _forms_record(folder: str | Path) -> dict | None:
+    """The latest token-mixing record whose run got as far as timing each of its eager
+    product forms in the whole model (a run cut short by its time limit keeps fewer)."""
+    records = [r for r in (json.loads(p.read_text())
+                           for p in Path(folder).glob("benchmark-token-mixing-*.json"))
+               if all(name in r["model"] for name in r["mlp"] if name in MODEL_FORMS_TIMED)]
+    return max(records, key=lambda r: r["environment"].get("date", ""), default=None)
+
+
 def token_forms_summary(folder: str | Path = PERF) -> dict[str, str]:
-    """``tf_where`` (the latest token-mixing record) and ``tf_best`` (the eager form with the
-    fastest whole-model inference, as a multiple of the model's own form)."""
-    record = _latest(folder, "benchmark-token-mixing-*.json")
-    if record is None or "model's own" not in record["model"]:
+    """``tf_where`` (the latest token-mixing record) and ``tf_best`` (the eager form of the
+    products with the fastest whole-model inference, as a multiple of the model's own form
+    without the fused kernel), from the record :func:`token_forms_table` shows."""
+    record = _forms_record(folder)
+    models = (record or {}).get("model", {})
+    own = models.get(UNFUSED_OWN) or models.get(OWN)
+    if own is None:
         return {"tf_where": "not measured", "tf_best": "not measured"}
-    own = record["model"]["model's own"]["infer_img_s"]
-    forms = {k: v for k, v in record["model"].items() if k != "model's own"}
+    forms = {k: v for k, v in models.items() if k not in (OWN, UNFUSED_OWN)}
     best = max(forms, key=lambda k: forms[k]["infer_img_s"])
     return {"tf_where": _title(record),
-            "tf_best": f"{best}, {forms[best]['infer_img_s'] / own:.2f}x"}
+            "tf_best": f"{best}, {forms[best]['infer_img_s'] / own['infer_img_s']:.2f}x"}
 
 
 # issue 17's targets on an H100 or H200 in bf16: (what, peer, measure, asked)

@@ -8,11 +8,12 @@
 # (320 CIFAR-10 test JPEGs into .carry/data, ignored by git), then carry .carry to the GPU
 # machine; the script reads $MIXER_DATA_ROOT, else .carry/data, else shared/data.
 #
-# 0. (at most 60 s) The fused token-mixing kernel (mixer_lib.token_kernel) against the
+# 0. (at most 90 s) The fused token-mixing kernel (mixer_lib.token_kernel) against the
 #    reference in whole models (S/32, B/16 tanh and exact GELU, H/14; bf16 and fp16), then
 #    Mixer-B/16's token-mixing MLP in each form, alone and in the model
 #    (benchmarks/token_mixing.py --no-compile; results/perf/benchmark-token-mixing-*.json).
-# 1. (at most 240 s) Our Mixer-B/16 (eager and compiled), its earlier form (legacy, commit
+# 1. (at most 190 s) Our Mixer-B/16 (eager and compiled; and eager without the fused
+#    token-mixing kernel), its earlier form (legacy, commit
 #    c090817), timm's mixer_b16_224 and vit_base_patch16_224 (fused attention): inference and
 #    a training step of the fine-tuning recipe, bf16 and float32, batch 128 and 512 (training
 #    at 512 in micro-batches of 128), inference with bf16 weights (no autocast), with the bf16
@@ -45,7 +46,7 @@ stages=" ${PERF_STAGES:-token perf input} "
 status=0
 if [[ $stages == *" token "* ]]; then
     # shellcheck disable=SC2086
-    LIMIT=${TOKEN_LIMIT:-60} limited "${TMPDIR:-/tmp}/token-mixing.log" \
+    LIMIT=${TOKEN_LIMIT:-90} limited "${TMPDIR:-/tmp}/token-mixing.log" \
         "results/perf/benchmark-token-mixing-*.json" \
         $PY benchmarks/token_mixing.py --no-compile --repeats 10 ${TOKEN_ARGS:-}
     status=$?
@@ -53,7 +54,7 @@ fi
 [[ $stages == *" perf "* ]] || PERF_PRESETS=none
 for preset in ${PERF_PRESETS:-perf-gpu perf-gpu-products}; do
     [ "$preset" = none ] && continue
-    limit=${PERF_LIMIT:-240}
+    limit=${PERF_LIMIT:-190}
     [ "$preset" = perf-gpu-products ] && limit=${PRODUCTS_LIMIT:-80}
     # shellcheck disable=SC2086  # the extra arguments are split on purpose
     LIMIT=$limit limited "${TMPDIR:-/tmp}/$preset.log" "results/perf/benchmark-$preset-*.json" \

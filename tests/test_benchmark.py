@@ -236,6 +236,8 @@ def test_perf_on_gpu_script_runs_whole_on_the_cpu(cifar_root, tmp_path):
     out.mkdir()
     env = {**os.environ, "PY": sys.executable, "OUT": str(out), "TMPDIR": str(tmp_path),
            "MIXER_DATA_ROOT": str(cifar_root), "PYTHONPATH": "",
+           "TOKEN_ARGS": "--device cpu --variant Mixer-T/4 --img-size 24 --batch 2 "
+                         "--repeats 1 --warmup 0",
            "PERF_ARGS": "--device cpu --models Mixer-S/32 legacy:Mixer-S/32 --batch 2 "
                         "--repeats 1 --modes eager --dtypes fp32",
            "INPUT_ARGS": "--device cpu --images 8 --batch 4 --batches 1 --workers 0 "
@@ -249,9 +251,9 @@ def test_perf_on_gpu_script_runs_whole_on_the_cpu(cifar_root, tmp_path):
                           timeout=600)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     assert {p.name for p in out.iterdir()} == {
-        "benchmark-perf-gpu-cpu.json", "benchmark-perf-gpu-products-cpu.json",
-        "benchmark-input-cpu.json", "perf-gpu.log", "perf-gpu-products.log",
-        "input-on-gpu.log"}
+        "benchmark-token-mixing-cpu.json", "benchmark-perf-gpu-cpu.json",
+        "benchmark-perf-gpu-products-cpu.json", "benchmark-input-cpu.json",
+        "token-mixing.log", "perf-gpu.log", "perf-gpu-products.log", "input-on-gpu.log"}
     perf = json.loads((out / "benchmark-perf-gpu-cpu.json").read_text())
     assert perf["complete"] and {r["model"] for r in perf["rows"]} == {
         "Mixer-S/32", "legacy:Mixer-S/32"}
@@ -266,10 +268,17 @@ def test_perf_on_gpu_script_runs_whole_on_the_cpu(cifar_root, tmp_path):
     cut = tmp_path / "cut"
     cut.mkdir()
     done = subprocess.run(["bash", script], capture_output=True, text=True, timeout=120,
-                          env={**env, "OUT": str(cut), "PERF_LIMIT": "1",
+                          env={**env, "OUT": str(cut), "TOKEN_LIMIT": "1", "PERF_LIMIT": "1",
                                "PRODUCTS_LIMIT": "1", "INPUT_LIMIT": "1"})
     assert done.returncode == 124  # timeout's status: the first limit reached
-    assert {"perf-gpu.log", "input-on-gpu.log"} <= {p.name for p in cut.iterdir()}
+    assert {"token-mixing.log", "perf-gpu.log", "input-on-gpu.log"} <= {
+        p.name for p in cut.iterdir()}
+    only = tmp_path / "only"
+    only.mkdir()
+    done = subprocess.run(["bash", script], capture_output=True, text=True, timeout=300,
+                          env={**env, "OUT": str(only), "PERF_STAGES": "token"})
+    assert done.returncode == 0 and {p.name for p in only.iterdir()} == {
+        "benchmark-token-mixing-cpu.json", "token-mixing.log"}
 
 
 def test_token_mixing_forms_compute_the_same_mlp_and_are_timed(tmp_path):
@@ -292,3 +301,32 @@ def test_token_mixing_forms_compute_the_same_mlp_and_are_timed(tmp_path):
         assert case["max_abs_diff_from_left"] < 1e-5
         assert case["forward_ms"] > 0 and case["train_ms"] > 0
     assert all(c["infer_img_s"] > 0 and c["train_img_s"] > 0 for c in record["model"].values())
+
+
+def test_token_kernel_configs_runs_every_tile_shape_in_its_own_process(tmp_path, monkeypatch):
+    """benchmarks/token_kernel_configs.py under Triton's interpreter: one result per entry
+    of CONFIGS, each within fp16 rounding of the float32 reference, in a record with its
+    environment; a shape whose process fails is named with its error, the others go on."""
+    from mixer_lib import token_kernel
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    script = load_script("token_kernel_configs")
+    try:
+        record = script.main(["--device", "cpu", "--dtype", "fp16", "--variant", "Mixer-T/4",
+                              "--batch", "1", "--out", str(tmp_path)])
+        written = json.loads((tmp_path / "benchmark-token-kernel-configs-cpu.json")
+                             .read_text())
+        assert written["results"] == record["results"]
+        assert [r["config"] for r in record["results"]] == [
+            list(c) for c in token_kernel.CONFIGS]
+        assert all(r["max_abs_diff"] < 0.01 and "ms" not in r for r in record["results"])
+        assert record["environment"]["triton"]
+        bad = script.main(["--device", "cpu", "--dtype", "fp16", "--variant", "Mixer-X/9",
+                           "--batch", "1", "--out", ""])
+        assert all("Mixer-X/9" in r["error"] for r in bad["results"])
+    finally:
+        sys.modules.pop("token_kernel_configs", None)
+    monkeypatch.delenv("TRITON_INTERPRET")
+    with pytest.raises(SystemExit):
+        load_script("token_kernel_configs").main(["--device", "cpu", "--out", ""])
+    sys.modules.pop("token_kernel_configs", None)

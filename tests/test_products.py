@@ -162,3 +162,40 @@ def test_bf16_weights_speedup_reads_ours_eager_rows(tmp_path):
     (tmp_path / "benchmark-perf-gpu-NVIDIA-H200.json").write_text(json.dumps(record))
     assert bf16_weights_speedup(tmp_path) == "not measured"
     assert bf16_weights_speedup(tmp_path / "none") == "not measured"
+
+
+def test_token_forms_show_the_fused_kernel_and_skip_a_run_cut_short(tmp_path):
+    """The fused kernel's MLP row has no training time; the model's own rows with and
+    without it follow the forms, as multiples of the unfused one; a later record whose run
+    stopped before timing every form in the model is passed over for the complete one."""
+    mlp = {"forward_ms": 0.4, "forward_tflops": 75.0, "train_ms": 1.0, "train_tflops": 90.0}
+    fused = {"forward_ms": 0.2, "forward_tflops": 150.0, "train_ms": None,
+             "train_tflops": None}
+    env = {"device": "NVIDIA H200", "date": "2026-11-27T09:00", "git_commit": "abcdef1234"}
+    record = {"environment": env, "mlp": {"left": mlp, "fused-kernel": fused},
+              "model": {"model's own": {"infer_img_s": 120.0, "train_img_s": 50.0},
+                        "model's own, unfused": {"infer_img_s": 100.0, "train_img_s": 50.0},
+                        "left": {"infer_img_s": 99.0, "train_img_s": 50.0}}}
+    (tmp_path / "benchmark-token-mixing-NVIDIA-H200.json").write_text(json.dumps(record))
+    cut = {"environment": dict(env, date="2026-11-27T10:00"),
+           "mlp": {"left": mlp, "right": mlp}, "model": {"left": record["model"]["left"]}}
+    (tmp_path / "benchmark-token-mixing-NVIDIA-H200-1234567.json").write_text(json.dumps(cut))
+    headers, rows = token_forms_table(tmp_path)
+    by = {r[0]: r for r in rows}
+    assert by["fused-kernel"][3:5] == ["(inference only)", "-"]
+    assert by["model's own"] == ["model's own", "-", "-", "-", "-", "120 (1.20x)", "50 (1.00x)"]
+    assert "right" not in by  # the record cut short is not the one shown
+    assert token_forms_summary(tmp_path)["tf_best"] == "left, 0.99x"
+
+
+def test_the_products_summary_reads_ours_without_the_fused_kernel_where_measured(tmp_path):
+    """Since the fused kernel, the products preset measures ours with it turned off (its
+    work is no library product); the summary reads that row as ours, and the same figures."""
+    from mixer_lib.products import UNFUSED
+
+    record = products_record("2026-11-28")
+    for r in record["rows"]:
+        r["model"] = UNFUSED if r["model"] == "Mixer-B/16" else r["model"]
+    (tmp_path / "benchmark-perf-gpu-products-NVIDIA-H200.json").write_text(json.dumps(record))
+    summary = products_summary(tmp_path)
+    assert summary["pr_ratio"] == "1.20x" and summary["pr_token_tflops"] == "50"

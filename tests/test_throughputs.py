@@ -66,11 +66,11 @@ def test_a_later_model_form_replaces_earlier_measurements_and_the_verdict_follow
     first = dict(zip(headers, rows[0], strict=True))
     assert first["replaced by"] == "H200 bf16 eager b128"
     assert rows[0][1] == "0.67x" and rows[0][3] == "1.40x" and rows[1][3] == "1.46x"
-    assert rows[0][4] == "form bcs-expand -> bsc-tokendense; commit bbbbbbb -> ccccccc"
-    assert rows[1][4] == "form bcs-expand -> bsc-tokendense; batch 128 -> 512; commit " \
+    assert rows[0][4] == f"form bcs-expand -> {MODEL_FORM}; commit bbbbbbb -> ccccccc"
+    assert rows[1][4] == f"form bcs-expand -> {MODEL_FORM}; batch 128 -> 512; commit " \
         "bbbbbbb -> ccccccc"
     text = throughput_summary(benches)
-    assert text["b16_ratio_H200_bf16_eager"] == "1.40x"  # the first current measurement
+    assert text["b16_ratio_H200_bf16_eager"] == "1.40x"  # the latest record's first batch
     assert text["b16_ratio_cpu_fp32_eager"] == "1.25x"
     headers, rows = throughput_table(benches)  # the variants: only the CPU measured another
     assert headers[3:] == ["cpu fp32 eager (earlier form)", "paper (TPU-v3)"]

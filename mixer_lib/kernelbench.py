@@ -1,0 +1,106 @@
+"""The fused token-mixing kernel's records (:mod:`mixer_lib.token_kernel`), read for the Claims
+chapter:
+
+* ``results/perf/benchmark-token-kernel-configs-*.json``
+  (``benchmarks/token_kernel_configs.py``): each tile shape alone on Mixer-B/16's shapes,
+  its agreement with the float32 reference and its time;
+* ``results/perf/benchmark-token-mixing-*.json`` (``benchmarks/token_mixing.py``): its
+  ``check`` section, the kernel against the reference in whole models;
+* ``results/perf/benchmark-perf-gpu-*.json`` (``benchmarks/throughput.py --preset perf-gpu``
+  with ``Mixer-B/16@fused_token_mixing=false`` among the models): the whole model with and
+  without the kernel, measured in one run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mixer_lib.products import OURS, PERF, UNFUSED, _latest, _title
+
+
+def shapes_table(folder: str | Path = PERF) -> tuple[list[str], list[list[str]]]:
+    """One row per tile shape of the latest configs record: how the products are written,
+    channel block, hidden-unit chunk, warps, pipeline stages, largest difference from the
+    float32 reference, milliseconds and TFLOP/s of the kernel alone (or the error that
+    stopped the shape)."""
+    record = _latest(folder, "benchmark-token-kernel-configs-*.json")
+    headers = ["products written", "channel block", "hidden chunk", "warps", "stages",
+               "max |diff| from float32", "ms", "TFLOP/s"]
+    if record is None:
+        return headers, []
+    out = []
+    for r in record["results"]:
+        rows, block_c, block_h, warps, stages = r["config"]
+        shape = ["channels as rows" if rows else "tokens as rows", str(block_c), str(block_h),
+                 str(warps), str(stages)]
+        if "error" in r:
+            out.append([*shape, f"failed: {r['error']}", "-", "-"])
+            continue
+        out.append([*shape, f"{r['max_abs_diff']:.3g}",
+                    f"{r['ms']:.3f}" if "ms" in r else "-",
+                    f"{r['tflops']:.0f}" if "tflops" in r else "-"])
+    return headers, out
+
+
+def checks_table(folder: str | Path = PERF) -> tuple[list[str], list[list[str]]]:
+    """One row per model and dtype of the latest token-mixing record with a ``check``
+    section: the largest differences of the kernel's and the reference's features from
+    float32, between the two, and the blocks that took the kernel."""
+    records = [r for r in (json.loads(p.read_text())
+                           for p in Path(folder).glob("benchmark-token-mixing-*.json"))
+               if r.get("check")]
+    headers = ["model, dtype", "kernel vs float32", "reference vs float32",
+               "kernel vs reference", "blocks through the kernel"]
+    if not records:
+        return headers, []
+    record = max(records, key=lambda r: r["environment"].get("date", ""))
+    rows = [[name, f"{c['fused_vs_float32']:.3g}", f"{c['reference_vs_float32']:.3g}",
+             f"{c['fused_vs_reference']:.3g}", f"{c['blocks_fused']} of {c['blocks']}"]
+            for name, c in record["check"].items()]
+    return [*headers[:-1], f"{headers[-1]} ({_title(record)})"], rows
+
+
+def kernel_summary(folder: str | Path = PERF) -> dict[str, str]:
+    """The figures the Claims chapter quotes: where the configs record was made
+    (``tk_where``), its fastest shape's time and TFLOP/s (``tk_best_ms``, ``tk_best_tflops``)
+    and share of the bf16 matmul peak measured by the throughput record of the same commit
+    (``tk_best_share``); and from the latest ``perf-gpu`` record that measured the model
+    without the kernel too, ours with the kernel over ours without, inference, eager
+    (``tk_model``, with its record in ``tk_model_where``). "not measured" where a record
+    is missing."""
+    out = dict.fromkeys(("tk_where", "tk_best_ms", "tk_best_tflops", "tk_best_share",
+                         "tk_model", "tk_model_where"), "not measured")
+    record = _latest(folder, "benchmark-token-kernel-configs-*.json")
+    timed = [r for r in (record or {}).get("results", []) if "tflops" in r]
+    if timed:
+        best = max(timed, key=lambda r: r["tflops"])
+        out |= {"tk_where": _title(record), "tk_best_ms": f"{best['ms']:.3f} ms",
+                "tk_best_tflops": f"{best['tflops']:.0f}"}
+        commit = record["environment"].get("git_commit", "")[:40]
+        same = [p for p in _perf_records(folder)
+                if p["environment"].get("git_commit", "")[:40] == commit]
+        peak = (same[0].get("matmul_peak_tflops_by_dtype") or {}).get("bf16") if same else None
+        if peak:
+            out["tk_best_share"] = f"{100 * best['tflops'] / peak:.0f} %"
+    for perf in sorted(_perf_records(folder), key=lambda p: p["environment"].get("date", ""),
+                       reverse=True):
+        rows = {(r["model"], r["dtype"], r["batch"]): r for r in perf["rows"]
+                if r["mode"] == "eager"}
+        pairs = [(dtype, batch, rows[(OURS, dtype, batch)]["infer_img_s"]
+                  / rows[(UNFUSED, dtype, batch)]["infer_img_s"])
+                 for (model, dtype, batch) in rows if model == UNFUSED
+                 and (OURS, dtype, batch) in rows]
+        if pairs:
+            names = {"bf16": "bf16 autocast", "bf16w": "bf16 weights"}
+            out["tk_model"] = ", ".join(f"{q:.2f}x ({names.get(d, d)}, batch {b})"
+                                        for d, b, q in pairs)
+            out["tk_model_where"] = _title(perf)
+            break
+    return out
+
+
+def _perf_records(folder: str | Path) -> list[dict]:
+    return [r for r in (json.loads(p.read_text())
+                        for p in Path(folder).glob("benchmark-perf-gpu-*.json"))
+            if r.get("preset") == "perf-gpu"]

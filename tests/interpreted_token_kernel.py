@@ -1,0 +1,113 @@
+"""Checks of mixer_lib.token_kernel through Triton's CPU interpreter, run by
+tests/test_token_kernel.py in a process of its own (TRITON_INTERPRET must be set before Triton
+compiles anything). Prints one JSON object of findings; the test asserts on them."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+os.environ["TRITON_INTERPRET"] = "1"
+
+import torch  # noqa: E402
+
+from mixer_lib import create_model, token_kernel  # noqa: E402
+
+
+def kernel_vs_float64() -> dict:
+    """Every tile shape on shapes that leave partial blocks everywhere (tokens padded to
+    a power of two, channels and hidden units not multiples of the blocks), both GELUs,
+    the normalised input given in float32 as under autocast."""
+    out = {}
+    gen = torch.Generator().manual_seed(0)
+    for bsz, s, c, ds in ((2, 196, 72, 48), (1, 49, 130, 33), (1, 16, 64, 16)):
+        half = torch.float16
+        x = torch.randn(bsz, s, c, generator=gen).to(half)
+        y = torch.randn(bsz, s, c, generator=gen)
+        w1 = (torch.randn(ds, s, generator=gen) / s ** 0.5).to(half)
+        b1 = (0.1 * torch.randn(ds, generator=gen)).to(half)
+        w2 = (torch.randn(s, ds, generator=gen) / ds ** 0.5).to(half)
+        b2 = (0.1 * torch.randn(s, generator=gen)).to(half)
+        for exact in (False, True):
+            pre = torch.einsum("hs,bsc->bhc", w1.double(), y.to(half).double()) \
+                + b1.double()[:, None]
+            hidden = torch.nn.functional.gelu(pre, approximate="none" if exact else "tanh")
+            ref = x.double() + torch.einsum("sh,bhc->bsc", w2.double(), hidden) \
+                + b2.double()[:, None]
+            for config in token_kernel.CONFIGS:
+                got = token_kernel.run_config(x, y, w1, b1, w2, b2, exact, config,
+                                              torch.empty_like(x))
+                key = f"{bsz}x{s}x{c}x{ds} exact={exact} {config}"
+                out[key] = {"diff": (got.double() - ref).abs().max().item(),
+                            "scale": ref.abs().max().item()}
+            via_op = token_kernel.token_mixing_residual(x, y, w1, b1, w2, b2, exact)
+            out[f"{bsz}x{s}x{c}x{ds} exact={exact} op"] = {
+                "diff": (via_op.double() - ref).abs().max().item(),
+                "scale": ref.abs().max().item(), "dtype": str(via_op.dtype)}
+    return out
+
+
+def in_models() -> dict:
+    """Whole models: Mixer-T/4 at 56 px (196 tokens, padded to 256) with both GELUs, under
+    CPU autocast to fp16 (the interpreter's bf16 products are wrong)."""
+    out = {}
+    for gelu in ("tanh", "exact"):
+        torch.manual_seed(0)
+        model = create_model("Mixer-T/4", num_classes=10, img_size=56, gelu=gelu)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+        images = torch.rand(2, 3, 56, 56) * 2 - 1
+        out[gelu] = token_kernel.compare_with_reference(model, images, torch.float16)
+    return out
+
+
+def applies_cases() -> dict:
+    model = create_model("Mixer-T/4", num_classes=10).eval()
+    block = model.blocks[0]
+    x = torch.randn(2, 64, 128)
+    out = {}
+    with torch.no_grad():
+        out["fp32, no autocast"] = token_kernel.applies(block, x)
+        with torch.autocast("cpu", dtype=torch.float16):
+            out["eval, no grad, autocast fp16"] = token_kernel.applies(block, x)
+            block.fused_token_mixing = False
+            out["turned off"] = token_kernel.applies(block, x)
+            block.fused_token_mixing = True
+            out["too many tokens"] = token_kernel.applies(block, torch.randn(1, 257, 128))
+    with torch.autocast("cpu", dtype=torch.float16):
+        out["grad wanted"] = token_kernel.applies(block, x)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        out["grad on, nothing requires it"] = token_kernel.applies(block, x)
+    half = create_model("Mixer-T/4", num_classes=10).eval().half()
+    with torch.no_grad():
+        out["fp16 weights"] = token_kernel.applies(half.blocks[0], x.half())
+    dropping = create_model("Mixer-T/4", num_classes=10, drop_path_rate=0.1).half().train()
+    with torch.no_grad():
+        out["training with stochastic depth"] = token_kernel.applies(dropping.blocks[1],
+                                                                      x.half())
+    return out
+
+
+def compiled() -> dict:
+    """torch.compile through the fused path: graph breaks, and agreement with eager."""
+    torch.manual_seed(0)
+    model = create_model("Mixer-T/4", num_classes=10).eval().half()
+    images = torch.randn(2, 3, 32, 32).half()
+    with torch.no_grad():
+        explained = torch._dynamo.explain(model.forward_features)(images)
+        eager = model.forward_features(images)
+        torch._dynamo.reset()
+        graph = torch.compile(model.forward_features)(images)
+    return {"graph_breaks": explained.graph_break_count,
+            "ops": sorted({str(node.target) for g in explained.graphs for node in g.graph.nodes
+                           if "token_mixing" in str(node.target)}),
+            "max_diff": (eager.float() - graph.float()).abs().max().item()}
+
+
+if __name__ == "__main__":
+    part = sys.argv[1]
+    print(json.dumps({"kernel": kernel_vs_float64, "models": in_models,
+                      "applies": applies_cases, "compiled": compiled}[part]()))
