@@ -66,8 +66,9 @@ def applies(block: torch.nn.Module, x: torch.Tensor) -> bool:
         return False
     if not (x.is_cuda or INTERPRETED) or x.ndim != 3 or x.shape[1] > MAX_TOKENS:
         return False
-    if torch.is_grad_enabled() and (x.requires_grad or mlp.fc1.weight.requires_grad):
-        return False
+    if torch.is_grad_enabled() and (x.requires_grad or block.norm1.weight.requires_grad
+                                    or any(p.requires_grad for p in mlp.parameters())):
+        return False  # the kernel has no backward: anything of the half that trains
     if block.training and (mlp.drop1.p > 0 or block.drop_path.p > 0):
         return False
     return compute_dtype(x, mlp.fc1.weight) in _DOT_DTYPES

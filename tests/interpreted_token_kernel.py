@@ -81,6 +81,11 @@ def applies_cases() -> dict:
         for p in model.parameters():
             p.requires_grad_(False)
         out["grad on, nothing requires it"] = token_kernel.applies(block, x)
+        for name, p in (("its second bias", block.mlp_tokens.fc2.bias),
+                        ("its LayerNorm's scale", block.norm1.weight)):
+            p.requires_grad_(True)
+            out[f"grad on, only {name} trains"] = token_kernel.applies(block, x)
+            p.requires_grad_(False)
     half = create_model("Mixer-T/4", num_classes=10).eval().half()
     with torch.no_grad():
         out["fp16 weights"] = token_kernel.applies(half.blocks[0], x.half())

@@ -111,7 +111,10 @@ def work():
 assert world.main_first(work, "writing the marker") == "rank 0 was here"
 expected = collective_device(dist.get_backend(), world.local_rank)
 assert devices and all(d == expected for d in devices), (devices, expected)
-print("ok", dist.get_backend(), expected, len(devices))
+# one write of one short line: two ranks' prints share a pipe, and print's separate writes
+# of the text and its newline interleaved once ("okok gloo cpu 6\n gloo cpu 6\n")
+sys.stdout.write(f"ok {dist.get_backend()} {expected} {len(devices)}\n")
+sys.stdout.flush()
 teardown(world)  # gloo's threads stopped before the interpreter exits (a rank aborted once)
 '''
 

@@ -52,6 +52,8 @@ def test_the_kernel_applies_only_to_inference_in_half_precision_with_few_enough_
     assert interpreted("applies") == {
         "fp32, no autocast": False, "eval, no grad, autocast fp16": True, "turned off": False,
         "too many tokens": False, "grad wanted": False, "grad on, nothing requires it": True,
+        "grad on, only its second bias trains": False,
+        "grad on, only its LayerNorm's scale trains": False,
         "fp16 weights": True, "training with stochastic depth": False}
 
 
