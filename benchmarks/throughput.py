@@ -190,8 +190,8 @@ def build(name: str, img_size: int) -> torch.nn.Module:
     config overrides (e.g. ``Mixer-B/16@gelu=exact``)."""
     if name.startswith("legacy:"):  # its token mixing by hand: never the fused kernel
         base = name[7:]
-        return legacy(build(base + (",", "@")["@" not in base] + "fused_token_mixing=false",
-                            img_size))
+        sep = "," if "@" in base else "@"
+        return legacy(build(f"{base}{sep}fused_token_mixing=false", img_size))
     if name.startswith("timm:"):
         import timm
 

@@ -53,7 +53,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from mixer_lib import create_model, token_kernel  # noqa: E402
-from mixer_lib.model import TokenDense, TokenMixingMlp, _autocast_dtype  # noqa: E402
+from mixer_lib.model import TokenDense, TokenMixingMlp  # noqa: E402
 from mixer_lib.provenance import device_name, device_tag, environment, write_json  # noqa: E402
 from mixer_lib.rundir import set_aside_record  # noqa: E402
 from mixer_lib.timing import median_seconds  # noqa: E402
@@ -178,7 +178,7 @@ def model_case(form: Form | None, variant: str, img_size: int, batch: int,
 
     def forward(self, x):
         w1, b1, w2, b2 = self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias
-        dtype = _autocast_dtype(x)
+        dtype = token_kernel.autocast_dtype(x)
         if dtype is not None:
             x, w1, b1, w2, b2 = (t.to(dtype) for t in (x, w1, b1, w2, b2))
         return form(x, w1, b1, w2, b2, self.act)

@@ -13,10 +13,16 @@ chapter:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from mixer_lib.products import OURS, PERF, UNFUSED, _latest, _title
+from mixer_lib.provenance import read_records
+
+
+def _perf_gpu(folder: str | Path) -> list[dict]:
+    """The ``perf-gpu`` throughput records in ``folder``, oldest first."""
+    return read_records(folder, "benchmark-perf-gpu-*.json",
+                        lambda r: r.get("preset") == "perf-gpu")
 
 
 def shapes_table(folder: str | Path = PERF) -> tuple[list[str], list[list[str]]]:
@@ -47,14 +53,11 @@ def checks_table(folder: str | Path = PERF) -> tuple[list[str], list[list[str]]]
     """One row per model and dtype of the latest token-mixing record with a ``check``
     section: the largest differences of the kernel's and the reference's features from
     float32, between the two, and the blocks that took the kernel."""
-    records = [r for r in (json.loads(p.read_text())
-                           for p in Path(folder).glob("benchmark-token-mixing-*.json"))
-               if r.get("check")]
+    record = _latest(folder, "benchmark-token-mixing-*.json", keep=lambda r: bool(r.get("check")))
     headers = ["model, dtype", "kernel vs float32", "reference vs float32",
                "kernel vs reference", "blocks through the kernel"]
-    if not records:
+    if record is None:
         return headers, []
-    record = max(records, key=lambda r: r["environment"].get("date", ""))
     rows = [[name, f"{c['fused_vs_float32']:.3g}", f"{c['reference_vs_float32']:.3g}",
              f"{c['fused_vs_reference']:.3g}", f"{c['blocks_fused']} of {c['blocks']}"]
             for name, c in record["check"].items()]
@@ -78,13 +81,12 @@ def kernel_summary(folder: str | Path = PERF) -> dict[str, str]:
         out |= {"tk_where": _title(record), "tk_best_ms": f"{best['ms']:.3f} ms",
                 "tk_best_tflops": f"{best['tflops']:.0f}"}
         commit = record["environment"].get("git_commit", "")[:40]
-        same = [p for p in _perf_records(folder)
+        same = [p for p in _perf_gpu(folder)
                 if p["environment"].get("git_commit", "")[:40] == commit]
         peak = (same[0].get("matmul_peak_tflops_by_dtype") or {}).get("bf16") if same else None
         if peak:
             out["tk_best_share"] = f"{100 * best['tflops'] / peak:.0f} %"
-    for perf in sorted(_perf_records(folder), key=lambda p: p["environment"].get("date", ""),
-                       reverse=True):
+    for perf in reversed(_perf_gpu(folder)):
         rows = {(r["model"], r["dtype"], r["batch"]): r for r in perf["rows"]
                 if r["mode"] == "eager"}
         pairs = [(dtype, batch, rows[(OURS, dtype, batch)]["infer_img_s"]
@@ -98,9 +100,3 @@ def kernel_summary(folder: str | Path = PERF) -> dict[str, str]:
             out["tk_model_where"] = _title(perf)
             break
     return out
-
-
-def _perf_records(folder: str | Path) -> list[dict]:
-    return [r for r in (json.loads(p.read_text())
-                        for p in Path(folder).glob("benchmark-perf-gpu-*.json"))
-            if r.get("preset") == "perf-gpu"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mixer_lib.provenance import latest_record, read_records
+
 EARLIER_METHOD = "median of single model-alone updates"  # records made before rate_method
 PERF_RECORDS = Path(__file__).resolve().parents[1] / "results" / "perf"
 
@@ -78,9 +80,7 @@ def input_table(folder: str | Path = PERF_RECORDS) -> tuple[list[str], list[list
     multiples of the model alone), and the fine-tuning loop's share of the model alone for
     each decode setting and, with decode cpu, for more workers ("-" where a record predates
     a measurement)."""
-    records = sorted((json.loads(p.read_text())
-                      for p in Path(folder).glob("benchmark-input-*.json")),
-                     key=lambda r: r["environment"].get("date", ""))
+    records = read_records(folder, "benchmark-input-*.json")
     names = ["model", "model alone (img/s)", "one CPU worker (img/s)", "workers needed",
              "pixels leave the loader as", "best loader / model",
              "decoding on the device / model", "the loop / model, decode cpu",
@@ -115,12 +115,10 @@ def input_summary(folder: str | Path = PERF_RECORDS) -> dict[str, str]:
     workers (``in_loop_more``) and with decode device (``in_loop_device``); "not measured"
     without one."""
     keys = ("in_where", "in_pixels", "in_loop_cpu", "in_loop_more", "in_loop_device")
-    records = [r for r in (json.loads(p.read_text())
-                           for p in Path(folder).glob("benchmark-input-*.json"))
-               if not r["environment"]["device"].startswith("cpu")]
-    if not records:
+    rec = latest_record(folder, "benchmark-input-*.json",
+                        lambda r: not r["environment"]["device"].startswith("cpu"))
+    if rec is None:
         return dict.fromkeys(keys, "not measured")
-    rec = max(records, key=lambda r: r["environment"].get("date", ""))
     env, loops = rec["environment"], rec.get("loop") or {}
 
     def share(loop: dict | None, workers: object) -> str:

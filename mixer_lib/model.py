@@ -212,22 +212,11 @@ class TokenMixingMlp(MlpBlock):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w1, b1, w2, b2 = self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias
-        dtype = _autocast_dtype(x)
+        dtype = token_kernel.autocast_dtype(x)
         if dtype is not None:
             x, w1, b1, w2, b2 = (t.to(dtype) for t in (x, w1, b1, w2, b2))
         h = self.drop1(self.act(TokenDense.apply(x, w1, b1)))  # (B, D_S, C)
         return self.drop2(TokenDense.apply(h, w2, b2))
-
-
-def _autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
-    """Autocast's compute dtype for ``x``'s device when autocast is on there, else None."""
-    kind = x.device.type
-    if kind in _AUTOCAST_DEVICES and torch.is_autocast_enabled(kind):
-        return torch.get_autocast_dtype(kind)
-    return None
-
-
-_AUTOCAST_DEVICES = ("cuda", "cpu", "xpu", "mps", "hpu")  # "meta" has no autocast state
 
 
 class ToTokens(nn.Module):

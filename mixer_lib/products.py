@@ -12,9 +12,10 @@ The fused kernel's own records: :mod:`mixer_lib.kernelbench`.
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from pathlib import Path
 
+from mixer_lib.provenance import latest_record
 from mixer_lib.throughputs import PEERS, short_device
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,11 +27,12 @@ OURS, VIT = "Mixer-B/16", "timm:vit_base_patch16_224"
 UNFUSED = "Mixer-B/16@fused_token_mixing=false"
 
 
-def _latest(folder: str | Path, pattern: str, preset: str | None = None) -> dict | None:
-    """The newest record matching ``pattern`` in ``folder`` (of ``preset`` when given)."""
-    records = [r for r in (json.loads(p.read_text()) for p in Path(folder).glob(pattern))
-               if preset is None or r.get("preset") == preset]
-    return max(records, key=lambda r: r["environment"].get("date", ""), default=None)
+def _latest(folder: str | Path, pattern: str, preset: str | None = None,
+            keep: Callable[[dict], bool] | None = None) -> dict | None:
+    """The newest record matching ``pattern`` in ``folder`` (of ``preset`` when given, and
+    one ``keep`` accepts when given)."""
+    return latest_record(folder, pattern, lambda r: (preset is None or r.get("preset") == preset)
+                         and (keep is None or keep(r)))
 
 
 def _title(record: dict) -> str:
@@ -118,20 +120,18 @@ def products_summary(folder: str | Path = PERF, dtype: str = "bf16") -> dict[str
             "pr_aligned")
     record = _latest(folder, "benchmark-perf-gpu-products-*.json")
     rows = _rows(record, dtype) if record else {}
-    ours_name = next((name for name in (UNFUSED, OURS) if name in rows), None)
-    if ours_name is None or VIT not in rows:
+    row = next((rows[name] for name in (UNFUSED, OURS) if name in rows), None)
+    if row is None or VIT not in rows:
         return dict.fromkeys(keys, "not measured")
-    rows[OURS] = rows[ours_name]
     tokens = (record["img_size"] // 16) ** 2
-    ours = _parts(rows[OURS], tokens)
+    ours = _parts(row, tokens)
     parts_s = sum(p["seconds"] for p in ours.values())
-    ours_s, vit_s = rows[OURS]["infer_matmul_s"], rows[VIT]["infer_matmul_s"]
+    ours_s, vit_s = row["infer_matmul_s"], rows[VIT]["infer_matmul_s"]
     ours_flops = sum(p["flops"] for p in ours.values())
     token, dense = ours["token mixing"], ours["dense layers"]
-    groups = [g for g in rows[OURS]["infer_matmul_groups"] if part(g, tokens) == "token mixing"]
+    groups = [g for g in row["infer_matmul_groups"] if part(g, tokens) == "token mixing"]
     peak = (record.get("matmul_peak_tflops_by_dtype") or {}).get(dtype) \
         or record.get("matmul_peak_tflops")
-    row = rows[OURS]
     products_tflops = row["gflops_fwd"] * row["batch"] / 1e3 / ours_s
     aligned = [f"{1e3 * g['seconds']:.3f} ms aligned {1e3 * g['aligned_seconds']:.3f} ms"
                for g in groups if "aligned_seconds" in g]
@@ -190,10 +190,8 @@ MODEL_FORMS_TIMED = ("left", "left-bmm-add", "right", "broadcast-matmul", "trans
 def _forms_record(folder: str | Path) -> dict | None:
     """The latest token-mixing record whose run got as far as timing each of its eager
     product forms in the whole model (a run cut short by its time limit keeps fewer)."""
-    records = [r for r in (json.loads(p.read_text())
-                           for p in Path(folder).glob("benchmark-token-mixing-*.json"))
-               if all(name in r["model"] for name in r["mlp"] if name in MODEL_FORMS_TIMED)]
-    return max(records, key=lambda r: r["environment"].get("date", ""), default=None)
+    return _latest(folder, "benchmark-token-mixing-*.json", keep=lambda r: all(
+        name in r["model"] for name in r["mlp"] if name in MODEL_FORMS_TIMED))
 
 
 def token_forms_summary(folder: str | Path = PERF) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Where a number came from: environment, device, git commit; atomic JSON writes."""
+"""Where a number came from: environment, device, git commit; atomic JSON writes, and the
+records read back."""
 
 from __future__ import annotations
 
@@ -85,6 +86,22 @@ def _version(package: str) -> str | None:
         return version(package)
     except PackageNotFoundError:
         return None
+
+
+def read_records(folder: str | os.PathLike, pattern: str,
+                 keep: Callable[[dict], bool] | None = None) -> list[dict]:
+    """The JSON records matching ``pattern`` in ``folder`` (those ``keep`` accepts, when
+    given), oldest first by their environment's date."""
+    records = [r for r in (json.loads(p.read_text()) for p in Path(folder).glob(pattern))
+               if keep is None or keep(r)]
+    return sorted(records, key=lambda r: r["environment"].get("date", ""))
+
+
+def latest_record(folder: str | os.PathLike, pattern: str,
+                  keep: Callable[[dict], bool] | None = None) -> dict | None:
+    """The newest of :func:`read_records`, None where there is none."""
+    records = read_records(folder, pattern, keep)
+    return records[-1] if records else None
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:

@@ -71,21 +71,30 @@ def applies(block: torch.nn.Module, x: torch.Tensor) -> bool:
         return False  # the kernel has no backward: anything of the half that trains
     if block.training and (mlp.drop1.p > 0 or block.drop_path.p > 0):
         return False
-    return compute_dtype(x, mlp.fc1.weight) in _DOT_DTYPES
+    return kernel_dtype(x, mlp.fc1.weight) in _DOT_DTYPES
 
 
-def compute_dtype(x: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
-    """Autocast's dtype on ``x``'s device when autocast is on there, else the weights'."""
+def autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
+    """Autocast's compute dtype for ``x``'s device when autocast is on there, else None (the
+    token-mixing half's dtype, in this kernel and in ``TokenMixingMlp``)."""
     kind = x.device.type
-    if kind in ("cuda", "cpu") and torch.is_autocast_enabled(kind):
+    if kind in _AUTOCAST_DEVICES and torch.is_autocast_enabled(kind):
         return torch.get_autocast_dtype(kind)
-    return weight.dtype
+    return None
+
+
+_AUTOCAST_DEVICES = ("cuda", "cpu", "xpu", "mps", "hpu")  # "meta" has no autocast state
+
+
+def kernel_dtype(x: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
+    """The dtype the kernel computes in: autocast's on ``x``'s device, else the weights'."""
+    return autocast_dtype(x) or weight.dtype
 
 
 def token_mixing_block(block: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``x + TokenMixingMlp(LN(x))`` of ``block`` for ``x (B, S, C)`` through the kernel."""
     mlp = block.mlp_tokens
-    dtype = compute_dtype(x, mlp.fc1.weight)
+    dtype = kernel_dtype(x, mlp.fc1.weight)
     w1, b1, w2, b2 = (t.to(dtype) for t in (mlp.fc1.weight, mlp.fc1.bias, mlp.fc2.weight,
                                            mlp.fc2.bias))
     y = block.norm1(x)  # float32 under autocast: the kernel rounds it as it loads

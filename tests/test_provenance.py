@@ -40,3 +40,21 @@ def test_device_tag_names_record_files_by_device():
     assert device_tag("cpu (x86_64, 2 cores)") == "cpu"
     assert device_tag("NVIDIA H200") == "NVIDIA-H200"
     assert device_tag("NVIDIA H100 80GB HBM3") == "NVIDIA-H100-80GB-HBM3"
+
+
+def test_records_are_read_back_oldest_first_and_filtered(tmp_path):
+    import json
+
+    from mixer_lib.provenance import latest_record, read_records
+
+    for name, date, preset in (("b", "2026-11-27", "x"), ("a", "2026-11-28", "y"),
+                               ("c", "2026-11-26", "x")):
+        (tmp_path / f"bench-{name}.json").write_text(json.dumps(
+            {"preset": preset, "environment": {"date": date}}))
+    (tmp_path / "other.json").write_text("{}")
+    assert [r["environment"]["date"] for r in read_records(tmp_path, "bench-*.json")] == [
+        "2026-11-26", "2026-11-27", "2026-11-28"]
+    assert latest_record(tmp_path, "bench-*.json")["preset"] == "y"
+    assert latest_record(tmp_path, "bench-*.json", lambda r: r["preset"] == "x")[
+        "environment"]["date"] == "2026-11-27"
+    assert latest_record(tmp_path, "none-*.json") is None
