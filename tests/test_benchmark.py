@@ -303,7 +303,8 @@ def test_token_mixing_forms_compute_the_same_mlp_and_are_timed(tmp_path):
     assert all(c["infer_img_s"] > 0 and c["train_img_s"] > 0 for c in record["model"].values())
 
 
-def test_token_kernel_configs_runs_every_tile_shape_in_its_own_process(tmp_path, monkeypatch):
+def test_token_kernel_configs_runs_every_tile_shape_in_its_own_process(tmp_path, monkeypatch,
+                                                                       capsys):
     """benchmarks/token_kernel_configs.py under Triton's interpreter: one result per entry
     of CONFIGS, each within fp16 rounding of the float32 reference, in a record with its
     environment; a shape whose process fails is named with its error, the others go on."""
@@ -327,6 +328,8 @@ def test_token_kernel_configs_runs_every_tile_shape_in_its_own_process(tmp_path,
     finally:
         sys.modules.pop("token_kernel_configs", None)
     monkeypatch.delenv("TRITON_INTERPRET")
+    capsys.readouterr()
     with pytest.raises(SystemExit):
         load_script("token_kernel_configs").main(["--device", "cpu", "--out", ""])
     sys.modules.pop("token_kernel_configs", None)
+    assert "set TRITON_INTERPRET=1" in capsys.readouterr().err
