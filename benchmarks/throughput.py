@@ -102,6 +102,16 @@ PRESETS = {
                               train_micro=128, img_size=224, dtypes=["bf16", "bf16w"],
                               modes=["eager"], repeats=8, warmup=3, compile_models=[],
                               out="results/perf"),
+    # The fused token-mixing kernel's two forms in the whole model (mixer_lib.token_kernel:
+    # "pointers", the default, against "tma", Hopper's tensor-memory copies), inference
+    # only (the kernel has no backward), eager, bf16 autocast and bf16 weights, with ViT-B/16
+    # in the same run. A preset of its own: a fault in the newer form loses only this record.
+    # scripts/perf-on-gpu.sh runs it before perf-gpu.
+    "perf-gpu-tma": dict(models=["Mixer-B/16", "Mixer-B/16@token_kernel_form=tma",
+                                 "timm:vit_base_patch16_224"], batch=128, batches=[128, 512],
+                         img_size=224, dtypes=["bf16", "bf16w"], modes=["eager"], repeats=8,
+                         warmup=3, compile_models=[], inference_only=True,
+                         out="results/perf"),
     # the same comparison on a CPU, float32, at a batch a CPU trains in seconds
     "perf-cpu": dict(models=["Mixer-B/16", "legacy:Mixer-B/16", "timm:mixer_b16_224",
                              "timm:vit_base_patch16_224"], batch=8, img_size=224,

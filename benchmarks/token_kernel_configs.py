@@ -7,6 +7,7 @@ residual), and timed with ``triton.testing.do_bench``. The autotuner then choose
 shapes that ran here; one that faults names itself in the record.
 
     python benchmarks/token_kernel_configs.py       # on a GPU, bf16, batch 128
+    python benchmarks/token_kernel_configs.py --configs 2,tma   # entry 2 and the TMA form's
     TRITON_INTERPRET=1 python benchmarks/token_kernel_configs.py --device cpu --dtype fp16 \\
         --variant Mixer-T/4 --batch 1 --out ''      # Triton's CPU interpreter (no timing)
 
@@ -46,6 +47,9 @@ def one(index: int, batch: int, variant: str, device: str, dtype: str) -> dict:
     w1, b1 = rand(ds, s, scale=s ** -0.5), rand(ds, scale=0.1)
     w2, b2 = rand(s, ds, scale=ds ** -0.5), rand(s, scale=0.1)
     config = token_kernel.CONFIGS[index]
+    if config[0] == "tma" and not token_kernel.tma_possible(x, y, w1, w2):
+        raise SystemExit(f"the TMA form cannot run on {device} with these shapes (it needs "
+                         "compute capability 9.0+ and rows of 16-byte multiples)")
     out = torch.empty_like(x)
 
     def launch():
@@ -65,6 +69,25 @@ def one(index: int, batch: int, variant: str, device: str, dtype: str) -> dict:
     return result
 
 
+def select(spec: str, configs: list) -> list[int]:
+    """Indices into ``configs`` named by ``spec``: ``all``, or comma-separated indices and
+    forms (``tokens``, ``channels``, ``tma``: every entry of that form), in ``configs``'
+    order, each once."""
+    if spec == "all":
+        return list(range(len(configs)))
+    chosen = set()
+    for item in spec.split(","):
+        if item.isdigit() and int(item) < len(configs):
+            chosen.add(int(item))
+        elif any(c[0] == item for c in configs):
+            chosen |= {i for i, c in enumerate(configs) if c[0] == item}
+        else:
+            forms = sorted({c[0] for c in configs})
+            raise ValueError(f"--configs: {item!r} is neither an index below {len(configs)} "
+                             f"nor a form ({', '.join(forms)})")
+    return sorted(chosen)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=128)
@@ -73,6 +96,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--dtype", choices=DTYPES, default="bf16")
     parser.add_argument("--out", default=str(REPO / "results" / "perf"),
                         help="folder for the JSON record ('' = do not write)")
+    parser.add_argument("--configs", default="all",
+                        help="'all', or indices into CONFIGS and form names, comma-separated")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one is not None:
@@ -87,6 +112,11 @@ def main(argv: list[str] | None = None) -> dict:
     from mixer_lib.provenance import device_name, device_tag, environment, write_json
     from mixer_lib.rundir import set_aside_record
 
+    try:
+        chosen = select(args.configs, token_kernel.CONFIGS)
+    except ValueError as err:
+        parser.error(str(err))
+
     record = {"benchmark": "token_kernel_configs", "variant": args.variant,
               "batch": args.batch, "dtype": args.dtype, "results": [],
               "environment": environment(torch.device(args.device))}
@@ -95,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
         path = Path(args.out) / ("benchmark-token-kernel-configs-"
                                  f"{device_tag(device_name(torch.device(args.device)))}.json")
         set_aside_record(path)
-    for index in range(len(token_kernel.CONFIGS)):
+    for index in chosen:
         done = subprocess.run([sys.executable, __file__, "--one", str(index), "--batch",
                                str(args.batch), "--variant", args.variant, "--device",
                                args.device, "--dtype", args.dtype],

@@ -215,15 +215,18 @@ def model_case(form: Form | None, variant: str, img_size: int, batch: int,
 
 
 CHECKED = ("Mixer-S/32", "Mixer-B/16", "Mixer-B/16@gelu=exact", "Mixer-H/14")
+CHECKED_TMA = ("Mixer-S/32", "Mixer-B/16", "Mixer-H/14")  # bf16, after the timings
 
 
-def check_case(spec: str, device: torch.device, dtype: torch.dtype, batch: int = 4) -> dict:
-    """The fused kernel against the reference in a whole model (``variant[@gelu=exact]``,
-    random weights with every parameter, biases too, moved off its initial value):
-    :func:`mixer_lib.token_kernel.compare_with_reference`."""
+def check_case(spec: str, device: torch.device, dtype: torch.dtype, batch: int = 4,
+               form: str = "pointers") -> dict:
+    """The fused kernel (in ``form``) against the reference in a whole model
+    (``variant[@gelu=exact]``, random weights with every parameter, biases too, moved off
+    its initial value): :func:`mixer_lib.token_kernel.compare_with_reference`."""
     variant, _, opt = spec.partition("@")
     torch.manual_seed(0)
-    model = create_model(variant, num_classes=10, gelu="exact" if opt else "tanh").to(device)
+    model = create_model(variant, num_classes=10, gelu="exact" if opt else "tanh",
+                         token_kernel_form=form).to(device)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.02 * torch.randn_like(p))
@@ -304,6 +307,13 @@ def main(argv: list[str] | None = None) -> dict:
         write_json(out, record)
         print(f"  {args.variant} with {name:16s} inference {case['infer_img_s']:9.1f} "
               f"img/s, training {case['train_img_s']:9.1f} img/s", flush=True)
+    tma = fused and torch.cuda.get_device_capability(device)[0] >= 9
+    for spec in CHECKED_TMA if tma else ():  # after the timings: the newer form, bf16
+        case = check_case(spec, device, torch.bfloat16, form="tma")
+        record["check"][f"{spec} bf16 tma"] = case
+        write_json(out, record)
+        print(f"  check {spec:22s} bf16, TMA form: " + ", ".join(
+            f"{k} {v:.3g}" for k, v in case.items()), flush=True)
     if args.max_autotune and not args.no_compile:  # last: it may take minutes
         mlp("compiled-max-autotune", torch.compile(left, mode="max-autotune-no-cudagraphs"))
     print(f"record: {out}")

@@ -8,7 +8,10 @@ chapter:
   ``check`` section, the kernel against the reference in whole models;
 * ``results/perf/benchmark-perf-gpu-*.json`` (``benchmarks/throughput.py --preset perf-gpu``
   with ``Mixer-B/16@fused_token_mixing=false`` among the models): the whole model with and
-  without the kernel, measured in one run.
+  without the kernel, measured in one run;
+* ``results/perf/benchmark-token-kernel-compiled-*.json``
+  (``benchmarks/token_kernel_compiled.py``, no GPU needed): each tile shape compiled for an
+  H100/H200, its registers, spills and the instructions that move its tiles.
 """
 
 from __future__ import annotations
@@ -17,6 +20,17 @@ from pathlib import Path
 
 from mixer_lib.products import OURS, PERF, UNFUSED, _latest, _title
 from mixer_lib.provenance import read_records
+
+# a tile shape's first entry (token_kernel.CONFIGS) -> how the table names it
+FORM_NAMES = {"tokens": "tokens as rows", "channels": "channels as rows",
+              "tma": "channels as rows, TMA"}
+
+
+def _form(first: str | bool) -> str:
+    """A config's form; records before the TMA form wrote True/False (channels as rows)."""
+    if isinstance(first, bool):
+        return "channels" if first else "tokens"
+    return first
 
 
 def _perf_gpu(folder: str | Path) -> list[dict]:
@@ -37,9 +51,8 @@ def shapes_table(folder: str | Path = PERF) -> tuple[list[str], list[list[str]]]
         return headers, []
     out = []
     for r in record["results"]:
-        rows, block_c, block_h, warps, stages = r["config"]
-        shape = ["channels as rows" if rows else "tokens as rows", str(block_c), str(block_h),
-                 str(warps), str(stages)]
+        form, block_c, block_h, warps, stages = r["config"]
+        shape = [FORM_NAMES[_form(form)], str(block_c), str(block_h), str(warps), str(stages)]
         if "error" in r:
             out.append([*shape, f"failed: {r['error']}", "-", "-"])
             continue
@@ -99,4 +112,73 @@ def kernel_summary(folder: str | Path = PERF) -> dict[str, str]:
                                         for d, b, q in pairs)
             out["tk_model_where"] = _title(perf)
             break
+    return out
+
+
+def _compiled_record(folder: str | Path) -> dict | None:
+    """The latest compiled-for-sm_90a record made by the Triton the latest GPU configs
+    record ran (what the GPU compiled), else the latest of any Triton."""
+    pattern = "benchmark-token-kernel-compiled-*.json"
+    gpu = _latest(folder, "benchmark-token-kernel-configs-*.json")
+    triton = ((gpu or {}).get("environment") or {}).get("triton")
+    return (_latest(folder, pattern, keep=lambda r: r.get("triton") == triton)
+            or _latest(folder, pattern))
+
+
+def compiled_table(folder: str | Path = PERF, tokens: int = 196, gelu: str = "tanh",
+                   x_dtype: str = "fp32") -> tuple[list[str], list[list[str]]]:
+    """One row per tile shape of the latest compiled-for-sm_90a record at ``tokens`` tokens
+    (Mixer-B/16: 196, padded to 256), ``gelu`` and the residual stream in ``x_dtype``
+    (float32: bf16 autocast): registers per thread, bytes spilled per thread (stores),
+    shared memory, and how often the PTX names each instruction that loads or multiplies
+    tiles (loads the threads wait for, asynchronous copies, TMA copies, Hopper products);
+    static counts, not executions."""
+    record = _compiled_record(folder)
+    headers = ["products written", "channel block", "hidden chunk", "warps", "stages",
+               "registers", "spilled bytes", "shared KiB", "ld.global", "cp.async",
+               "TMA copies", "wgmma"]
+    if record is None:
+        return headers, []
+    out = []
+    for r in record["results"]:
+        if (r["tokens"], r["gelu"], r["x_dtype"]) != (tokens, gelu, x_dtype):
+            continue
+        form, block_c, block_h, warps, stages = r["config"]
+        shape = [FORM_NAMES[_form(form)], str(block_c), str(block_h), str(warps), str(stages)]
+        if "error" in r:
+            out.append([*shape, f"failed: {r['error']}", *["-"] * 6])
+            continue
+        ins = r["instructions"]
+        out.append([*shape, str(r["registers"]), str(r["spill_stores"]),
+                    f"{r['shared_bytes'] / 1024:.0f}", str(ins["ld.global"]),
+                    str(ins["cp.async.ca"] + ins["cp.async.cg"]),
+                    str(ins["cp.async.bulk.tensor"]), str(ins["wgmma.mma_async"])])
+    where = f"Triton {record['triton']}, {record['arch']}"
+    return [*headers[:-1], f"{headers[-1]} ({where})"], out
+
+
+def compiled_summary(folder: str | Path = PERF) -> dict[str, str]:
+    """What the Claims chapter quotes from the latest compiled record, over every case in it
+    (both token heights, GELUs and dtypes): per form, the range of spilled bytes per thread
+    at 256 padded tokens (``tkc_<form>_spills``), the tile shapes that spill anywhere
+    (``tkc_<form>_spilling``, "k of n") and the Triton that compiled them (``tkc_where``)."""
+    record = _compiled_record(folder)
+    out = {"tkc_where": "not measured"}
+    for form in ("pointers", "tma"):
+        out |= {f"tkc_{form}_spills": "not measured", f"tkc_{form}_spilling": "not measured"}
+    if record is None:
+        return out
+    out["tkc_where"] = f"Triton {record['triton']} for {record['arch']}, built on {_title(record)}"
+    for form in ("pointers", "tma"):
+        cases = [r for r in record["results"] if "error" not in r
+                 and (_form(r["config"][0]) == "tma") == (form == "tma")]
+        if not cases:
+            continue
+        tall = [r["spill_stores"] for r in cases if r["block_tokens"] == 256]
+        if tall:
+            out[f"tkc_{form}_spills"] = (f"{min(tall):,}" if min(tall) == max(tall)
+                                         else f"{min(tall):,}-{max(tall):,}")
+        shapes = {tuple(r["config"]) for r in cases}
+        spilling = {tuple(r["config"]) for r in cases if r["spill_stores"]}
+        out[f"tkc_{form}_spilling"] = f"{len(spilling)} of {len(shapes)}"
     return out

@@ -60,6 +60,8 @@ class MixerConfig:
     # inference on a GPU: each block's token mixing in one Triton kernel where it applies
     # (mixer_lib.token_kernel); training always takes TokenMixingMlp
     fused_token_mixing: bool = True
+    # that kernel's form: "pointers" (any GPU) or "tma" (sm_90+, not yet timed on a GPU)
+    token_kernel_form: str = "pointers"
 
     def __post_init__(self) -> None:
         if self.gelu not in ("tanh", "exact"):
@@ -70,6 +72,9 @@ class MixerConfig:
                 f"{self.patch_size}; use a resolution divisible by {self.patch_size} "
                 f"(e.g. {self.patch_size * (self.img_size // self.patch_size)})."
             )
+        if self.token_kernel_form not in token_kernel.FORMS:
+            raise ValueError(f"token_kernel_form must be one of {token_kernel.FORMS} ('tma' "
+                             f"needs a Hopper GPU or later), got {self.token_kernel_form!r}")
         for field in ("drop_rate", "drop_path_rate"):
             value = getattr(self, field)
             if not 0.0 <= value < 1.0:
@@ -244,6 +249,7 @@ class MixerBlock(nn.Module):
                                      cfg.drop_rate)
         self.drop_path = DropPath(drop_path)
         self.fused_token_mixing = cfg.fused_token_mixing
+        self.token_kernel_form = cfg.token_kernel_form
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if token_kernel.applies(self, x):  # inference on a GPU: one kernel, same function

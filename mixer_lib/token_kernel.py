@@ -27,6 +27,23 @@ Numerics: products in the compute dtype with float32 accumulation, as cuBLAS doe
 activations are rounded to the compute dtype once, after GELU (the reference rounds them
 before GELU too), and the branch is added to the residual in float32 before one rounding.
 
+Two forms of the kernel (``MixerConfig.token_kernel_form``):
+
+* ``"pointers"`` (the default; any CUDA GPU Triton supports): tiles loaded through tensors of
+  pointers. Compiled for an H100/H200 (sm_90a) at 256 padded tokens (the /16 variants,
+  H/14), every tile shape spills about 1-5 KB of registers per thread to local memory, and
+  its loads are plain ones the threads wait for, with no asynchronous copies to overlap the
+  products (Triton 3.6 and 3.8; ``benchmarks/token_kernel_compiled.py``, run on a CPU). On the
+  H200 it reached 148 TFLOP/s, 19 % of the bf16 matmul peak.
+* ``"tma"`` (Hopper and later, sm_90+): the same arithmetic with every tile moved by the
+  tensor-memory accelerator through tensor descriptors (out-of-bounds rows read as zeros, so
+  the padding needs no masks), ``W1`` passed transposed so its rows are 16-byte aligned. Its
+  tile shapes in :data:`CONFIGS` compile with no spills and a pipelined loop. It needs rows
+  of 16-byte multiples (C and D_S multiples of 8 in bf16) and 16-byte aligned tensors, else
+  the pointer form runs. Not yet timed on a GPU: it stays opt-in until
+  ``benchmarks/token_kernel_configs.py`` has measured both forms on one
+  (``scripts/perf-on-gpu.sh``).
+
 Tests run the kernel on the CPU through Triton's interpreter (``TRITON_INTERPRET=1`` set before
 this module is imported; fp16 only, its bf16 products are wrong there), which :func:`applies`
 accepts on any device.
@@ -44,18 +61,34 @@ try:
     import triton.language as tl
 except ImportError:  # pragma: no cover - Triton comes with torch's Linux wheels
     triton = None
+try:
+    from triton.tools.tensor_descriptor import TensorDescriptor
+except ImportError:  # pragma: no cover - Triton before 3.4: the pointer form only
+    TensorDescriptor = None
 
 MAX_TOKENS = 256  # S above this takes the reference path (the (S, C_block) tile per program)
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 _DOT_DTYPES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
+FORMS = ("pointers", "tma")  # MixerConfig.token_kernel_form
 # The tile shapes tried on a GPU the first time a shape is met (triton.autotune keeps the
-# fastest per (S, C, D_S), GELU and dtypes): channels as rows (the kernel's CHANNEL_ROWS),
-# channel block, hidden-unit chunk, warps, stages. benchmarks/token_kernel_configs.py runs
-# and times each alone; (False, 32, 64, 4, 2) faulted on an H200 (illegal memory access,
-# Triton 3.6, 2026-11-27), so channel blocks start at 64.
-CONFIGS = [(False, 64, 64, 8, 2), (False, 128, 32, 8, 2), (True, 128, 64, 8, 2),
-           (True, 128, 32, 8, 2), (True, 64, 64, 4, 2), (True, 128, 64, 8, 1),
-           (True, 64, 32, 4, 3)]
+# fastest per (S, C, D_S), GELU and dtypes, among the entries of the form in use): how the
+# products are written ("tokens": tokens as the accumulator's rows; "channels": channels as
+# rows; "tma": channels as rows, tiles moved by TMA), channel block, hidden-unit chunk,
+# warps, pipeline stages. benchmarks/token_kernel_configs.py runs and times each alone;
+# ("tokens", 32, 64, 4, 2) faulted on an H200 (illegal memory access, Triton 3.6,
+# 2026-11-27), so the pointer form's channel blocks start at 64. The "tma" shapes are those
+# that compile for sm_90a without spilling registers at 64 and 256 padded tokens, both GELUs
+# (benchmarks/token_kernel_compiled.py).
+CONFIGS = [("tokens", 64, 64, 8, 2), ("tokens", 128, 32, 8, 2), ("channels", 128, 64, 8, 2),
+           ("channels", 128, 32, 8, 2), ("channels", 64, 64, 4, 2), ("channels", 128, 64, 8, 1),
+           ("channels", 64, 32, 4, 3),
+           ("tma", 128, 64, 8, 1), ("tma", 128, 32, 8, 1), ("tma", 64, 64, 8, 2),
+           ("tma", 64, 32, 8, 2), ("tma", 64, 64, 8, 3), ("tma", 64, 32, 8, 3)]
+
+
+def configs_of(form: str) -> list[tuple[str, int, int, int, int]]:
+    """The entries of :data:`CONFIGS` that ``form`` (one of :data:`FORMS`) autotunes among."""
+    return [c for c in CONFIGS if (c[0] == "tma") == (form == "tma")]
 
 
 def applies(block: torch.nn.Module, x: torch.Tensor) -> bool:
@@ -91,14 +124,32 @@ def kernel_dtype(x: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
     return autocast_dtype(x) or weight.dtype
 
 
-def token_mixing_block(block: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``x + TokenMixingMlp(LN(x))`` of ``block`` for ``x (B, S, C)`` through the kernel."""
+def _operands(block: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``x, LN(x), W1, b1, W2, b2`` of ``block`` as the kernel takes them."""
     mlp = block.mlp_tokens
     dtype = kernel_dtype(x, mlp.fc1.weight)
     w1, b1, w2, b2 = (t.to(dtype) for t in (mlp.fc1.weight, mlp.fc1.bias, mlp.fc2.weight,
                                            mlp.fc2.bias))
     y = block.norm1(x)  # float32 under autocast: the kernel rounds it as it loads
-    return token_mixing_residual(x, y, w1, b1, w2, b2, mlp.act.approximate == "none")
+    return x, y, w1, b1, w2, b2
+
+
+def token_mixing_block(block: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``x + TokenMixingMlp(LN(x))`` of ``block`` for ``x (B, S, C)`` through the kernel."""
+    return token_mixing_residual(*_operands(block, x),
+                                 block.mlp_tokens.act.approximate == "none",
+                                 block.token_kernel_form == "tma")
+
+
+def form_used(block: torch.nn.Module, x: torch.Tensor) -> str | None:
+    """Which form of the kernel ``block`` runs on ``x``: None where it does not apply,
+    ``"tma"`` where asked for and :func:`tma_possible`, else ``"pointers"``."""
+    if not applies(block, x):
+        return None
+    if block.token_kernel_form != "tma":
+        return "pointers"
+    x, y, w1, _, w2, _ = (t.contiguous() for t in _operands(block, x))
+    return "tma" if tma_possible(x, y, w1, w2) else "pointers"
 
 
 if triton is not None:
@@ -162,12 +213,51 @@ if triton is not None:
         acc += tl.load(x_ptr + tile, mask=in_tile, other=0.0).to(tl.float32)
         tl.store(out_ptr + tile, acc.to(out_ptr.dtype.element_ty), mask=in_tile)
 
+    @triton.jit
+    def _token_mixing_tma_kernel(x_desc, y_desc, w1t_desc, b1_ptr, w2_desc, b2_ptr, out_desc,
+                                 S, C, DS,
+                                 BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr,
+                                 BLOCK_H: tl.constexpr, EXACT: tl.constexpr):
+        """The channels-as-rows products with every tile moved by TMA: ``x, y, out`` as
+        (B, S, C) descriptors of blocks (1, BLOCK_S, BLOCK_C), ``W1^T (S, D_S)`` and
+        ``W2 (S, D_S)`` of blocks (BLOCK_S, BLOCK_H). Rows and columns past S, C or D_S read
+        as zeros (so the padded tokens and hidden units add nothing) and are not stored.
+        ``C`` is not read: it keys the autotuner as in the pointer form."""
+        dot_dtype = w1t_desc.dtype
+        b = tl.program_id(1)
+        c0 = tl.program_id(0) * BLOCK_C
+        yt = tl.trans(y_desc.load([b, 0, c0]).reshape(BLOCK_S, BLOCK_C).to(dot_dtype))
+        acc = tl.zeros((BLOCK_C, BLOCK_S), dtype=tl.float32)
+        for h0 in range(0, DS, BLOCK_H):
+            h = h0 + tl.arange(0, BLOCK_H)
+            b1 = tl.load(b1_ptr + h, mask=h < DS, other=0.0).to(tl.float32)
+            a = _gelu(tl.dot(yt, w1t_desc.load([0, h0])) + b1[None, :], EXACT)  # (C_b, H_b)
+            acc = tl.dot(a.to(dot_dtype), tl.trans(w2_desc.load([0, h0])), acc)  # (C_b, S_b)
+        s = tl.arange(0, BLOCK_S)
+        acc += tl.load(b2_ptr + s, mask=s < S, other=0.0).to(tl.float32)[None, :]
+        out = tl.trans(acc) + x_desc.load([b, 0, c0]).reshape(BLOCK_S, BLOCK_C).to(tl.float32)
+        out_desc.store([b, 0, c0], out.to(out_desc.dtype).reshape(1, BLOCK_S, BLOCK_C))
+
+    def _tma_blocks(nargs: dict) -> None:
+        """Autotuning's pre-hook: each descriptor's block shape for the config being run."""
+        tile, chunk = [1, nargs["BLOCK_S"], nargs["BLOCK_C"]], [nargs["BLOCK_S"], nargs["BLOCK_H"]]
+        for name in ("x_desc", "y_desc", "out_desc"):
+            nargs[name].block_shape = tile
+        for name in ("w1t_desc", "w2_desc"):
+            nargs[name].block_shape = chunk
+
     _tuned_kernel = triton.autotune(
-        configs=[triton.Config({"BLOCK_C": bc, "BLOCK_H": bh, "CHANNEL_ROWS": rows},
+        configs=[triton.Config({"BLOCK_C": bc, "BLOCK_H": bh, "CHANNEL_ROWS": form == "channels"},
                                num_warps=w, num_stages=st)
-                 for rows, bc, bh, w, st in CONFIGS],
+                 for form, bc, bh, w, st in configs_of("pointers")],
         key=["S", "C", "DS", "EXACT"],
     )(_token_mixing_kernel)
+    _tuned_tma_kernel = triton.autotune(
+        configs=[triton.Config({"BLOCK_C": bc, "BLOCK_H": bh}, num_warps=w, num_stages=st,
+                               pre_hook=_tma_blocks)
+                 for _, bc, bh, w, st in configs_of("tma")],
+        key=["S", "C", "DS", "EXACT"],
+    )(_token_mixing_tma_kernel)
 
 
 def _block_tokens(tokens: int) -> int:
@@ -175,16 +265,51 @@ def _block_tokens(tokens: int) -> int:
     return max(16, 1 << math.ceil(math.log2(tokens)))
 
 
+def tma_possible(x: torch.Tensor, y: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor) -> bool:
+    """Whether the ``"tma"`` form can run on these (contiguous) tensors: Triton with tensor
+    descriptors, a GPU of compute capability 9.0 or later (or the interpreter), rows of
+    ``x``, ``y`` (C) and of the weights (D_S) whole multiples of 16 bytes, and ``x``, ``y``
+    and ``w2`` starting at 16-byte boundaries (TMA's rules)."""
+    if triton is None or TensorDescriptor is None:
+        return False
+    if not INTERPRETED and (not x.is_cuda or torch.cuda.get_device_capability(x.device)[0] < 9):
+        return False
+    rows = all(t.shape[-1] * t.element_size() % 16 == 0 for t in (x, y, w2))
+    return rows and all(t.data_ptr() % 16 == 0 for t in (x, y, w2))
+
+
+def _descriptors(x, y, w1, w2, out, block_s, block_c=None, block_h=None):
+    """TMA descriptors of ``x, y, out (B, S, C)``, ``W1^T`` and ``W2 (S, D_S)`` (``w1``
+    transposed into a new contiguous tensor); block shapes as given, else set by the
+    autotuner's pre-hook."""
+    tile = [1, block_s, block_c or 16]
+    chunk = [block_s, block_h or 16]
+    w1t = w1.t().contiguous()
+    return ([TensorDescriptor.from_tensor(t, tile) for t in (x, y)]
+            + [TensorDescriptor.from_tensor(t, chunk) for t in (w1t, w2)]
+            + [TensorDescriptor.from_tensor(out, tile)])
+
+
 def run_config(x: torch.Tensor, y: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor,
                w2: torch.Tensor, b2: torch.Tensor, exact_gelu: bool,
-               config: tuple[bool, int, int, int, int], out: torch.Tensor) -> torch.Tensor:
+               config: tuple[str, int, int, int, int], out: torch.Tensor) -> torch.Tensor:
     """The kernel with one entry of :data:`CONFIGS` (no autotuning) into ``out``; contiguous
-    inputs as :func:`token_mixing_residual` takes them."""
-    rows, block_c, block_h, warps, stages = config
+    inputs as :func:`token_mixing_residual` takes them (for a ``"tma"`` entry, inputs
+    :func:`tma_possible` accepts)."""
+    form, block_c, block_h, warps, stages = config
     bsz, s, c = x.shape
-    _token_mixing_kernel[(triton.cdiv(c, block_c), bsz)](
+    grid = (triton.cdiv(c, block_c), bsz)
+    if form == "tma":
+        xd, yd, w1d, w2d, outd = _descriptors(x, y, w1, w2, out, _block_tokens(s), block_c,
+                                              block_h)
+        _token_mixing_tma_kernel[grid](
+            xd, yd, w1d, b1, w2d, b2, outd, s, c, w1.shape[0], BLOCK_S=_block_tokens(s),
+            BLOCK_C=block_c, BLOCK_H=block_h, EXACT=exact_gelu, num_warps=warps,
+            num_stages=stages)
+        return out
+    _token_mixing_kernel[grid](
         x, y, w1, b1, w2, b2, out, s, c, w1.shape[0], BLOCK_S=_block_tokens(s),
-        BLOCK_C=block_c, BLOCK_H=block_h, EXACT=exact_gelu, CHANNEL_ROWS=rows,
+        BLOCK_C=block_c, BLOCK_H=block_h, EXACT=exact_gelu, CHANNEL_ROWS=form == "channels",
         num_warps=warps, num_stages=stages)
     return out
 
@@ -208,36 +333,47 @@ def _check(x, y, w1, b1, w2, b2) -> None:
 @torch.library.custom_op("mixer_lib::token_mixing_residual", mutates_args=())
 def token_mixing_residual(x: torch.Tensor, y: torch.Tensor, w1: torch.Tensor,
                           b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
-                          exact_gelu: bool) -> torch.Tensor:
+                          exact_gelu: bool, tma: bool = False) -> torch.Tensor:
     """``x + (W2 GELU(W1 y + b1) + b2)`` per sample, products over the token axis:
     ``x, y (B, S, C)``, ``w1 (D_S, S)``, ``b1 (D_S,)``, ``w2 (S, D_S)``, ``b2 (S,)`` ->
-    ``(B, S, C)`` in the dtype ``x + branch`` has (branch in the weights' dtype)."""
+    ``(B, S, C)`` in the dtype ``x + branch`` has (branch in the weights' dtype). ``tma``:
+    the ``"tma"`` form where :func:`tma_possible`, else the pointer form."""
     _check(x, y, w1, b1, w2, b2)
     x, y, w1, b1, w2, b2 = (t.contiguous() for t in (x, y, w1, b1, w2, b2))
     bsz, s, c = x.shape
     out = torch.empty_like(x, dtype=torch.promote_types(x.dtype, w1.dtype))
-    if INTERPRETED:  # Triton's CPU interpreter: the first tile shape, no timing
-        return run_config(x, y, w1, b1, w2, b2, exact_gelu, CONFIGS[0], out)
+    form = "tma" if tma and tma_possible(x, y, w1, w2) else "pointers"
+    if INTERPRETED:  # Triton's CPU interpreter: the form's first tile shape, no timing
+        return run_config(x, y, w1, b1, w2, b2, exact_gelu, configs_of(form)[0], out)
+    grid = lambda meta: (triton.cdiv(c, meta["BLOCK_C"]), bsz)  # noqa: E731
     with torch.cuda.device(x.device):
-        _tuned_kernel[lambda meta: (triton.cdiv(c, meta["BLOCK_C"]), bsz)](
-            x, y, w1, b1, w2, b2, out, s, c, w1.shape[0], BLOCK_S=_block_tokens(s),
-            EXACT=exact_gelu)
+        if form == "tma":
+            xd, yd, w1d, w2d, outd = _descriptors(x, y, w1, w2, out, _block_tokens(s))
+            _tuned_tma_kernel[grid](xd, yd, w1d, b1, w2d, b2, outd, s, c, w1.shape[0],
+                                    BLOCK_S=_block_tokens(s), EXACT=exact_gelu)
+        else:
+            _tuned_kernel[grid](x, y, w1, b1, w2, b2, out, s, c, w1.shape[0],
+                                BLOCK_S=_block_tokens(s), EXACT=exact_gelu)
     return out
 
 
 @token_mixing_residual.register_fake
-def _(x, y, w1, b1, w2, b2, exact_gelu):
+def _(x, y, w1, b1, w2, b2, exact_gelu, tma=False):
     _check(x, y, w1, b1, w2, b2)
     return torch.empty_like(x, dtype=torch.promote_types(x.dtype, w1.dtype),
                             memory_format=torch.contiguous_format)
 
 
-def set_fused(model: torch.nn.Module, on: bool) -> None:
-    """Turn the fused kernel on or off in every block of ``model`` (a run option; no weights
-    change)."""
+def set_fused(model: torch.nn.Module, on: bool, form: str | None = None) -> None:
+    """Turn the fused kernel on or off in every block of ``model``, and where ``form`` is
+    given, pick its form (one of :data:`FORMS`); a run option, no weights change."""
+    if form is not None and form not in FORMS:
+        raise ValueError(f"token kernel form must be one of {FORMS}, got {form!r}")
     for module in model.modules():
         if hasattr(module, "fused_token_mixing"):
             module.fused_token_mixing = on
+            if form is not None:
+                module.token_kernel_form = form
 
 
 @torch.no_grad()
@@ -246,13 +382,16 @@ def compare_with_reference(model: torch.nn.Module, images: torch.Tensor,
     """Features of ``model`` (eval mode) on ``images (B, 3, H, W)`` three ways: through the
     fused kernel and through the reference, both under autocast to ``dtype``, and the
     reference in float32. Returns the largest absolute differences of the first two from the
-    float32 features, between them, and the number of blocks that took the kernel."""
+    float32 features, between them, the number of blocks that took the kernel and of those
+    that took its TMA form."""
     model.eval()
-    used = 0  # blocks that took the kernel (counted when it was on)
+    used = tma = 0  # blocks that took the kernel, its TMA form (counted when it was on)
 
     def count(block, args):
-        nonlocal used
-        used += applies(block, args[0])
+        nonlocal used, tma
+        form = form_used(block, args[0])
+        used += form is not None
+        tma += form == "tma"
 
     blocks = [m for m in model.modules() if hasattr(m, "fused_token_mixing")]
     hooks = [b.register_forward_pre_hook(count) for b in blocks]
@@ -270,4 +409,4 @@ def compare_with_reference(model: torch.nn.Module, images: torch.Tensor,
     return {"fused_vs_float32": (fused - truth).abs().max().item(),
             "reference_vs_float32": (reference - truth).abs().max().item(),
             "fused_vs_reference": (fused - reference).abs().max().item(),
-            "blocks_fused": used, "blocks": len(blocks)}
+            "blocks_fused": used, "blocks_tma": tma, "blocks": len(blocks)}

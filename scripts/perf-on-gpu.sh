@@ -8,11 +8,18 @@
 # (320 CIFAR-10 test JPEGs into .carry/data, ignored by git), then carry .carry to the GPU
 # machine; the script reads $MIXER_DATA_ROOT, else .carry/data, else shared/data.
 #
-# 0. (at most 90 s) The fused token-mixing kernel (mixer_lib.token_kernel) against the
-#    reference in whole models (S/32, B/16 tanh and exact GELU, H/14; bf16 and fp16), then
-#    Mixer-B/16's token-mixing MLP in each form, alone and in the model
+# 0. (at most 60 s) The fused token-mixing kernel's tile shapes alone on Mixer-B/16's
+#    shapes, each in its own process (benchmarks/token_kernel_configs.py; by default the
+#    pointer form's fastest shape on the H200, entry 2, and every shape of the TMA form),
+#    checked against float32 and timed (results/perf/benchmark-token-kernel-configs-*.json).
+# 1. (at most 70 s) The kernel against the reference in whole models (S/32, B/16 tanh and
+#    exact GELU, H/14; bf16 and fp16; then S/32, B/16 and H/14 in the TMA form, bf16),
+#    then Mixer-B/16's token-mixing MLP in each form, alone and in the model
 #    (benchmarks/token_mixing.py --no-compile; results/perf/benchmark-token-mixing-*.json).
-# 1. (at most 190 s) Our Mixer-B/16 (eager and compiled; and eager without the fused
+# 2. (at most 80 s) The kernel's two forms in the whole model: ours with "pointers" and
+#    with "tma" against ViT-B/16, inference, eager, bf16 autocast and bf16 weights, batch
+#    128 and 512 (preset perf-gpu-tma).
+# 3. (at most 170 s) Our Mixer-B/16 (eager and compiled; and eager without the fused
 #    token-mixing kernel), its earlier form (legacy, commit
 #    c090817), timm's mixer_b16_224 and vit_base_patch16_224 (fused attention): inference and
 #    a training step of the fine-tuning recipe, bf16 and float32, batch 128 and 512 (training
@@ -22,51 +29,62 @@
 #    matrix products replayed alone (the share of the step that fusing could save). Batch
 #    128 is measured first, every model at one dtype and mode before the next, and the
 #    record is rewritten after each configuration, so a run cut short by the limit keeps
-#    whole comparisons.
-# 2. (at most 80 s) Where the bf16 products' time goes: ours, timm's Mixer and ViT eager at
-#    batch 128, each distinct product of an inference call and of a training step replayed
-#    alone, and with aligned rows where an input's are not (preset perf-gpu-products).
-# 3. (at most 120 s) The input pipeline on 500x375 JPEG stand-ins: one CPU worker, the loader
+#    whole comparisons (preset perf-gpu).
+# 4. (at most 100 s) The input pipeline on 500x375 JPEG stand-ins: one CPU worker, the loader
 #    with 1, 4, 8 and 16 workers (uint8 pixels, scaled on the GPU, as training hands them
 #    over), --decode device with as many workers, Mixer-B/16 training alone, and the
 #    fine-tuning loop itself (mixer_lib.train) with decode cpu and device against it (issue
 #    17's target: >= 90 % of the model alone), decode cpu also with 8 workers (the default
 #    before 2026-11-27) and with (cores - 1).
+# Not by default (80 s, PERF_PRESETS="perf-gpu-products"): where the bf16 products' time
+# goes: ours, timm's Mixer and ViT eager at batch 128, each distinct product of an inference
+# call and of a training step replayed alone, and with aligned rows where an input's are not.
 #
-# PERF_STAGES (default "token perf input") picks the stages (perf: 1 and 2); PERF_PRESETS
-# (default "perf-gpu perf-gpu-products") the presets of 1 and 2; TOKEN_ARGS, PERF_ARGS and
-# INPUT_ARGS are added to the commands (tests run the script on a CPU with them);
-# TOKEN_LIMIT, PERF_LIMIT, PRODUCTS_LIMIT and INPUT_LIMIT change the limits.
+# PERF_STAGES (default "configs token perf input") picks the stages (perf: 2 and 3);
+# PERF_PRESETS (default "perf-gpu-tma perf-gpu") the presets of perf; CONFIGS_ARGS (default
+# "--configs 2,tma") replaces the arguments of 0; TOKEN_ARGS, PERF_ARGS and INPUT_ARGS are
+# added to the commands (tests run the script on a CPU with them); CONFIGS_LIMIT,
+# TOKEN_LIMIT, TMA_LIMIT, PERF_LIMIT, PRODUCTS_LIMIT and INPUT_LIMIT change the limits.
 source "$(dirname "$0")/lib/on-gpu.sh"
 if [ -z "${MIXER_DATA_ROOT:-}" ]; then
     MIXER_DATA_ROOT=shared/data
     [ -d .carry/data/cifar10-jpeg ] && MIXER_DATA_ROOT=.carry/data
 fi
-stages=" ${PERF_STAGES:-token perf input} "
+stages=" ${PERF_STAGES:-configs token perf input} "
 status=0
+keep() { [ $status -eq 0 ] && status=$1; }  # the first failure's status is the script's
+if [[ $stages == *" configs "* ]]; then
+    # shellcheck disable=SC2086
+    LIMIT=${CONFIGS_LIMIT:-60} limited "${TMPDIR:-/tmp}/token-kernel-configs.log" \
+        "results/perf/benchmark-token-kernel-configs-*.json" \
+        $PY benchmarks/token_kernel_configs.py ${CONFIGS_ARGS:---configs 2,tma}
+    keep $?
+fi
 if [[ $stages == *" token "* ]]; then
     # shellcheck disable=SC2086
-    LIMIT=${TOKEN_LIMIT:-90} limited "${TMPDIR:-/tmp}/token-mixing.log" \
+    LIMIT=${TOKEN_LIMIT:-70} limited "${TMPDIR:-/tmp}/token-mixing.log" \
         "results/perf/benchmark-token-mixing-*.json" \
         $PY benchmarks/token_mixing.py --no-compile --repeats 10 ${TOKEN_ARGS:-}
-    status=$?
+    keep $?
 fi
 [[ $stages == *" perf "* ]] || PERF_PRESETS=none
-for preset in ${PERF_PRESETS:-perf-gpu perf-gpu-products}; do
+for preset in ${PERF_PRESETS:-perf-gpu-tma perf-gpu}; do
     [ "$preset" = none ] && continue
-    limit=${PERF_LIMIT:-190}
-    [ "$preset" = perf-gpu-products ] && limit=${PRODUCTS_LIMIT:-80}
+    case $preset in
+        perf-gpu-tma) limit=${TMA_LIMIT:-80} ;;
+        perf-gpu-products) limit=${PRODUCTS_LIMIT:-80} ;;
+        *) limit=${PERF_LIMIT:-170} ;;
+    esac
     # shellcheck disable=SC2086  # the extra arguments are split on purpose
     LIMIT=$limit limited "${TMPDIR:-/tmp}/$preset.log" "results/perf/benchmark-$preset-*.json" \
         $PY benchmarks/throughput.py --preset "$preset" ${PERF_ARGS:-}
-    step=$?
-    [ $status -eq 0 ] && status=$step
+    keep $?
 done
 [[ $stages == *" input "* ]] || exit $status
 cores=$(nproc)
 # shellcheck disable=SC2086
-LIMIT=${INPUT_LIMIT:-120} limited "${TMPDIR:-/tmp}/input-on-gpu.log" 'results/perf/benchmark-input-*.json' \
+LIMIT=${INPUT_LIMIT:-100} limited "${TMPDIR:-/tmp}/input-on-gpu.log" 'results/perf/benchmark-input-*.json' \
     $PY benchmarks/input_pipeline.py --data-root "$MIXER_DATA_ROOT" \
     --loop-workers "8,$(( cores > 2 ? cores - 1 : 1 ))" ${INPUT_ARGS:-}
-input=$?
-exit $(( status != 0 ? status : input ))
+keep $?
+exit $status

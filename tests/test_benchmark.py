@@ -235,7 +235,9 @@ def test_perf_on_gpu_script_runs_whole_on_the_cpu(cifar_root, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     env = {**os.environ, "PY": sys.executable, "OUT": str(out), "TMPDIR": str(tmp_path),
-           "MIXER_DATA_ROOT": str(cifar_root), "PYTHONPATH": "",
+           "MIXER_DATA_ROOT": str(cifar_root), "PYTHONPATH": "", "TRITON_INTERPRET": "1",
+           "CONFIGS_ARGS": "--device cpu --dtype fp16 --variant Mixer-T/4 --batch 1 "
+                           "--configs 2",
            "TOKEN_ARGS": "--device cpu --variant Mixer-T/4 --img-size 24 --batch 2 "
                          "--repeats 1 --warmup 0",
            "PERF_ARGS": "--device cpu --models Mixer-S/32 legacy:Mixer-S/32 --batch 2 "
@@ -251,14 +253,18 @@ def test_perf_on_gpu_script_runs_whole_on_the_cpu(cifar_root, tmp_path):
                           timeout=600)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     assert {p.name for p in out.iterdir()} == {
-        "benchmark-token-mixing-cpu.json", "benchmark-perf-gpu-cpu.json",
-        "benchmark-perf-gpu-products-cpu.json", "benchmark-input-cpu.json",
-        "token-mixing.log", "perf-gpu.log", "perf-gpu-products.log", "input-on-gpu.log"}
+        "benchmark-token-kernel-configs-cpu.json", "benchmark-token-mixing-cpu.json",
+        "benchmark-perf-gpu-tma-cpu.json", "benchmark-perf-gpu-cpu.json",
+        "benchmark-input-cpu.json", "token-kernel-configs.log", "token-mixing.log",
+        "perf-gpu-tma.log", "perf-gpu.log", "input-on-gpu.log"}
+    configs = json.loads((out / "benchmark-token-kernel-configs-cpu.json").read_text())
+    assert [r["config"] for r in configs["results"]] == [["channels", 128, 64, 8, 2]]
     perf = json.loads((out / "benchmark-perf-gpu-cpu.json").read_text())
     assert perf["complete"] and {r["model"] for r in perf["rows"]} == {
         "Mixer-S/32", "legacy:Mixer-S/32"}
-    products = json.loads((out / "benchmark-perf-gpu-products-cpu.json").read_text())
-    assert all(r["infer_matmul_groups"] and r["train_matmul_groups"] for r in products["rows"])
+    tma = json.loads((out / "benchmark-perf-gpu-tma-cpu.json").read_text())
+    assert tma["preset"] == "perf-gpu-tma" and all(r["train_img_s"] is None
+                                                  for r in tma["rows"])
     record = json.loads((out / "benchmark-input-cpu.json").read_text())
     assert set(record["loop"]) == {"cpu", "device"} and set(record["loop_cpu_by_workers"]) == {
         "0"}
@@ -268,11 +274,20 @@ def test_perf_on_gpu_script_runs_whole_on_the_cpu(cifar_root, tmp_path):
     cut = tmp_path / "cut"
     cut.mkdir()
     done = subprocess.run(["bash", script], capture_output=True, text=True, timeout=120,
-                          env={**env, "OUT": str(cut), "TOKEN_LIMIT": "1", "PERF_LIMIT": "1",
-                               "PRODUCTS_LIMIT": "1", "INPUT_LIMIT": "1"})
+                          env={**env, "OUT": str(cut), "CONFIGS_LIMIT": "1", "TOKEN_LIMIT": "1",
+                               "TMA_LIMIT": "1", "PERF_LIMIT": "1", "INPUT_LIMIT": "1"})
     assert done.returncode == 124  # timeout's status: the first limit reached
-    assert {"token-mixing.log", "perf-gpu.log", "input-on-gpu.log"} <= {
-        p.name for p in cut.iterdir()}
+    assert {"token-kernel-configs.log", "token-mixing.log", "perf-gpu-tma.log", "perf-gpu.log",
+            "input-on-gpu.log"} <= {p.name for p in cut.iterdir()}
+    products = tmp_path / "products"  # the preset left out by default, asked for by name
+    products.mkdir()
+    done = subprocess.run(["bash", script], capture_output=True, text=True, timeout=300,
+                          env={**env, "OUT": str(products), "PERF_STAGES": "perf",
+                               "PERF_PRESETS": "perf-gpu-products"})
+    assert done.returncode == 0 and {p.name for p in products.iterdir()} == {
+        "benchmark-perf-gpu-products-cpu.json", "perf-gpu-products.log"}
+    record = json.loads((products / "benchmark-perf-gpu-products-cpu.json").read_text())
+    assert all(r["infer_matmul_groups"] and r["train_matmul_groups"] for r in record["rows"])
     only = tmp_path / "only"
     only.mkdir()
     done = subprocess.run(["bash", script], capture_output=True, text=True, timeout=300,
@@ -314,17 +329,23 @@ def test_token_kernel_configs_runs_every_tile_shape_in_its_own_process(tmp_path,
     script = load_script("token_kernel_configs")
     try:
         record = script.main(["--device", "cpu", "--dtype", "fp16", "--variant", "Mixer-T/4",
-                              "--batch", "1", "--out", str(tmp_path)])
+                              "--batch", "1", "--out", str(tmp_path), "--configs", "2,tma"])
         written = json.loads((tmp_path / "benchmark-token-kernel-configs-cpu.json")
                              .read_text())
         assert written["results"] == record["results"]
         assert [r["config"] for r in record["results"]] == [
-            list(c) for c in token_kernel.CONFIGS]
+            list(c) for c in token_kernel.CONFIGS[2:3] + token_kernel.configs_of("tma")]
         assert all(r["max_abs_diff"] < 0.01 and "ms" not in r for r in record["results"])
         assert record["environment"]["triton"]
         bad = script.main(["--device", "cpu", "--dtype", "fp16", "--variant", "Mixer-X/9",
-                           "--batch", "1", "--out", ""])
-        assert all("Mixer-X/9" in r["error"] for r in bad["results"])
+                           "--batch", "1", "--out", "", "--configs", "0"])
+        assert len(bad["results"]) == 1 and "Mixer-X/9" in bad["results"][0]["error"]
+        # where TMA cannot run (an older GPU, unaligned rows) the shape says so, launching
+        # nothing
+        monkeypatch.setattr(token_kernel, "tma_possible", lambda *tensors: False)
+        tma = token_kernel.CONFIGS.index(token_kernel.configs_of("tma")[0])
+        with pytest.raises(SystemExit, match="TMA form cannot run on cpu"):
+            script.one(tma, 1, "Mixer-T/4", "cpu", "fp16")
     finally:
         sys.modules.pop("token_kernel_configs", None)
     monkeypatch.delenv("TRITON_INTERPRET")
@@ -333,3 +354,17 @@ def test_token_kernel_configs_runs_every_tile_shape_in_its_own_process(tmp_path,
         load_script("token_kernel_configs").main(["--device", "cpu", "--out", ""])
     sys.modules.pop("token_kernel_configs", None)
     assert "set TRITON_INTERPRET=1" in capsys.readouterr().err
+
+
+def test_token_kernel_configs_selects_entries_by_index_and_form():
+    script = load_script("token_kernel_configs")
+    try:
+        configs = [("tokens", 64), ("channels", 128), ("tma", 128), ("tma", 64)]
+        assert script.select("all", configs) == [0, 1, 2, 3]
+        assert script.select("tma,0", configs) == [0, 2, 3]
+        assert script.select("1,1,channels", configs) == [1]
+        for bad in ("4", "wgmma", ""):
+            with pytest.raises(ValueError, match="neither an index"):
+                script.select(bad, configs)
+    finally:
+        sys.modules.pop("token_kernel_configs", None)

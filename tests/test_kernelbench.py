@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import json
 
-from mixer_lib.kernelbench import UNFUSED, checks_table, kernel_summary, shapes_table
+from mixer_lib.kernelbench import (
+    UNFUSED,
+    checks_table,
+    compiled_summary,
+    compiled_table,
+    kernel_summary,
+    shapes_table,
+)
 
 ENV = {"device": "NVIDIA H200", "date": "2026-11-27T10:00:00+00:00",
        "git_commit": "c" * 40 + " (shipped copy)"}
@@ -37,6 +44,56 @@ def test_shapes_the_best_one_and_its_share_of_the_same_commits_peak(tmp_path):
     assert summary["tk_where"] == summary["tk_model_where"] == "H200, 2026-11-27, commit ccccccc"
 
 
+def test_shapes_written_by_form_name_and_by_the_older_flag_read_alike(tmp_path):
+    write(tmp_path, "benchmark-token-kernel-configs-NVIDIA-H200.json", {
+        "environment": ENV, "results": [
+            {"config": ["tma", 128, 64, 8, 1], "max_abs_diff": 0.02, "ms": 0.1, "tflops": 300.0},
+            {"config": ["channels", 128, 64, 8, 2], "max_abs_diff": 0.02},
+            {"config": ["tokens", 64, 64, 8, 2], "error": "TMA"}]})
+    assert [r[0] for r in shapes_table(tmp_path)[1]] == [
+        "channels as rows, TMA", "channels as rows", "tokens as rows"]
+
+
+def compiled_case(config, tokens, spills, gelu="tanh", x_dtype="fp32", ld=300, tma=0):
+    return {"config": config, "tokens": tokens, "block_tokens": 256 if tokens > 64 else 64,
+            "gelu": gelu, "x_dtype": x_dtype, "registers": 255, "spill_stores": spills,
+            "spill_loads": spills, "shared_bytes": 131072,
+            "instructions": {"ld.global": ld, "cp.async.ca": 0, "cp.async.cg": 0,
+                             "cp.async.bulk.tensor": tma, "wgmma.mma_async": 20,
+                             "mma.sync": 0}}
+
+
+def test_compiled_table_and_summary_read_the_record_of_the_gpus_triton(tmp_path):
+    cpu = dict(ENV, device="cpu (x86_64, 2 cores)")
+    for version, spill in (("3.6.0", 2000), ("3.8.0", 7)):
+        write(tmp_path, f"benchmark-token-kernel-compiled-sm_90a-triton-{version}.json", {
+            "arch": "sm_90a", "triton": version, "environment": cpu, "results": [
+                compiled_case([False, 64, 64, 8, 2], 196, spill),
+                compiled_case(["channels", 128, 64, 8, 2], 196, 900),
+                compiled_case(["channels", 128, 64, 8, 2], 49, 0),
+                compiled_case(["channels", 128, 64, 8, 2], 196, 950, gelu="exact"),
+                compiled_case(["tma", 128, 64, 8, 1], 196, 0, ld=17, tma=5),
+                dict(compiled_case(["tma", 64, 64, 8, 3], 196, 0), error="OutOfResources")]})
+    # no GPU configs record: the latest compiled record (dates tie: either is fine)
+    assert compiled_summary(tmp_path)["tkc_where"].startswith("Triton 3.")
+    write(tmp_path, "benchmark-token-kernel-configs-NVIDIA-H200.json", {
+        "environment": dict(ENV, triton="3.6.0"), "results": []})
+    headers, rows = compiled_table(tmp_path)
+    assert headers[-1] == "wgmma (Triton 3.6.0, sm_90a)"
+    assert [r[:7] for r in rows[:3]] == [
+        ["tokens as rows", "64", "64", "8", "2", "255", "2000"],
+        ["channels as rows", "128", "64", "8", "2", "255", "900"],
+        ["channels as rows, TMA", "128", "64", "8", "1", "255", "0"]]
+    assert rows[2][8:] == ["17", "0", "5", "20"]
+    assert rows[3][5].startswith("failed: OutOfResources") and len(rows[3]) == len(headers)
+    summary = compiled_summary(tmp_path)
+    assert summary["tkc_where"] == ("Triton 3.6.0 for sm_90a, built on cpu, 2026-11-27, "
+                                    "commit ccccccc")
+    assert summary["tkc_pointers_spills"] == "900-2,000"  # 256 padded tokens only
+    assert summary["tkc_pointers_spilling"] == "2 of 2"
+    assert summary["tkc_tma_spills"] == "0" and summary["tkc_tma_spilling"] == "0 of 1"
+
+
 def test_the_peak_of_another_commit_is_not_used(tmp_path):
     write(tmp_path, "benchmark-token-kernel-configs-NVIDIA-H200.json", {
         "environment": ENV, "results": [
@@ -50,13 +107,18 @@ def test_the_peak_of_another_commit_is_not_used(tmp_path):
 
 def test_without_records_nothing_is_made_up(tmp_path):
     assert shapes_table(tmp_path)[1] == [] and checks_table(tmp_path)[1] == []
+    assert compiled_table(tmp_path)[1] == []
     assert set(kernel_summary(tmp_path).values()) == {"not measured"}
+    assert set(compiled_summary(tmp_path).values()) == {"not measured"}
 
 
 def test_the_committed_records_are_read():
-    for table in (shapes_table, checks_table):
+    for table in (shapes_table, checks_table, compiled_table):
         headers, rows = table()
         assert rows and all(len(r) == len(headers) for r in rows)
     checks = checks_table()[1]
     assert all(r[4].split(" of ")[0] == r[4].split(" of ")[1] for r in checks)
     assert kernel_summary()["tk_model"] != "not measured"
+    compiled = compiled_summary()
+    assert compiled["tkc_tma_spilling"].startswith("0 of ")
+    assert compiled["tkc_where"].startswith("Triton 3.6.0")  # the H200's Triton

@@ -27,25 +27,48 @@ def interpreted(part: str) -> dict:
 
 def test_every_tile_shape_matches_float64_on_ragged_shapes():
     """Each entry of CONFIGS, both GELUs, on shapes with partial token, channel and hidden
-    blocks: within fp16 rounding of the float64 result (one ulp of the output's scale)."""
+    blocks, and the op in each form: within fp16 rounding of the float64 result (one ulp of
+    the output's scale). The "tma" shapes ran on the three shapes whose rows TMA accepts."""
     found = interpreted("kernel")
-    assert len(found) == 3 * 2 * (len(token_kernel.CONFIGS) + 1)
+    pointers = len(token_kernel.configs_of("pointers"))
+    tma = len(token_kernel.configs_of("tma"))
+    assert tma >= 1 and pointers + tma == len(token_kernel.CONFIGS)
+    ops = len(token_kernel.FORMS)
+    assert len(found) == 2 * (4 * (pointers + ops) + 3 * tma)
     for key, case in found.items():
         assert case["diff"] < 2 ** -10 * case["scale"] * 2, (key, case)
+    assert sum("'tma'" in key for key in found) == 2 * 3 * tma
 
 
 def test_the_op_returns_the_residual_streams_dtype():
-    assert {c["dtype"] for k, c in interpreted("kernel").items() if k.endswith("op")} == {
+    assert {c["dtype"] for k, c in interpreted("kernel").items() if " op " in k} == {
         "torch.float16"}
 
 
+def test_tma_form_runs_only_on_16_byte_rows_and_starts():
+    assert interpreted("tma") == {"aligned": True, "channels of 130 fp16 (260-byte rows)": False,
+                                  "hidden of 33 (66-byte weight rows)": False,
+                                  "x starting 2 bytes off": False}
+    assert [k for k, c in interpreted("kernel").items() if " op " in k
+            and not c["tma_possible"]] == ["1x49x130x33 exact=False op pointers",
+                                           "1x49x130x33 exact=False op tma",
+                                           "1x49x130x33 exact=True op pointers",
+                                           "1x49x130x33 exact=True op tma"]
+
+
 def test_whole_models_through_the_kernel_match_the_reference_within_its_own_error():
-    """Mixer-T/4 at 56 px (196 tokens), tanh and exact GELU, under fp16 autocast: every
-    block took the kernel, and its features are as close to float32 as the reference's."""
-    for gelu, case in interpreted("models").items():
-        assert case["blocks_fused"] == case["blocks"] == 4, gelu
-        assert case["fused_vs_float32"] < 2 * case["reference_vs_float32"] + 1e-3, (gelu, case)
-        assert case["fused_vs_reference"] < 0.05, (gelu, case)
+    """Mixer-T/4 at 56 px (196 tokens), tanh and exact GELU, each form, under fp16
+    autocast: every block took the kernel in the form asked for, and its features are as
+    close to float32 as the reference's."""
+    found = interpreted("models")
+    assert sorted(found) == sorted(f"{g} {f}" for g in ("tanh", "exact")
+                                   for f in token_kernel.FORMS)
+    for name, case in found.items():
+        assert case["blocks_fused"] == case["blocks"] == 4, name
+        assert case["launched"] == [name.split()[1].replace("pointers", "tokens")], name
+        assert case["blocks_tma"] == (4 if name.endswith("tma") else 0), name
+        assert case["fused_vs_float32"] < 2 * case["reference_vs_float32"] + 1e-3, (name, case)
+        assert case["fused_vs_reference"] < 0.05, (name, case)
 
 
 def test_the_kernel_applies_only_to_inference_in_half_precision_with_few_enough_tokens():
@@ -59,24 +82,44 @@ def test_the_kernel_applies_only_to_inference_in_half_precision_with_few_enough_
 
 def test_compiled_model_keeps_the_kernel_as_one_op_without_graph_breaks():
     found = interpreted("compiled")
-    assert found["graph_breaks"] == 0
-    assert found["ops"] == ["mixer_lib.token_mixing_residual.default"]
-    assert found["max_diff"] < 0.02
+    assert sorted(found) == sorted(token_kernel.FORMS)
+    for form, case in found.items():
+        assert case["graph_breaks"] == 0, form
+        assert case["ops"] == ["mixer_lib.token_mixing_residual.default"], form
+        assert case["max_diff"] < 0.02, form
 
 
 def test_without_the_interpreter_the_cpu_path_is_the_reference():
     """In this process (no TRITON_INTERPRET) a CPU tensor never takes the kernel, whatever
     the dtype: CPU results stay those of TokenMixingMlp."""
     model = create_model("Mixer-T/4", num_classes=10).eval().half()
+    x = torch.randn(2, 64, 128).half()
     with torch.no_grad():
-        assert not token_kernel.applies(model.blocks[0], torch.randn(2, 64, 128).half())
+        assert not token_kernel.applies(model.blocks[0], x)
+    w1, w2 = torch.zeros(64, 64).half(), torch.zeros(64, 64).half()
+    assert not token_kernel.tma_possible(x, x, w1, w2)  # TMA needs a GPU (or the interpreter)
 
 
-def test_config_turns_the_kernel_off_in_every_block():
+def test_config_turns_the_kernel_off_in_every_block_and_picks_its_form():
     model = create_model("Mixer-T/4", num_classes=10, fused_token_mixing=False)
     assert not any(b.fused_token_mixing for b in model.blocks)
+    assert {b.token_kernel_form for b in model.blocks} == {"pointers"}
     token_kernel.set_fused(model, True)
     assert all(b.fused_token_mixing for b in model.blocks)
+    token_kernel.set_fused(model, True, "tma")
+    assert {b.token_kernel_form for b in model.blocks} == {"tma"}
+    with pytest.raises(ValueError, match="must be one of"):
+        token_kernel.set_fused(model, True, "wgmma")
+    assert {b.token_kernel_form for b in create_model(
+        "Mixer-T/4", num_classes=10, token_kernel_form="tma").blocks} == {"tma"}
+    with pytest.raises(ValueError, match="token_kernel_form must be one of"):
+        create_model("Mixer-T/4", num_classes=10, token_kernel_form="TMA")
+
+
+def test_tile_shapes_name_their_form():
+    assert {c[0] for c in token_kernel.CONFIGS} == {"tokens", "channels", "tma"}
+    assert all(c[0] == "tma" for c in token_kernel.configs_of("tma"))
+    assert not any(c[0] == "tma" for c in token_kernel.configs_of("pointers"))
 
 
 @pytest.mark.parametrize("bad, message", [
