@@ -78,12 +78,14 @@ FORMS = ("pointers", "tma")  # MixerConfig.token_kernel_form
 # ("tokens", 32, 64, 4, 2) faulted on an H200 (illegal memory access, Triton 3.6,
 # 2026-11-27), so the pointer form's channel blocks start at 64. The "tma" shapes are those
 # that compile for sm_90a without spilling registers at 64 and 256 padded tokens, both GELUs
-# (benchmarks/token_kernel_compiled.py).
+# (benchmarks/token_kernel_compiled.py): 8 warps and one program per SM (their registers
+# fill its register file), or 4 warps, few enough registers and shared memory for two.
 CONFIGS = [("tokens", 64, 64, 8, 2), ("tokens", 128, 32, 8, 2), ("channels", 128, 64, 8, 2),
            ("channels", 128, 32, 8, 2), ("channels", 64, 64, 4, 2), ("channels", 128, 64, 8, 1),
            ("channels", 64, 32, 4, 3),
            ("tma", 128, 64, 8, 1), ("tma", 128, 32, 8, 1), ("tma", 64, 64, 8, 2),
-           ("tma", 64, 32, 8, 2), ("tma", 64, 64, 8, 3), ("tma", 64, 32, 8, 3)]
+           ("tma", 64, 32, 8, 2), ("tma", 64, 64, 8, 3), ("tma", 64, 64, 4, 1),
+           ("tma", 64, 32, 4, 1)]
 
 
 def configs_of(form: str) -> list[tuple[str, int, int, int, int]]:
