@@ -14,7 +14,6 @@ Writes ``results/perf/benchmark-token-kernel-compiled-sm90a-triton-<version>.jso
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -40,7 +39,7 @@ def main(argv: list[str] | None = None) -> dict:
     import triton
 
     from mixer_lib import kernel_compile, token_kernel
-    from mixer_lib.provenance import environment, write_json
+    from mixer_lib.provenance import add_result, environment
     from mixer_lib.rundir import set_aside_record
 
     configs = (list(range(len(token_kernel.CONFIGS))) if args.configs == "all"
@@ -74,10 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
                                                               kinds[dtype], arch=args.arch)
                     except Exception as err:  # a shape Triton cannot build is a finding
                         case["error"] = f"{type(err).__name__}: {str(err).strip()[-300:]}"
-                    record["results"].append(case)
-                    if path:
-                        write_json(path, record)
-                    print(json.dumps(case), flush=True)
+                    add_result(record, case, path)
     return record
 
 

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from mixer_lib import token_kernel
-    from mixer_lib.provenance import device_name, device_tag, environment, write_json
+    from mixer_lib.provenance import add_result, device_name, device_tag, environment
     from mixer_lib.rundir import set_aside_record
 
     try:
@@ -135,10 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             result = {"config": list(token_kernel.CONFIGS[index]),
                       "error": (done.stderr.strip().splitlines() or ["?"])[-1]}
-        record["results"].append(result)
-        if path:
-            write_json(path, record)
-        print(json.dumps(result), flush=True)
+        add_result(record, result, path)
     return record
 
 

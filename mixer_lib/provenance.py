@@ -116,6 +116,15 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return path
 
 
+def add_result(record: dict, result: dict, path: str | os.PathLike | None) -> None:
+    """Append ``result`` to ``record["results"]``, rewrite the record at ``path`` (when
+    given: a run cut short keeps what it measured) and print the result as one JSON line."""
+    record["results"].append(result)
+    if path:
+        write_json(path, record)
+    print(json.dumps(result), flush=True)
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike,
                       before_replace: Callable[[Path], None] | None = None) -> Path:
     """``torch.save`` to a temp file, flush it to disk, then rename: a crash never leaves a

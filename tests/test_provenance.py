@@ -1,7 +1,8 @@
-"""Where a number came from: the commit a record names."""
+"""Where a number came from: the commit a record names; records written as they grow."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 from mixer_lib.provenance import git_commit
@@ -58,3 +59,14 @@ def test_records_are_read_back_oldest_first_and_filtered(tmp_path):
     assert latest_record(tmp_path, "bench-*.json", lambda r: r["preset"] == "x")[
         "environment"]["date"] == "2026-11-27"
     assert latest_record(tmp_path, "none-*.json") is None
+
+
+def test_add_result_appends_rewrites_and_prints(tmp_path, capsys):
+    from mixer_lib.provenance import add_result
+
+    record = {"results": []}
+    add_result(record, {"a": 1}, tmp_path / "r.json")
+    add_result(record, {"a": 2}, None)  # not written without a path
+    assert json.loads((tmp_path / "r.json").read_text()) == {"results": [{"a": 1}]}
+    assert record["results"] == [{"a": 1}, {"a": 2}]
+    assert capsys.readouterr().out.splitlines() == ['{"a": 1}', '{"a": 2}']
