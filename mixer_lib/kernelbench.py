@@ -161,11 +161,13 @@ def compiled_summary(folder: str | Path = PERF) -> dict[str, str]:
     """What the Claims chapter quotes from the latest compiled record, over every case in it
     (both token heights, GELUs and dtypes): per form, the range of spilled bytes per thread
     at 256 padded tokens (``tkc_<form>_spills``), the tile shapes that spill anywhere
-    (``tkc_<form>_spilling``, "k of n") and the Triton that compiled them (``tkc_where``)."""
+    (``tkc_<form>_spilling``, "k of n"), those that spill at 64 padded tokens and the most
+    they spill there (``tkc_<form>_short``), and the Triton that compiled them
+    (``tkc_where``)."""
     record = _compiled_record(folder)
     out = {"tkc_where": "not measured"}
     for form in ("pointers", "tma"):
-        out |= {f"tkc_{form}_spills": "not measured", f"tkc_{form}_spilling": "not measured"}
+        out |= {f"tkc_{form}_{key}": "not measured" for key in ("spills", "spilling", "short")}
     if record is None:
         return out
     out["tkc_where"] = f"Triton {record['triton']} for {record['arch']}, built on {_title(record)}"
@@ -181,4 +183,11 @@ def compiled_summary(folder: str | Path = PERF) -> dict[str, str]:
         shapes = {tuple(r["config"]) for r in cases}
         spilling = {tuple(r["config"]) for r in cases if r["spill_stores"]}
         out[f"tkc_{form}_spilling"] = f"{len(spilling)} of {len(shapes)}"
+        short = [r for r in cases if r["block_tokens"] == 64]
+        if short:
+            few = {tuple(r["config"]) for r in short if r["spill_stores"]}
+            most = max(r["spill_stores"] for r in short)
+            out[f"tkc_{form}_short"] = (f"{len(few)} of {len(shapes)} shapes spill"
+                                        + (f", at most {most:,} bytes per thread" if few
+                                           else ""))
     return out

@@ -71,6 +71,7 @@ def test_compiled_table_and_summary_read_the_record_of_the_gpus_triton(tmp_path)
                 compiled_case([False, 64, 64, 8, 2], 196, spill),
                 compiled_case(["channels", 128, 64, 8, 2], 196, 900),
                 compiled_case(["channels", 128, 64, 8, 2], 49, 0),
+                compiled_case(["channels", 128, 64, 8, 2], 49, 0, gelu="exact"),
                 compiled_case(["channels", 128, 64, 8, 2], 196, 950, gelu="exact"),
                 compiled_case(["tma", 128, 64, 8, 1], 196, 0, ld=17, tma=5),
                 dict(compiled_case(["tma", 64, 64, 8, 3], 196, 0), error="OutOfResources")]})
@@ -92,6 +93,8 @@ def test_compiled_table_and_summary_read_the_record_of_the_gpus_triton(tmp_path)
     assert summary["tkc_pointers_spills"] == "900-2,000"  # 256 padded tokens only
     assert summary["tkc_pointers_spilling"] == "2 of 2"
     assert summary["tkc_tma_spills"] == "0" and summary["tkc_tma_spilling"] == "0 of 1"
+    assert summary["tkc_pointers_short"] == "0 of 2 shapes spill"
+    assert summary["tkc_tma_short"] == "not measured"  # no TMA case at 64 tokens
 
 
 def test_the_peak_of_another_commit_is_not_used(tmp_path):
@@ -121,4 +124,5 @@ def test_the_committed_records_are_read():
     assert kernel_summary()["tk_model"] != "not measured"
     compiled = compiled_summary()
     assert compiled["tkc_tma_spilling"].startswith("0 of ")
+    assert compiled["tkc_tma_short"].startswith("0 of ")
     assert compiled["tkc_where"].startswith("Triton 3.6.0")  # the H200's Triton
