@@ -26,6 +26,10 @@ FORM_NAMES = {"tokens": "tokens as rows", "channels": "channels as rows",
               "tma": "channels as rows, TMA"}
 
 
+SHORT_NAMES = {"tokens": "pointers: tokens", "channels": "pointers: channels",
+               "tma": "TMA: channels"}  # the same, where a table is wide
+
+
 def _form(first: str | bool) -> str:
     """A config's form; records before the TMA form wrote True/False (channels as rows)."""
     if isinstance(first, bool):
@@ -132,11 +136,11 @@ def compiled_table(folder: str | Path = PERF, tokens: int = 196, gelu: str = "ta
     (float32: bf16 autocast): registers per thread, bytes spilled per thread (stores),
     shared memory, and how often the PTX names each instruction that loads or multiplies
     tiles (loads the threads wait for, asynchronous copies, TMA copies, Hopper products);
-    static counts, not executions."""
+    static counts, not executions. The record's Triton and target are in
+    :func:`compiled_summary`'s ``tkc_where``."""
     record = _compiled_record(folder)
-    headers = ["products written", "channel block", "hidden chunk", "warps", "stages",
-               "registers", "spilled bytes", "shared KiB", "ld.global", "cp.async",
-               "TMA copies", "wgmma"]
+    headers = ["form: rows", "channels", "hidden", "warps", "stages", "registers",
+               "spilled bytes", "shared KiB", "ld.global", "cp.async", "TMA", "wgmma"]
     if record is None:
         return headers, []
     out = []
@@ -144,7 +148,7 @@ def compiled_table(folder: str | Path = PERF, tokens: int = 196, gelu: str = "ta
         if (r["tokens"], r["gelu"], r["x_dtype"]) != (tokens, gelu, x_dtype):
             continue
         form, block_c, block_h, warps, stages = r["config"]
-        shape = [FORM_NAMES[_form(form)], str(block_c), str(block_h), str(warps), str(stages)]
+        shape = [SHORT_NAMES[_form(form)], str(block_c), str(block_h), str(warps), str(stages)]
         if "error" in r:
             out.append([*shape, f"failed: {r['error']}", *["-"] * 6])
             continue
@@ -153,8 +157,7 @@ def compiled_table(folder: str | Path = PERF, tokens: int = 196, gelu: str = "ta
                     f"{r['shared_bytes'] / 1024:.0f}", str(ins["ld.global"]),
                     str(ins["cp.async.ca"] + ins["cp.async.cg"]),
                     str(ins["cp.async.bulk.tensor"]), str(ins["wgmma.mma_async"])])
-    where = f"Triton {record['triton']}, {record['arch']}"
-    return [*headers[:-1], f"{headers[-1]} ({where})"], out
+    return headers, out
 
 
 def compiled_summary(folder: str | Path = PERF) -> dict[str, str]:
