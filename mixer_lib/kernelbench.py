@@ -135,12 +135,12 @@ def compiled_table(folder: str | Path = PERF, tokens: int = 196, gelu: str = "ta
     (Mixer-B/16: 196, padded to 256), ``gelu`` and the residual stream in ``x_dtype``
     (float32: bf16 autocast): registers per thread, bytes spilled per thread (stores),
     shared memory, and how often the PTX names each instruction that loads or multiplies
-    tiles (loads the threads wait for, asynchronous copies, TMA copies, Hopper products);
-    static counts, not executions. The record's Triton and target are in
-    :func:`compiled_summary`'s ``tkc_where``."""
+    tiles (loads the threads wait for, TMA copies, Hopper products); static counts, not
+    executions. The record's Triton and target, and its Ampere-style asynchronous copies,
+    are in :func:`compiled_summary`."""
     record = _compiled_record(folder)
-    headers = ["form: rows", "channels", "hidden", "warps", "stages", "registers",
-               "spilled bytes", "shared KiB", "ld.global", "cp.async", "TMA", "wgmma"]
+    headers = ["form: rows", "tile (channels x hidden)", "warps, stages", "registers",
+               "spilled bytes", "shared KiB", "ld.global", "TMA", "wgmma"]
     if record is None:
         return headers, []
     out = []
@@ -148,14 +148,13 @@ def compiled_table(folder: str | Path = PERF, tokens: int = 196, gelu: str = "ta
         if (r["tokens"], r["gelu"], r["x_dtype"]) != (tokens, gelu, x_dtype):
             continue
         form, block_c, block_h, warps, stages = r["config"]
-        shape = [SHORT_NAMES[_form(form)], str(block_c), str(block_h), str(warps), str(stages)]
+        shape = [SHORT_NAMES[_form(form)], f"{block_c} x {block_h}", f"{warps}, {stages}"]
         if "error" in r:
-            out.append([*shape, f"failed: {r['error']}", *["-"] * 6])
+            out.append([*shape, f"failed: {r['error']}", *["-"] * 5])
             continue
         ins = r["instructions"]
         out.append([*shape, str(r["registers"]), str(r["spill_stores"]),
                     f"{r['shared_bytes'] / 1024:.0f}", str(ins["ld.global"]),
-                    str(ins["cp.async.ca"] + ins["cp.async.cg"]),
                     str(ins["cp.async.bulk.tensor"]), str(ins["wgmma.mma_async"])])
     return headers, out
 
@@ -165,12 +164,14 @@ def compiled_summary(folder: str | Path = PERF) -> dict[str, str]:
     (both token heights, GELUs and dtypes): per form, the range of spilled bytes per thread
     at 256 padded tokens (``tkc_<form>_spills``), the tile shapes that spill anywhere
     (``tkc_<form>_spilling``, "k of n"), those that spill at 64 padded tokens and the most
-    they spill there (``tkc_<form>_short``), and the Triton that compiled them
-    (``tkc_where``)."""
+    they spill there (``tkc_<form>_short``), the most Ampere-style asynchronous copies
+    (``cp.async``) any kernel of the form names (``tkc_<form>_cp_async``), and the Triton
+    that compiled them (``tkc_where``)."""
     record = _compiled_record(folder)
     out = {"tkc_where": "not measured"}
     for form in ("pointers", "tma"):
-        out |= {f"tkc_{form}_{key}": "not measured" for key in ("spills", "spilling", "short")}
+        out |= {f"tkc_{form}_{key}": "not measured"
+                for key in ("spills", "spilling", "short", "cp_async")}
     if record is None:
         return out
     out["tkc_where"] = f"Triton {record['triton']} for {record['arch']}, built on {_title(record)}"
@@ -186,6 +187,9 @@ def compiled_summary(folder: str | Path = PERF) -> dict[str, str]:
         shapes = {tuple(r["config"]) for r in cases}
         spilling = {tuple(r["config"]) for r in cases if r["spill_stores"]}
         out[f"tkc_{form}_spilling"] = f"{len(spilling)} of {len(shapes)}"
+        copies = max(r["instructions"]["cp.async.ca"] + r["instructions"]["cp.async.cg"]
+                     for r in cases)
+        out[f"tkc_{form}_cp_async"] = f"at most {copies} per kernel" if copies else "none"
         short = [r for r in cases if r["block_tokens"] == 64]
         if short:
             few = {tuple(r["config"]) for r in short if r["spill_stores"]}

@@ -80,13 +80,13 @@ def test_compiled_table_and_summary_read_the_record_of_the_gpus_triton(tmp_path)
     write(tmp_path, "benchmark-token-kernel-configs-NVIDIA-H200.json", {
         "environment": dict(ENV, triton="3.6.0"), "results": []})
     headers, rows = compiled_table(tmp_path)
-    assert headers[-2:] == ["TMA", "wgmma"]
-    assert [r[:7] for r in rows[:3]] == [
-        ["pointers: tokens", "64", "64", "8", "2", "255", "2000"],  # the record of 3.6.0
-        ["pointers: channels", "128", "64", "8", "2", "255", "900"],
-        ["TMA: channels", "128", "64", "8", "1", "255", "0"]]
-    assert rows[2][8:] == ["17", "0", "5", "20"]
-    assert rows[3][5].startswith("failed: OutOfResources") and len(rows[3]) == len(headers)
+    assert headers[-3:] == ["ld.global", "TMA", "wgmma"]
+    assert [r[:5] for r in rows[:3]] == [
+        ["pointers: tokens", "64 x 64", "8, 2", "255", "2000"],  # the record of 3.6.0
+        ["pointers: channels", "128 x 64", "8, 2", "255", "900"],
+        ["TMA: channels", "128 x 64", "8, 1", "255", "0"]]
+    assert rows[2][5:] == ["128", "17", "5", "20"]
+    assert rows[3][3].startswith("failed: OutOfResources") and len(rows[3]) == len(headers)
     summary = compiled_summary(tmp_path)
     assert summary["tkc_where"] == ("Triton 3.6.0 for sm_90a, built on cpu, 2026-11-27, "
                                     "commit ccccccc")
@@ -94,6 +94,7 @@ def test_compiled_table_and_summary_read_the_record_of_the_gpus_triton(tmp_path)
     assert summary["tkc_pointers_spilling"] == "2 of 2"
     assert summary["tkc_tma_spills"] == "0" and summary["tkc_tma_spilling"] == "0 of 1"
     assert summary["tkc_pointers_short"] == "0 of 2 shapes spill"
+    assert summary["tkc_pointers_cp_async"] == summary["tkc_tma_cp_async"] == "none"
     assert summary["tkc_tma_short"] == "not measured"  # no TMA case at 64 tokens
 
 
@@ -125,4 +126,5 @@ def test_the_committed_records_are_read():
     compiled = compiled_summary()
     assert compiled["tkc_tma_spilling"].startswith("0 of ")
     assert compiled["tkc_tma_short"].startswith("0 of ")
+    assert compiled["tkc_pointers_cp_async"] == "none"  # the claim the chapter makes
     assert compiled["tkc_where"].startswith("Triton 3.6.0")  # the H200's Triton
