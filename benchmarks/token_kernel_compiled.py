@@ -4,11 +4,11 @@ and the instructions that move and multiply the tiles, at the padded token count
 Table 1 variants at 224 px (49 -> 64 for /32, 196 -> 256 for /16, 256 for H/14), both
 GELUs, the residual stream in float32 (bf16 autocast) and in bf16 (bf16 weights).
 
-    python benchmarks/token_kernel_compiled.py            # about 4 minutes on 2 cores
+    python benchmarks/token_kernel_compiled.py            # about 5 minutes on 2 cores
     PYTHONPATH=<site-packages of another Triton> python benchmarks/token_kernel_compiled.py
                                                           # as another Triton compiles it
 
-Writes ``results/perf/benchmark-token-kernel-compiled-sm90a-triton-<version>.json``.
+Writes ``results/perf/benchmark-token-kernel-compiled-sm_90a-triton-<version>.json``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ X_DTYPES = ("fp32", "bf16")
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", default="all",
-                        help="indices into token_kernel.CONFIGS, comma-separated, or 'all'")
+                        help="'all', or indices into CONFIGS and form names, comma-separated")
     parser.add_argument("--tokens", default=",".join(map(str, TOKENS)))
     parser.add_argument("--gelu", default="tanh,exact")
     parser.add_argument("--x-dtype", default=",".join(X_DTYPES))
@@ -42,16 +42,16 @@ def main(argv: list[str] | None = None) -> dict:
     from mixer_lib.provenance import add_result, environment
     from mixer_lib.rundir import set_aside_record
 
-    configs = (list(range(len(token_kernel.CONFIGS))) if args.configs == "all"
-               else [int(i) for i in args.configs.split(",")])
-    if any(not 0 <= i < len(token_kernel.CONFIGS) for i in configs):
-        parser.error(f"--configs: indices run from 0 to {len(token_kernel.CONFIGS) - 1}")
+    try:
+        configs = token_kernel.select_configs(args.configs)
+    except ValueError as err:
+        parser.error(str(err))
     gelus = args.gelu.split(",")
     dtypes = args.x_dtype.split(",")
     if set(gelus) - {"tanh", "exact"} or set(dtypes) - set(X_DTYPES):
         parser.error(f"--gelu takes tanh,exact; --x-dtype takes {','.join(X_DTYPES)}")
     kinds = {"fp32": torch.float32, "bf16": torch.bfloat16}
-    arch = f"sm_{args.arch}a" if args.arch >= 90 else f"sm_{args.arch}"
+    arch = kernel_compile.arch_name(args.arch)
     record = {"benchmark": "token_kernel_compiled", "arch": arch,
               "triton": triton.__version__, "ptxas": kernel_compile.ptxas_version(),
               "weights_dtype": "bf16", "results": [], "environment": environment("cpu")}

@@ -69,25 +69,6 @@ def one(index: int, batch: int, variant: str, device: str, dtype: str) -> dict:
     return result
 
 
-def select(spec: str, configs: list) -> list[int]:
-    """Indices into ``configs`` named by ``spec``: ``all``, or comma-separated indices and
-    forms (``tokens``, ``channels``, ``tma``: every entry of that form), in ``configs``'
-    order, each once."""
-    if spec == "all":
-        return list(range(len(configs)))
-    chosen = set()
-    for item in spec.split(","):
-        if item.isdigit() and int(item) < len(configs):
-            chosen.add(int(item))
-        elif any(c[0] == item for c in configs):
-            chosen |= {i for i, c in enumerate(configs) if c[0] == item}
-        else:
-            forms = sorted({c[0] for c in configs})
-            raise ValueError(f"--configs: {item!r} is neither an index below {len(configs)} "
-                             f"nor a form ({', '.join(forms)})")
-    return sorted(chosen)
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=128)
@@ -113,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
     from mixer_lib.rundir import set_aside_record
 
     try:
-        chosen = select(args.configs, token_kernel.CONFIGS)
+        chosen = token_kernel.select_configs(args.configs)
     except ValueError as err:
         parser.error(str(err))
 

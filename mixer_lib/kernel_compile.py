@@ -84,9 +84,15 @@ def compile_config(config: tuple[str, int, int, int, int], tokens: int, exact_ge
                             target=GPUTarget("cuda", arch, 32),
                             options={"num_warps": warps, "num_stages": stages})
     ptx = kernel.asm["ptx"]
-    report = assemble(ptx, f"sm_{arch}a" if arch >= 90 else f"sm_{arch}")
+    report = assemble(ptx, arch_name(arch))
     return report | {"shared_bytes": kernel.metadata.shared,
                      "instructions": {name: ptx.count(name) for name in INSTRUCTIONS}}
+
+
+def arch_name(arch: int) -> str:
+    """ptxas's name for compute capability ``arch`` (90 -> ``sm_90a``, Hopper's full set
+    with ``wgmma``; 80 -> ``sm_80``)."""
+    return f"sm_{arch}a" if arch >= 90 else f"sm_{arch}"
 
 
 def assemble(ptx: str, arch: str) -> dict[str, int]:

@@ -72,9 +72,7 @@ class MixerConfig:
                 f"{self.patch_size}; use a resolution divisible by {self.patch_size} "
                 f"(e.g. {self.patch_size * (self.img_size // self.patch_size)})."
             )
-        if self.token_kernel_form not in token_kernel.FORMS:
-            raise ValueError(f"token_kernel_form must be one of {token_kernel.FORMS} ('tma' "
-                             f"needs a Hopper GPU or later), got {self.token_kernel_form!r}")
+        token_kernel.check_form(self.token_kernel_form)
         for field in ("drop_rate", "drop_path_rate"):
             value = getattr(self, field)
             if not 0.0 <= value < 1.0:

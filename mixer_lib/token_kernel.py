@@ -88,6 +88,33 @@ CONFIGS = [("tokens", 64, 64, 8, 2), ("tokens", 128, 32, 8, 2), ("channels", 128
            ("tma", 64, 32, 4, 1)]
 
 
+def check_form(form: str) -> None:
+    """Refuse a kernel form that is not one of :data:`FORMS`."""
+    if form not in FORMS:
+        raise ValueError(f"token_kernel_form must be one of {FORMS} ('tma' needs a Hopper "
+                         f"GPU or later), got {form!r}")
+
+
+def select_configs(spec: str, configs: list | None = None) -> list[int]:
+    """Indices into ``configs`` (default :data:`CONFIGS`) named by ``spec``: ``all``, or
+    comma-separated indices and forms (``tokens``, ``channels``, ``tma``: every entry of
+    that form), in ``configs``' order, each once."""
+    configs = CONFIGS if configs is None else configs
+    if spec == "all":
+        return list(range(len(configs)))
+    chosen = set()
+    for item in spec.split(","):
+        if item.isdigit() and int(item) < len(configs):
+            chosen.add(int(item))
+        elif any(c[0] == item for c in configs):
+            chosen |= {i for i, c in enumerate(configs) if c[0] == item}
+        else:
+            forms = sorted({c[0] for c in configs})
+            raise ValueError(f"--configs: {item!r} is neither an index below {len(configs)} "
+                             f"nor a form ({', '.join(forms)})")
+    return sorted(chosen)
+
+
 def configs_of(form: str) -> list[tuple[str, int, int, int, int]]:
     """The entries of :data:`CONFIGS` that ``form`` (one of :data:`FORMS`) autotunes among."""
     return [c for c in CONFIGS if (c[0] == "tma") == (form == "tma")]
@@ -369,8 +396,8 @@ def _(x, y, w1, b1, w2, b2, exact_gelu, tma=False):
 def set_fused(model: torch.nn.Module, on: bool, form: str | None = None) -> None:
     """Turn the fused kernel on or off in every block of ``model``, and where ``form`` is
     given, pick its form (one of :data:`FORMS`); a run option, no weights change."""
-    if form is not None and form not in FORMS:
-        raise ValueError(f"token kernel form must be one of {FORMS}, got {form!r}")
+    if form is not None:
+        check_form(form)
     for module in model.modules():
         if hasattr(module, "fused_token_mixing"):
             module.fused_token_mixing = on

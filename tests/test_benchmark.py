@@ -356,15 +356,16 @@ def test_token_kernel_configs_runs_every_tile_shape_in_its_own_process(tmp_path,
     assert "set TRITON_INTERPRET=1" in capsys.readouterr().err
 
 
-def test_token_kernel_configs_selects_entries_by_index_and_form():
-    script = load_script("token_kernel_configs")
+@pytest.mark.parametrize("args, message", [
+    (["--configs", "99"], "neither an index below"),
+    (["--gelu", "relu"], "--gelu takes tanh,exact"),
+    (["--x-dtype", "fp16"], "--x-dtype takes fp32,bf16")])
+def test_token_kernel_compiled_refuses_bad_selections_before_compiling(args, message, capsys):
+    script = load_script("token_kernel_compiled")
     try:
-        configs = [("tokens", 64), ("channels", 128), ("tma", 128), ("tma", 64)]
-        assert script.select("all", configs) == [0, 1, 2, 3]
-        assert script.select("tma,0", configs) == [0, 2, 3]
-        assert script.select("1,1,channels", configs) == [1]
-        for bad in ("4", "wgmma", ""):
-            with pytest.raises(ValueError, match="neither an index"):
-                script.select(bad, configs)
+        with pytest.raises(SystemExit):
+            script.main([*args, "--out", ""])
     finally:
-        sys.modules.pop("token_kernel_configs", None)
+        sys.modules.pop("token_kernel_compiled", None)
+    captured = capsys.readouterr()
+    assert message in captured.err and captured.out == ""  # nothing compiled

@@ -149,3 +149,16 @@ def test_fake_tensors_give_the_output_shape_and_dtype_without_running_the_kernel
                                                                           dtype=torch.bfloat16)
         out = token_kernel.token_mixing_residual(x, y, w1, b1, w2, b2, False)
     assert out.shape == (3, 196, 768) and out.dtype == torch.bfloat16 and out.is_contiguous()
+
+
+def test_configs_are_selected_by_index_and_form():
+    """What the kernel benchmarks' --configs takes."""
+    configs = [("tokens", 64), ("channels", 128), ("tma", 128), ("tma", 64)]
+    assert token_kernel.select_configs("all", configs) == [0, 1, 2, 3]
+    assert token_kernel.select_configs("tma,0", configs) == [0, 2, 3]
+    assert token_kernel.select_configs("1,1,channels", configs) == [1]
+    for bad in ("4", "wgmma", ""):
+        with pytest.raises(ValueError, match="neither an index"):
+            token_kernel.select_configs(bad, configs)
+    assert token_kernel.select_configs("tma") == [
+        token_kernel.CONFIGS.index(c) for c in token_kernel.configs_of("tma")]
