@@ -43,11 +43,14 @@ def argv(data: Path, out: Path) -> list[str]:
 
 
 def logged_step(out: Path) -> int:
-    path = out / "metrics.jsonl"
-    if not path.exists():
+    # Read while the run may be replacing the file (a resume truncates it by rename) or
+    # removing it (a resume with no checkpoint to continue from starts its metrics afresh).
+    try:
+        text = (out / "metrics.jsonl").read_text()
+    except FileNotFoundError:
         return 0
     steps = []
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         try:
             steps.append(json.loads(line)["step"])
         except (json.JSONDecodeError, KeyError):
