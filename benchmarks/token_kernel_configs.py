@@ -47,7 +47,7 @@ def one(index: int, batch: int, variant: str, device: str, dtype: str) -> dict:
     w1, b1 = rand(ds, s, scale=s ** -0.5), rand(ds, scale=0.1)
     w2, b2 = rand(s, ds, scale=ds ** -0.5), rand(s, scale=0.1)
     config = token_kernel.CONFIGS[index]
-    if config[0] == "tma" and not token_kernel.tma_possible(x, y, w1, w2):
+    if config[0] == "tma" and not token_kernel.tma_possible(x, y, w2):
         raise SystemExit(f"the TMA form cannot run on {device} with these shapes (it needs "
                          "compute capability 9.0+ and rows of 16-byte multiples)")
     out = torch.empty_like(x)

@@ -286,15 +286,18 @@ def main(argv: list[str] | None = None) -> dict:
               f"({case['forward_tflops']:6.1f} TFLOP/s), forward+backward {both}, max |diff| "
               f"{case['max_abs_diff_from_left']:.2e}", flush=True)
 
+    def check(spec: str, name: str, kind: torch.dtype, form: str = "pointers") -> None:
+        case = check_case(spec, device, kind, form=form)
+        record["check"][f"{spec} {name}"] = case
+        write_json(out, record)
+        print(f"  check {spec:22s} {name}: " + ", ".join(
+            f"{k} {v:.3g}" for k, v in case.items()), flush=True)
+
     if fused:  # first: the kernel must agree with the reference before it is timed
         record["check"] = {}
         for spec in CHECKED:
             for name, kind in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
-                case = check_case(spec, device, kind)
-                record["check"][f"{spec} {name}"] = case
-                write_json(out, record)
-                print(f"  check {spec:22s} {name}: " + ", ".join(
-                    f"{k} {v:.3g}" for k, v in case.items()), flush=True)
+                check(spec, name, kind)
     for name, form in forms.items():
         mlp(name, form)
     models = {"model's own": (None, fused), **({"model's own, unfused": (None, False)}
@@ -307,13 +310,9 @@ def main(argv: list[str] | None = None) -> dict:
         write_json(out, record)
         print(f"  {args.variant} with {name:16s} inference {case['infer_img_s']:9.1f} "
               f"img/s, training {case['train_img_s']:9.1f} img/s", flush=True)
-    tma = fused and torch.cuda.get_device_capability(device)[0] >= 9
-    for spec in CHECKED_TMA if tma else ():  # after the timings: the newer form, bf16
-        case = check_case(spec, device, torch.bfloat16, form="tma")
-        record["check"][f"{spec} bf16 tma"] = case
-        write_json(out, record)
-        print(f"  check {spec:22s} bf16, TMA form: " + ", ".join(
-            f"{k} {v:.3g}" for k, v in case.items()), flush=True)
+    if fused and token_kernel.tma_device(device):  # after the timings: the newer form, bf16
+        for spec in CHECKED_TMA:
+            check(spec, "bf16 tma", torch.bfloat16, form="tma")
     if args.max_autotune and not args.no_compile:  # last: it may take minutes
         mlp("compiled-max-autotune", torch.compile(left, mode="max-autotune-no-cudagraphs"))
     print(f"record: {out}")

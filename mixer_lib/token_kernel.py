@@ -177,8 +177,8 @@ def form_used(block: torch.nn.Module, x: torch.Tensor) -> str | None:
         return None
     if block.token_kernel_form != "tma":
         return "pointers"
-    x, y, w1, _, w2, _ = (t.contiguous() for t in _operands(block, x))
-    return "tma" if tma_possible(x, y, w1, w2) else "pointers"
+    x, y, _, _, w2, _ = (t.contiguous() for t in _operands(block, x))
+    return "tma" if tma_possible(x, y, w2) else "pointers"
 
 
 if triton is not None:
@@ -294,14 +294,21 @@ def _block_tokens(tokens: int) -> int:
     return max(16, 1 << math.ceil(math.log2(tokens)))
 
 
-def tma_possible(x: torch.Tensor, y: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor) -> bool:
-    """Whether the ``"tma"`` form can run on these (contiguous) tensors: Triton with tensor
-    descriptors, a GPU of compute capability 9.0 or later (or the interpreter), rows of
-    ``x``, ``y`` (C) and of the weights (D_S) whole multiples of 16 bytes, and ``x``, ``y``
-    and ``w2`` starting at 16-byte boundaries (TMA's rules)."""
+def tma_device(device: torch.device) -> bool:
+    """Whether the ``"tma"`` form can run on ``device``: Triton with tensor descriptors and a
+    GPU of compute capability 9.0 or later (any device under the interpreter)."""
     if triton is None or TensorDescriptor is None:
         return False
-    if not INTERPRETED and (not x.is_cuda or torch.cuda.get_device_capability(x.device)[0] < 9):
+    return INTERPRETED or (device.type == "cuda"
+                           and torch.cuda.get_device_capability(device)[0] >= 9)
+
+
+def tma_possible(x: torch.Tensor, y: torch.Tensor, w2: torch.Tensor) -> bool:
+    """Whether the ``"tma"`` form can run on these (contiguous) tensors: :func:`tma_device`,
+    rows of ``x``, ``y`` (C) and ``w2`` (D_S) whole multiples of 16 bytes, and their starts
+    at 16-byte boundaries (TMA's rules). ``W1`` needs no check: the op copies it transposed
+    into a new tensor, whose rows have ``w2``'s width and dtype."""
+    if not tma_device(x.device):
         return False
     rows = all(t.shape[-1] * t.element_size() % 16 == 0 for t in (x, y, w2))
     return rows and all(t.data_ptr() % 16 == 0 for t in (x, y, w2))
@@ -371,7 +378,7 @@ def token_mixing_residual(x: torch.Tensor, y: torch.Tensor, w1: torch.Tensor,
     x, y, w1, b1, w2, b2 = (t.contiguous() for t in (x, y, w1, b1, w2, b2))
     bsz, s, c = x.shape
     out = torch.empty_like(x, dtype=torch.promote_types(x.dtype, w1.dtype))
-    form = "tma" if tma and tma_possible(x, y, w1, w2) else "pointers"
+    form = "tma" if tma and tma_possible(x, y, w2) else "pointers"
     if INTERPRETED:  # Triton's CPU interpreter: the form's first tile shape, no timing
         return run_config(x, y, w1, b1, w2, b2, exact_gelu, configs_of(form)[0], out)
     grid = lambda meta: (triton.cdiv(c, meta["BLOCK_C"]), bsz)  # noqa: E731

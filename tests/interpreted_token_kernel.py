@@ -32,7 +32,7 @@ def kernel_vs_float64() -> dict:
         b1 = (0.1 * torch.randn(ds, generator=gen)).to(half)
         w2 = (torch.randn(s, ds, generator=gen) / ds ** 0.5).to(half)
         b2 = (0.1 * torch.randn(s, generator=gen)).to(half)
-        tma = token_kernel.tma_possible(x, y, w1, w2)
+        tma = token_kernel.tma_possible(x, y, w2)
         for exact in (False, True):
             pre = torch.einsum("hs,bsc->bhc", w1.double(), y.to(half).double()) \
                 + b1.double()[:, None]
@@ -60,17 +60,15 @@ def kernel_vs_float64() -> dict:
 def tma_rules() -> dict:
     """Where the "tma" form can run: rows of 16-byte multiples, 16-byte aligned starts."""
     x = torch.zeros(2, 196, 72, dtype=torch.float16)
-    w1, w2 = torch.zeros(48, 196, dtype=torch.float16), torch.zeros(196, 48, dtype=torch.float16)
+    w2 = torch.zeros(196, 48, dtype=torch.float16)
     y = torch.zeros(2, 196, 72)
     shifted = torch.zeros(2 * 196 * 72 + 1, dtype=torch.float16)[1:].view(2, 196, 72)
-    return {"aligned": token_kernel.tma_possible(x, y, w1, w2),
+    return {"aligned": token_kernel.tma_possible(x, y, w2),
             "channels of 130 fp16 (260-byte rows)": token_kernel.tma_possible(
-                torch.zeros(2, 196, 130, dtype=torch.float16), torch.zeros(2, 196, 130), w1,
-                w2),
+                torch.zeros(2, 196, 130, dtype=torch.float16), torch.zeros(2, 196, 130), w2),
             "hidden of 33 (66-byte weight rows)": token_kernel.tma_possible(
-                x, y, torch.zeros(33, 196, dtype=torch.float16),
-                torch.zeros(196, 33, dtype=torch.float16)),
-            "x starting 2 bytes off": token_kernel.tma_possible(shifted, y, w1, w2)}
+                x, y, torch.zeros(196, 33, dtype=torch.float16)),
+            "x starting 2 bytes off": token_kernel.tma_possible(shifted, y, w2)}
 
 
 def in_models() -> dict:
