@@ -102,16 +102,19 @@ PRESETS = {
                               train_micro=128, img_size=224, dtypes=["bf16", "bf16w"],
                               modes=["eager"], repeats=8, warmup=3, compile_models=[],
                               out="results/perf"),
-    # The fused token-mixing kernel's two forms in the whole model (mixer_lib.token_kernel:
-    # "pointers", the default, against "tma", Hopper's tensor-memory copies), inference
-    # only (the kernel has no backward), eager, bf16 autocast and bf16 weights, with ViT-B/16
-    # in the same run. A preset of its own: a fault in the newer form loses only this record.
+    # The fused inference paths in the whole model, each against the model without it:
+    # the token-mixing kernel's two forms (mixer_lib.token_kernel: "pointers", the default,
+    # against "tma", Hopper's tensor-memory copies) and the channel MLP's dense layer without
+    # its GELU epilogue (mixer_lib.dense_gelu); inference only (neither has a backward),
+    # eager, bf16 autocast and bf16 weights, batch 128, with ViT-B/16 in the same run. A
+    # preset of its own: a fault in the newer kernel form loses only this record.
     # scripts/perf-on-gpu.sh runs it before perf-gpu.
-    "perf-gpu-tma": dict(models=["Mixer-B/16", "Mixer-B/16@token_kernel_form=tma",
-                                 "timm:vit_base_patch16_224"], batch=128, batches=[128, 512],
-                         img_size=224, dtypes=["bf16", "bf16w"], modes=["eager"], repeats=8,
-                         warmup=3, compile_models=[], inference_only=True,
-                         out="results/perf"),
+    "perf-gpu-forms": dict(models=["Mixer-B/16", "Mixer-B/16@token_kernel_form=tma",
+                                   "Mixer-B/16@fused_dense_gelu=false",
+                                   "timm:vit_base_patch16_224"], batch=128,
+                           img_size=224, dtypes=["bf16", "bf16w"], modes=["eager"],
+                           repeats=8, warmup=3, compile_models=[], inference_only=True,
+                           out="results/perf"),
     # the same comparison on a CPU, float32, at a batch a CPU trains in seconds
     "perf-cpu": dict(models=["Mixer-B/16", "legacy:Mixer-B/16", "timm:mixer_b16_224",
                              "timm:vit_base_patch16_224"], batch=8, img_size=224,
@@ -177,7 +180,9 @@ def legacy(model: torch.nn.Module) -> torch.nn.Module:
     from einops import rearrange
 
     def forward_features(x):
-        x = rearrange(model.stem(x), "b c h w -> b (h w) c")  # a view: strides (C*S, 1, C)
+        # the stem as the convolution it then was; its output's tokens a view with strides
+        # (C*S, 1, C)
+        x = rearrange(torch.nn.Conv2d.forward(model.stem, x), "b c h w -> b (h w) c")
         for block in model.blocks:
             x = block(x)
         return model.norm(x)
@@ -201,7 +206,8 @@ def build(name: str, img_size: int) -> torch.nn.Module:
     if name.startswith("legacy:"):  # its token mixing by hand: never the fused kernel
         base = name[7:]
         sep = "," if "@" in base else "@"
-        return legacy(build(f"{base}{sep}fused_token_mixing=false", img_size))
+        return legacy(build(f"{base}{sep}fused_token_mixing=false,fused_dense_gelu=false",
+                            img_size))
     if name.startswith("timm:"):
         import timm
 

@@ -3,8 +3,9 @@
 Written to match the official Flax code (``vit_jax/models_mixer.py``) rather than common
 PyTorch habits:
 
-* the stem is one strided convolution (kernel = stride = patch size), "per-patch fully
-  connected" in the paper's words;
+* the stem is the official strided convolution's parameters (kernel = stride = patch size),
+  computed as the paper describes it, "per-patch fully connected": one matrix product over
+  the flattened patches (:class:`PatchStem`);
 * every block is pre-norm: ``x + TokenMLP(LN(x))^T`` then ``x + ChannelMLP(LN(x))`` (Eq. 1);
 * LayerNorm epsilon is 1e-6 (Flax's default, PyTorch's is 1e-5);
 * GELU uses the tanh approximation (``flax.linen.gelu`` default); ``gelu="exact"`` gives the
@@ -12,9 +13,11 @@ PyTorch habits:
 * the head is zero-initialised, other Dense/Conv kernels use Flax's ``lecun_normal``
   (truncated normal, variance 1/fan_in) and zero biases.
 
-At inference on a GPU in bf16 or fp16, each block's token-mixing half runs as one Triton
-kernel (:mod:`mixer_lib.token_kernel`): the same function as :class:`TokenMixingMlp`, which
-the tests compare it with, without storing the hidden activations.
+At inference on a GPU, two fused paths compute the same function as the layers the tests
+compare them with: in bf16 or fp16 each block's token-mixing half runs as one Triton kernel
+(:mod:`mixer_lib.token_kernel`, against :class:`TokenMixingMlp`), without storing the hidden
+activations; and the channel MLP's first dense layer takes its bias and tanh GELU in one
+cuBLASLt call (:mod:`mixer_lib.dense_gelu`, against ``fc1`` then GELU).
 
 Shapes: images ``(B, 3, H, W)`` -> patches ``(B, S, C)`` with ``S = (H/P)(W/P)`` tokens of
 ``C`` channels -> logits ``(B, num_classes)``.
@@ -27,17 +30,22 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
+from einops import rearrange
 from einops.layers.torch import Reduce
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from mixer_lib import token_kernel
+from mixer_lib import dense_gelu, token_kernel
 
 GeluKind = Literal["tanh", "exact"]
-# How the model computes (recorded with every run): the residual stream as a contiguous
-# (B, S, C) tensor, token mixing by TokenDense, and at inference on a GPU each block's token
-# mixing in one kernel (mixer_lib.token_kernel). Earlier forms: mixer_lib.throughputs.
-MODEL_FORM = "bsc-token-kernel"
+# How the model computes (recorded with every run): the stem as one product over the flattened
+# patches, the residual stream as a contiguous (B, S, C) tensor, token mixing by TokenDense;
+# at inference the LayerNorms in autocast's compute dtype, and on a GPU each block's token
+# mixing in one kernel (mixer_lib.token_kernel) and the channel MLP's first dense layer with
+# its bias and GELU in one cuBLASLt call (mixer_lib.dense_gelu). Earlier forms:
+# mixer_lib.throughputs.
+MODEL_FORM = "gemm-stem-dense-gelu"
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,9 @@ class MixerConfig:
     fused_token_mixing: bool = True
     # that kernel's form: "pointers" (any GPU) or "tma" (sm_90+, not yet timed on a GPU)
     token_kernel_form: str = "pointers"
+    # inference on a GPU: the channel MLP's first dense layer, bias and tanh GELU in one
+    # cuBLASLt call (mixer_lib.dense_gelu); otherwise fc1 then GELU
+    fused_dense_gelu: bool = True
 
     def __post_init__(self) -> None:
         if self.gelu not in ("tanh", "exact"):
@@ -138,6 +149,29 @@ def lecun_normal_(tensor: torch.Tensor, fan_in: int) -> torch.Tensor:
     return nn.init.trunc_normal_(tensor, std=std, a=-2 * std, b=2 * std)
 
 
+class LayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm`` over the last axis that keeps autocast's compute dtype at inference.
+
+    Autocast runs LayerNorm in float32: it casts a bf16 stream up (a copy), normalises, and
+    hands float32 on, which the next product casts down again (another copy). Under autocast
+    to bf16 or fp16, with the stream already in that dtype and no gradient wanted, this
+    normalises the stream in its own dtype instead (the kernel accumulates the statistics in
+    float32 and rounds once, at the output; the scale and bias are rounded to the dtype), the
+    dtype the next product reads anyway. Otherwise, training included, it is ``nn.LayerNorm``
+    under autocast's rules. ``(..., C) -> (..., C)``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = token_kernel.autocast_dtype(x)
+        if dtype not in (torch.bfloat16, torch.float16) or x.dtype != dtype or (
+                torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad
+                                             or self.bias.requires_grad)):
+            return super().forward(x)
+        with torch.autocast(x.device.type, enabled=False):
+            return F.layer_norm(x, self.normalized_shape, self.weight.to(dtype),
+                                self.bias.to(dtype), self.eps)
+
+
 class DropPath(nn.Module):
     """Stochastic depth: drop a whole residual branch per sample (Huang et al., 2016)."""
 
@@ -162,16 +196,22 @@ class MlpBlock(nn.Module):
     ``(..., dim) -> (..., dim)`` with hidden width ``mlp_dim``.
     """
 
-    def __init__(self, dim: int, mlp_dim: int, gelu: GeluKind = "tanh", drop: float = 0.0):
+    def __init__(self, dim: int, mlp_dim: int, gelu: GeluKind = "tanh", drop: float = 0.0,
+                 fused_dense_gelu: bool = False):
         super().__init__()
         self.fc1 = nn.Linear(dim, mlp_dim)
         self.act = nn.GELU(approximate="tanh" if gelu == "tanh" else "none")
         self.drop1 = nn.Dropout(drop)
         self.fc2 = nn.Linear(mlp_dim, dim)
         self.drop2 = nn.Dropout(drop)
+        self.fused_dense_gelu = fused_dense_gelu  # where it applies (mixer_lib.dense_gelu)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
+        if dense_gelu.applies(self, x):  # inference on a GPU: one cuBLASLt call, same function
+            h = dense_gelu.dense_gelu(self.fc1, x)
+        else:
+            h = self.act(self.fc1(x))
+        return self.drop2(self.fc2(self.drop1(h)))
 
 
 class TokenDense(torch.autograd.Function):
@@ -222,12 +262,26 @@ class TokenMixingMlp(MlpBlock):
         return self.drop2(TokenDense.apply(h, w2, b2))
 
 
-class ToTokens(nn.Module):
-    """The stem's ``(B, C, H/P, W/P)`` feature map as a contiguous ``(B, S, C)`` token matrix
-    (row-major patch order, as the official code's reshape)."""
+class PatchStem(nn.Conv2d):
+    """The per-patch fully connected layer (paper Sec. 2): images ``(B, in_chans, H, W)`` ->
+    tokens ``(B, S, C)``, contiguous, patches in row-major order (the official reshape's).
+
+    Its parameters are the official stem's, a convolution with kernel = stride = P (``weight
+    (C, in_chans, P, P)``, ``bias (C,)``; checkpoints load into it as into ``nn.Conv2d``). It
+    computes as the paper describes it: the patches rearranged into a ``(B, S, in_chans·P·P)``
+    matrix, in the kernel's ``(c, p, q)`` order, times the kernel as a ``(C, in_chans·P·P)``
+    matrix. The same function as the convolution; on an H200 in bf16, cuDNN ran that
+    convolution (3 input channels) at about 33 TFLOP/s, 0.9 ms of a 13 ms Mixer-B/16 batch of
+    128 (``results/perf/benchmark-perf-gpu-NVIDIA-H200.json``), where products of this size
+    run at over 500. Under autocast the images are cast before they are rearranged.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.permute(0, 2, 3, 1).flatten(1, 2).contiguous()
+        p, q = self.kernel_size
+        dtype = token_kernel.autocast_dtype(x)
+        patches = rearrange(x if dtype is None else x.to(dtype),
+                            "b c (h p) (w q) -> b (h w) (c p q)", p=p, q=q)
+        return F.linear(patches, self.weight.flatten(1), self.bias)
 
 
 class MixerBlock(nn.Module):
@@ -239,12 +293,12 @@ class MixerBlock(nn.Module):
 
     def __init__(self, cfg: MixerConfig, drop_path: float = 0.0) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(cfg.hidden_dim, eps=1e-6)
+        self.norm1 = LayerNorm(cfg.hidden_dim, eps=1e-6)
         self.mlp_tokens = TokenMixingMlp(cfg.num_patches, cfg.tokens_mlp_dim, cfg.gelu,
                                          cfg.drop_rate)
-        self.norm2 = nn.LayerNorm(cfg.hidden_dim, eps=1e-6)
+        self.norm2 = LayerNorm(cfg.hidden_dim, eps=1e-6)
         self.mlp_channels = MlpBlock(cfg.hidden_dim, cfg.channels_mlp_dim, cfg.gelu,
-                                     cfg.drop_rate)
+                                     cfg.drop_rate, cfg.fused_dense_gelu)
         self.drop_path = DropPath(drop_path)
         self.fused_token_mixing = cfg.fused_token_mixing
         self.token_kernel_form = cfg.token_kernel_form
@@ -267,13 +321,13 @@ class MlpMixer(nn.Module):
     def __init__(self, cfg: MixerConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        # Per-patch fully connected layer == strided convolution (Flax name: "stem").
-        self.stem = nn.Conv2d(cfg.in_chans, cfg.hidden_dim, cfg.patch_size, cfg.patch_size)
-        self.to_tokens = ToTokens()  # a contiguous (B, S, C) residual stream from here on
+        # Per-patch fully connected layer (Flax: a strided convolution named "stem"), giving a
+        # contiguous (B, S, C) residual stream from here on.
+        self.stem = PatchStem(cfg.in_chans, cfg.hidden_dim, cfg.patch_size, cfg.patch_size)
         dpr = [cfg.drop_path_rate * i / max(cfg.num_blocks - 1, 1)
                for i in range(cfg.num_blocks)]
         self.blocks = nn.ModuleList(MixerBlock(cfg, p) for p in dpr)
-        self.norm = nn.LayerNorm(cfg.hidden_dim, eps=1e-6)  # "pre_head_layer_norm"
+        self.norm = LayerNorm(cfg.hidden_dim, eps=1e-6)  # "pre_head_layer_norm"
         self.pool = Reduce("b s c -> b c", "mean")  # global average pooling over tokens
         self.head_drop = nn.Dropout(cfg.drop_rate)
         self.head = nn.Linear(cfg.hidden_dim, cfg.num_classes) if cfg.num_classes else None
@@ -322,8 +376,7 @@ class MlpMixer(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W) -> (B, S, C)`` tokens after the final LayerNorm."""
         self.check_input(x)
-        # channels-last input: the stem's output is then already laid out as (B, H, W, C)
-        x = self.to_tokens(self.stem(x.contiguous(memory_format=torch.channels_last)))
+        x = self.stem(x)
         for block in self.blocks:
             if self.cfg.grad_checkpointing and self.training and torch.is_grad_enabled():
                 x = checkpoint(block, x, use_reentrant=False)

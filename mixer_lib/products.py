@@ -41,13 +41,21 @@ def _title(record: dict) -> str:
             f"{str(env.get('git_commit'))[:7]}")
 
 
+PATCH = 3 * 16 * 16  # a flattened 16 px RGB patch, the width of our stem's product
+
+
 def part(group: dict, tokens: int) -> str:
-    """Which part of a model a replayed product belongs to: the stem, attention, token
-    mixing (a Mixer product with the token count as one of its sizes), the head (1000
-    classes), or the dense layers (channel MLPs, ViT's projections and MLPs)."""
+    """Which part of a model a replayed product belongs to: the stem (a strided convolution,
+    or our product of the ``(B·S, 3·16·16)`` patches with the kernel, whose only sizes are
+    those two and C = 768 = 3·16·16 for B/16), attention, token mixing (a Mixer product with
+    the token count as one of its sizes), the head (1000 classes), or the dense layers
+    (channel MLPs, ViT's projections and MLPs)."""
     sizes = {n for shape in group["shapes"] for n in shape}
     if group["op"].startswith("convolution"):
         return "stem (convolution)"
+    rows = sizes - {PATCH}
+    if len(rows) == 1 and next(iter(rows)) % tokens == 0 and PATCH in sizes:
+        return "stem (product)"
     if "attention" in group["op"]:
         return "attention (fused kernel)"
     if tokens in sizes:
@@ -57,14 +65,25 @@ def part(group: dict, tokens: int) -> str:
     return "dense layers"
 
 
+def stem_convolution_flops(group: dict) -> float:
+    """FLOPs of one call of a stem's convolution (kernel = stride, the only convolution the
+    records hold): ``2·B·H·W·C_out·C_in`` from its input ``(B, C_in, H, W)`` and kernel
+    ``(C_out, C_in, P, P)`` shapes."""
+    (b, c_in, h, w), (c_out, *_) = group["shapes"][:2]
+    return 2.0 * b * h * w * c_out * c_in
+
+
 def _parts(row: dict, tokens: int) -> dict[str, dict[str, float]]:
-    """Per part of one model's inference call: seconds (all its calls), FLOPs (mm family)."""
+    """Per part of one model's inference call: seconds (all its calls), FLOPs (mm family
+    and the stem's convolution)."""
     out: dict[str, dict[str, float]] = {}
     for g in row.get("infer_matmul_groups") or []:
         p = out.setdefault(part(g, tokens), {"seconds": 0.0, "flops": 0.0})
         p["seconds"] += g["seconds"] * g["calls"]
         if g.get("tflops"):
             p["flops"] += g["tflops"] * 1e12 * g["seconds"] * g["calls"]
+        elif g["op"] == "convolution":
+            p["flops"] += stem_convolution_flops(g) * g["calls"]
     return out
 
 
@@ -114,10 +133,13 @@ def products_summary(folder: str | Path = PERF, dtype: str = "bf16") -> dict[str
     ``pr_token_flops``), their and the
     dense layers' TFLOP/s (``pr_token_tflops``, ``pr_dense_tflops``), the products alone as a
     share of the matmul peak measured in the same run (``pr_products_mfu``), and the
-    token-mixing products with aligned rows (``pr_aligned``). "not measured" without one."""
+    token-mixing products with aligned rows (``pr_aligned``), and our stem: milliseconds,
+    TFLOP/s and share of the products' time (``pr_stem``), and the milliseconds its FLOPs
+    would take at the dense layers' rate (``pr_stem_at_dense``, an estimate). "not measured"
+    without one."""
     keys = ("pr_where", "pr_ours_ms", "pr_vit_ms", "pr_ratio", "pr_token_time",
             "pr_token_flops", "pr_token_tflops", "pr_dense_tflops", "pr_products_mfu",
-            "pr_aligned")
+            "pr_aligned", "pr_stem", "pr_stem_at_dense")
     record = _latest(folder, "benchmark-perf-gpu-products-*.json")
     rows = _rows(record, dtype) if record else {}
     row = next((rows[name] for name in (UNFUSED, OURS) if name in rows), None)
@@ -129,6 +151,7 @@ def products_summary(folder: str | Path = PERF, dtype: str = "bf16") -> dict[str
     ours_s, vit_s = row["infer_matmul_s"], rows[VIT]["infer_matmul_s"]
     ours_flops = sum(p["flops"] for p in ours.values())
     token, dense = ours["token mixing"], ours["dense layers"]
+    stem = next((ours[k] for k in ours if k.startswith("stem")), None)
     groups = [g for g in row["infer_matmul_groups"] if part(g, tokens) == "token mixing"]
     peak = (record.get("matmul_peak_tflops_by_dtype") or {}).get(dtype) \
         or record.get("matmul_peak_tflops")
@@ -142,7 +165,12 @@ def products_summary(folder: str | Path = PERF, dtype: str = "bf16") -> dict[str
         " and ".join(f"{g['tflops']:.0f}" for g in groups if g.get("tflops")),
         f"{dense['flops'] / dense['seconds'] / 1e12:.0f}",
         f"{100 * products_tflops / peak:.0f} %" if peak else "not measured",
-        "; ".join(aligned) or "no unaligned rows"), strict=True))
+        "; ".join(aligned) or "no unaligned rows",
+        f"{1e3 * stem['seconds']:.2f} ms at {stem['flops'] / stem['seconds'] / 1e12:.0f} "
+        f"TFLOP/s, {100 * stem['seconds'] / parts_s:.0f} % of the products' time"
+        if stem and stem["flops"] else "not measured",
+        f"{1e3 * stem['flops'] * dense['seconds'] / dense['flops']:.2f} ms"
+        if stem and stem["flops"] else "not measured"), strict=True))
 
 
 def token_forms_table(folder: str | Path = PERF) -> tuple[list[str], list[list[str]]]:

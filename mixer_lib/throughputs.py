@@ -32,6 +32,12 @@ MODEL_FORMS = {
                         "token mixing, its residual add included, in one Triton kernel "
                         "(mixer_lib.token_kernel: the hidden activations never stored), "
                         "from 342217d",
+    "gemm-stem-dense-gelu": "the same, with the stem as one product over the flattened "
+                            "patches instead of a strided convolution (on every device); at "
+                            "inference the LayerNorms in autocast's compute dtype instead of "
+                            "float32, and on a GPU the channel MLP's first dense layer, its "
+                            "bias and tanh GELU in one cuBLASLt call (mixer_lib.dense_gelu), "
+                            "from COMMIT",
 }
 
 REPO = Path(__file__).resolve().parents[1]

@@ -159,7 +159,9 @@ def _operands(block: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, ..
     dtype = kernel_dtype(x, mlp.fc1.weight)
     w1, b1, w2, b2 = (t.to(dtype) for t in (mlp.fc1.weight, mlp.fc1.bias, mlp.fc2.weight,
                                            mlp.fc2.bias))
-    y = block.norm1(x)  # float32 under autocast: the kernel rounds it as it loads
+    # in the compute dtype (model.LayerNorm at inference); were it float32 (a plain
+    # nn.LayerNorm under autocast), the kernel would round it as it loads
+    y = block.norm1(x)
     return x, y, w1, b1, w2, b2
 
 

@@ -12,13 +12,16 @@
 #    shapes, each in its own process (benchmarks/token_kernel_configs.py; by default the
 #    pointer form's fastest shape on the H200, entry 2, and every shape of the TMA form),
 #    checked against float32 and timed (results/perf/benchmark-token-kernel-configs-*.json).
-# 1. (at most 70 s) The kernel against the reference in whole models (S/32, B/16 tanh and
-#    exact GELU, H/14; bf16 and fp16; then S/32, B/16 and H/14 in the TMA form, bf16),
-#    then Mixer-B/16's token-mixing MLP in each form, alone and in the model
-#    (benchmarks/token_mixing.py --no-compile; results/perf/benchmark-token-mixing-*.json).
-# 2. (at most 80 s) The kernel's two forms in the whole model: ours with "pointers" and
-#    with "tma" against ViT-B/16, inference, eager, bf16 autocast and bf16 weights, batch
-#    128 and 512 (preset perf-gpu-tma).
+# 1. (at most 70 s) The channel MLP's dense layer with its GELU in one cuBLASLt call against
+#    the tanh and the exact GELU (float32), the kernel against the reference in whole
+#    models (S/32, B/16 tanh and exact GELU, H/14; bf16 and fp16; then S/32, B/16 and H/14
+#    in the TMA form, bf16), then Mixer-B/16's token-mixing MLP in each form, alone and in
+#    the model (benchmarks/token_mixing.py --no-compile;
+#    results/perf/benchmark-token-mixing-*.json).
+# 2. (at most 80 s) The fused inference paths in the whole model, each against ours without
+#    it: the kernel's two forms ("pointers", "tma") and the dense layer with its GELU
+#    epilogue off, with ViT-B/16, inference, eager, bf16 autocast and bf16 weights, batch
+#    128 (preset perf-gpu-forms).
 # 3. (at most 170 s) Our Mixer-B/16 (eager and compiled; and eager without the fused
 #    token-mixing kernel), its earlier form (legacy, commit
 #    c090817), timm's mixer_b16_224 and vit_base_patch16_224 (fused attention): inference and
@@ -41,10 +44,10 @@
 # call and of a training step replayed alone, and with aligned rows where an input's are not.
 #
 # PERF_STAGES (default "configs token perf input") picks the stages (perf: 2 and 3);
-# PERF_PRESETS (default "perf-gpu-tma perf-gpu") the presets of perf; CONFIGS_ARGS (default
+# PERF_PRESETS (default "perf-gpu-forms perf-gpu") the presets of perf; CONFIGS_ARGS (default
 # "--configs 2,tma") replaces the arguments of 0; TOKEN_ARGS, PERF_ARGS and INPUT_ARGS are
 # added to the commands (tests run the script on a CPU with them); CONFIGS_LIMIT,
-# TOKEN_LIMIT, TMA_LIMIT, PERF_LIMIT, PRODUCTS_LIMIT and INPUT_LIMIT change the limits.
+# TOKEN_LIMIT, FORMS_LIMIT, PERF_LIMIT, PRODUCTS_LIMIT and INPUT_LIMIT change the limits.
 source "$(dirname "$0")/lib/on-gpu.sh"
 if [ -z "${MIXER_DATA_ROOT:-}" ]; then
     MIXER_DATA_ROOT=shared/data
@@ -68,10 +71,10 @@ if [[ $stages == *" token "* ]]; then
     keep $?
 fi
 [[ $stages == *" perf "* ]] || PERF_PRESETS=none
-for preset in ${PERF_PRESETS:-perf-gpu-tma perf-gpu}; do
+for preset in ${PERF_PRESETS:-perf-gpu-forms perf-gpu}; do
     [ "$preset" = none ] && continue
     case $preset in
-        perf-gpu-tma) limit=${TMA_LIMIT:-80} ;;
+        perf-gpu-forms) limit=${FORMS_LIMIT:-80} ;;
         perf-gpu-products) limit=${PRODUCTS_LIMIT:-80} ;;
         *) limit=${PERF_LIMIT:-170} ;;
     esac

@@ -254,17 +254,17 @@ def test_perf_on_gpu_script_runs_whole_on_the_cpu(cifar_root, tmp_path):
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     assert {p.name for p in out.iterdir()} == {
         "benchmark-token-kernel-configs-cpu.json", "benchmark-token-mixing-cpu.json",
-        "benchmark-perf-gpu-tma-cpu.json", "benchmark-perf-gpu-cpu.json",
+        "benchmark-perf-gpu-forms-cpu.json", "benchmark-perf-gpu-cpu.json",
         "benchmark-input-cpu.json", "token-kernel-configs.log", "token-mixing.log",
-        "perf-gpu-tma.log", "perf-gpu.log", "input-on-gpu.log"}
+        "perf-gpu-forms.log", "perf-gpu.log", "input-on-gpu.log"}
     configs = json.loads((out / "benchmark-token-kernel-configs-cpu.json").read_text())
     assert [r["config"] for r in configs["results"]] == [["channels", 128, 64, 8, 2]]
     perf = json.loads((out / "benchmark-perf-gpu-cpu.json").read_text())
     assert perf["complete"] and {r["model"] for r in perf["rows"]} == {
         "Mixer-S/32", "legacy:Mixer-S/32"}
-    tma = json.loads((out / "benchmark-perf-gpu-tma-cpu.json").read_text())
-    assert tma["preset"] == "perf-gpu-tma" and all(r["train_img_s"] is None
-                                                  for r in tma["rows"])
+    forms = json.loads((out / "benchmark-perf-gpu-forms-cpu.json").read_text())
+    assert forms["preset"] == "perf-gpu-forms" and all(r["train_img_s"] is None
+                                                    for r in forms["rows"])
     record = json.loads((out / "benchmark-input-cpu.json").read_text())
     assert set(record["loop"]) == {"cpu", "device"} and set(record["loop_cpu_by_workers"]) == {
         "0"}
@@ -275,9 +275,9 @@ def test_perf_on_gpu_script_runs_whole_on_the_cpu(cifar_root, tmp_path):
     cut.mkdir()
     done = subprocess.run(["bash", script], capture_output=True, text=True, timeout=120,
                           env={**env, "OUT": str(cut), "CONFIGS_LIMIT": "1", "TOKEN_LIMIT": "1",
-                               "TMA_LIMIT": "1", "PERF_LIMIT": "1", "INPUT_LIMIT": "1"})
+                               "FORMS_LIMIT": "1", "PERF_LIMIT": "1", "INPUT_LIMIT": "1"})
     assert done.returncode == 124  # timeout's status: the first limit reached
-    assert {"token-kernel-configs.log", "token-mixing.log", "perf-gpu-tma.log", "perf-gpu.log",
+    assert {"token-kernel-configs.log", "token-mixing.log", "perf-gpu-forms.log", "perf-gpu.log",
             "input-on-gpu.log"} <= {p.name for p in cut.iterdir()}
     products = tmp_path / "products"  # the preset left out by default, asked for by name
     products.mkdir()

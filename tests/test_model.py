@@ -133,6 +133,74 @@ def test_token_mixing_equals_the_transpose_form_in_values_and_gradients():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("variant,size,chans", [("Mixer-B/16", 224, 3), ("Mixer-H/14", 56, 3),
+                                               ("Mixer-T/4", 32, 1)])
+def test_stem_is_the_strided_convolution_as_one_product_over_patches(variant, size, chans):
+    """PatchStem computes the official stem (a convolution with kernel = stride = P, whose
+    parameters it keeps) as one dense layer over the flattened patches, giving the tokens in
+    row-major patch order, contiguous; for any input layout, and under autocast in its
+    dtype."""
+    torch.manual_seed(0)
+    model = create_model(variant, img_size=size, in_chans=chans)
+    stem = model.stem
+    assert isinstance(stem, torch.nn.Conv2d) and stem.weight.shape == (
+        model.cfg.hidden_dim, chans, model.cfg.patch_size, model.cfg.patch_size)
+    assert set(model.state_dict()) >= {"stem.weight", "stem.bias"}
+    with torch.no_grad():
+        stem.bias.normal_()
+    x = torch.randn(2, chans, size, size)
+    conv = F.conv2d(x, stem.weight, stem.bias, stride=stem.stride)
+    expected = rearrange(conv, "b c h w -> b (h w) c")
+    for images in (x, x.contiguous(memory_format=torch.channels_last),
+                   x.transpose(2, 3).contiguous().transpose(2, 3)):
+        tokens = stem(images)
+        assert tokens.shape == (2, model.cfg.num_patches, model.cfg.hidden_dim)
+        assert tokens.is_contiguous()
+        torch.testing.assert_close(tokens, expected, rtol=1e-5, atol=2e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        tokens = stem(x)
+    assert tokens.dtype == torch.bfloat16
+    torch.testing.assert_close(tokens.float(), expected, rtol=0.02, atol=0.05)
+
+
+def test_layernorm_keeps_the_autocast_dtype_at_inference_and_autocasts_rules_in_training(
+        monkeypatch):
+    """Under bf16 autocast with no gradient wanted, the model's LayerNorm normalises a bf16
+    stream in bf16 (one rounding of the float32 result, scale and bias rounded); with a
+    gradient wanted, or a float32 stream, it is nn.LayerNorm under autocast's rules (float32
+    out on CUDA; on a CPU autocast runs LayerNorm in bf16 itself); without autocast it is
+    nn.LayerNorm."""
+    from mixer_lib.model import LayerNorm
+
+    torch.manual_seed(0)
+    norm = LayerNorm(64, eps=1e-6)
+    with torch.no_grad():
+        norm.weight.normal_(1.0, 0.3)
+        norm.bias.normal_()
+    x = (3 * torch.randn(4, 10, 64) + 1).bfloat16()
+    truth = F.layer_norm(x.float(), (64,), norm.weight, norm.bias, 1e-6)
+    plain = torch.nn.LayerNorm.forward
+    calls, layer_norm = [], F.layer_norm
+
+    def seen(t, shape, weight, bias, eps):  # which path: dtypes, autocast on or off
+        calls.append((t.dtype, weight.dtype, torch.is_autocast_enabled("cpu")))
+        return layer_norm(t, shape, weight, bias, eps)
+
+    monkeypatch.setattr(F, "layer_norm", seen)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.no_grad():
+            fast = norm(x)
+            assert calls == [(torch.bfloat16, torch.bfloat16, False)]
+            assert torch.equal(norm(x.float()), plain(norm, x.float()))
+        assert torch.equal(norm(x), plain(norm, x))
+    assert calls[1:] == [(torch.float32, torch.float32, True)] * 2 + [
+        (torch.bfloat16, torch.float32, True)] * 2  # nn.LayerNorm under autocast
+    assert fast.dtype == torch.bfloat16
+    # within two bf16 roundings (the output's and the scale's) of the float32 result
+    assert ((fast.float() - truth).abs() <= 2 ** -7 * truth.abs() + 1e-2).all()
+    assert torch.equal(norm(x.float()), truth)
+
+
 def test_residual_stream_is_contiguous_batch_tokens_channels():
     """From the stem on, every block reads and writes a contiguous (B, S, C) tensor (no
     transposed layout for LayerNorm to read)."""
@@ -189,7 +257,7 @@ def test_token_mixing_mixes_only_across_patches():
     x = torch.randn(1, 3, 64, 64)
     x2 = x.clone()
     x2[..., :32, :32] += 1.0  # perturb patch 0 only
-    stem = model.to_tokens(model.stem(x)), model.to_tokens(model.stem(x2))
+    stem = model.stem(x), model.stem(x2)
     assert torch.equal(stem[0][:, 1:], stem[1][:, 1:])  # stem is per patch
     out = model.blocks[0](stem[0]), model.blocks[0](stem[1])
     assert not torch.allclose(out[0][:, 1:], out[1][:, 1:])  # token mixing spreads it

@@ -52,6 +52,10 @@ def test_parts_of_a_model_are_named_from_the_products_shapes():
     assert part(group("bmm", [[8, 384, 196]], 0), 196) == "token mixing"
     assert part(group("mm", [[98304, 196], [196, 384]], 0), 196) == "token mixing"
     assert part(group("addmm", [[25088, 768], [768, 3072]], 0), 196) == "dense layers"
+    assert part(group("addmm", [[768], [25088, 768], [768, 768]], 0), 196) == "stem (product)"
+    assert part(group("mm", [[768, 25088], [25088, 768]], 0), 196) == "stem (product)"
+    assert part(group("addmm", [[768], [25216, 768], [768, 768]], 0), 196) == \
+        "dense layers"  # ViT's attention projection: 128 x 197 rows
     assert part(group("addmm", [[128, 768], [768, 1000]], 0), 196) == "head"
 
 
@@ -63,7 +67,11 @@ def test_products_of_the_latest_record_by_part_and_the_summary(tmp_path):
     headers, rows = products_table(tmp_path)
     ours = {r[1]: r for r in rows if r[0] == "Mixer-B/16"}
     # parts: 0.001 stem, 0.006 token, 0.004 dense, 0.0001 head = 0.0111 s
-    assert ours["token mixing"][2:] == ["6.00", "54 %", f"{100 * 0.6 / (0.6 + 4):.0f} %", "50"]
+    stem = 2 * 100 * 224 * 224 * 768 * 3 / 1e12  # TFLOP of the convolution, kernel = stride
+    total = stem + 0.3 + 2 + 0.0002  # TFLOP: stem, token mixing, dense layers, head
+    assert ours["stem (convolution)"][2:] == ["1.00", "9 %", f"{100 * stem / total:.0f} %",
+                                              f"{stem / 0.001:.0f}"]
+    assert ours["token mixing"][2:] == ["6.00", "54 %", f"{100 * 0.3 / total:.0f} %", "50"]
     assert ours["dense layers"][2] == "4.00" and ours["dense layers"][5] == "500"
     assert ours["all products in sequence / the inference call"][2:4] == [
         "10.00 / 100.00", "10 % of the call"]
@@ -78,6 +86,8 @@ def test_products_of_the_latest_record_by_part_and_the_summary(tmp_path):
     # 10 GFLOP x 100 images in 10 ms = 100 TFLOP/s of an 800 peak
     assert summary["pr_products_mfu"] == "12 %"
     assert summary["pr_aligned"] == "3.000 ms aligned 1.500 ms"
+    assert summary["pr_stem"] == "1.00 ms at 23 TFLOP/s, 9 % of the products' time"
+    assert summary["pr_stem_at_dense"] == f"{1e3 * stem / 500:.2f} ms"  # 500 TFLOP/s dense
 
 
 def test_without_records_nothing_is_made_up(tmp_path):
