@@ -37,7 +37,7 @@ MODEL_FORMS = {
                             "inference the LayerNorms in autocast's compute dtype instead of "
                             "float32, and on a GPU the channel MLP's first dense layer, its "
                             "bias and tanh GELU in one cuBLASLt call (mixer_lib.dense_gelu), "
-                            "from COMMIT",
+                            "from 1bb10b0",
 }
 
 REPO = Path(__file__).resolve().parents[1]
