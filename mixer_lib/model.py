@@ -152,8 +152,9 @@ def lecun_normal_(tensor: torch.Tensor, fan_in: int) -> torch.Tensor:
 class LayerNorm(nn.LayerNorm):
     """``nn.LayerNorm`` over the last axis that keeps autocast's compute dtype at inference.
 
-    Autocast runs LayerNorm in float32: it casts a bf16 stream up (a copy), normalises, and
-    hands float32 on, which the next product casts down again (another copy). Under autocast
+    On CUDA autocast runs LayerNorm in float32: it casts a bf16 stream up (a copy),
+    normalises, and hands float32 on, which the next product casts down again (another copy)
+    (on a CPU autocast keeps LayerNorm in bf16 with float32 scale and bias). Under autocast
     to bf16 or fp16, with the stream already in that dtype and no gradient wanted, this
     normalises the stream in its own dtype instead (the kernel accumulates the statistics in
     float32 and rounds once, at the output; the scale and bias are rounded to the dtype), the
@@ -272,8 +273,9 @@ class PatchStem(nn.Conv2d):
     matrix, in the kernel's ``(c, p, q)`` order, times the kernel as a ``(C, in_chans·P·P)``
     matrix. The same function as the convolution; on an H200 in bf16, cuDNN ran that
     convolution (3 input channels) at about 33 TFLOP/s, 0.9 ms of a 13 ms Mixer-B/16 batch of
-    128 (``results/perf/benchmark-perf-gpu-NVIDIA-H200.json``), where products of this size
-    run at over 500. Under autocast the images are cast before they are rearranged.
+    128, where ViT-B/16's product of the same shape (its attention projection) ran at about
+    400 (``results/perf/benchmark-perf-gpu-NVIDIA-H200.json``). Under autocast the images are
+    cast before they are rearranged.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
