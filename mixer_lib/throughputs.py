@@ -220,7 +220,8 @@ def matmul_table(benches: list[dict],
     out = [[run.title, PEERS.get(name, name), f"{step:.3f}", f"{products:.3f}",
             f"{100 * (1 - products / step):.0f} %",
             "-" if bound is None else
-            f"{bound:.2f}x ({'reaches' if bound >= target else 'short of'} {target:g}x)"]
+            f"{_times(bound, target)} ({'reaches' if bound >= target else 'short of'} "
+            f"{target:g}x)"]
            for run, name, step, products, bound in _matmul_splits(benches)]
     return (["measurement", "model", "training step (s)", "its matrix products alone (s)",
              "step outside them", "ours with nothing but its products / timm's Mixer-B/16, "
@@ -251,8 +252,17 @@ def matmul_summary(benches: list[dict], device: str = "cpu",
                f"reach it while the products take what they take" if bound < target else
                f"at least the {target:g}x asked, so removing other work could reach it")
     return dict(zip(keys, (run.title, outside[run.label, "Mixer-B/16"],
-                           outside[run.label, TIMM_MIXER], f"{bound:.2f}x", verdict),
+                           outside[run.label, TIMM_MIXER], _times(bound, target), verdict),
                     strict=True)) | elsewhere
+
+
+def _times(ratio: float, target: float) -> str:
+    """``ratio`` as ``"1.23x"``, with a third or fourth decimal where two would print a
+    ratio just short of ``target`` as ``target`` itself (1.096 -> "1.096x", not "1.10x")."""
+    digits = 2
+    while digits < 4 and ratio < target <= round(ratio, digits):
+        digits += 1
+    return f"{ratio:.{digits}f}x"
 
 
 def throughput_table(benches: list[dict]) -> tuple[list[str], list[list]]:

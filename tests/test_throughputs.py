@@ -177,6 +177,10 @@ def test_matmul_table_bounds_what_ours_can_gain_on_timms_mixer_by_removing_other
                     ["cpu fp32 eager", "timm's Mixer-B/16", "4.400", "3.300", "25 %", "-"]]
     ours = matmul_table([bench(4.2)])[1][0]
     assert ours[-1] == "1.05x (short of 1.1x)" and ours[4] == "-5 %"
+    close = bench(4.4 / 1.0963)  # just short: not printed as the target itself
+    assert matmul_table([close])[1][0][-1] == "1.096x (short of 1.1x)"
+    assert matmul_summary([close])["mm_bound"] == "1.096x"
+    assert matmul_summary([bench(4.4 / 1.1)])["mm_bound"] == "1.10x"
     assert matmul_table([bench_record("cpu", "fp32", {B16: 1.0})])[1] == []
     assert matmul_summary([bench(3.2)], device="H200")["mm_bound"] == "not measured"
     summary = matmul_summary([bench(3.2)])
