@@ -29,9 +29,10 @@ ways, on one device, in one run:
 For each: the MLP alone, forward (inference) and forward with backward (training), ms and
 TFLOP/s of its products; then each eager form swapped into the whole model (inference and a
 training step, images/s; the model's own with and without the fused kernel, which it uses for
-inference where it applies). Every form's output is checked against ``left`` first; on a
-GPU, first of all, the channel MLP's dense layer with its GELU in one call
-(:mod:`mixer_lib.dense_gelu`) against the tanh and the exact GELU in float32.
+inference where it applies). Every form's output is checked against ``left`` first; before
+that, the channel MLP's dense layer with its GELU in one call (:mod:`mixer_lib.dense_gelu`)
+against the tanh and the exact GELU in float32 (``dense_gelu_float32``: the tanh GELU on a
+GPU, where the library takes that call; the exact one on a CPU, where it does not).
 
     python benchmarks/token_mixing.py                      # on a GPU: Mixer-B/16, bf16, 128
     python benchmarks/token_mixing.py --device cpu --variant Mixer-T/4 --batch 2 --img-size 32
@@ -295,15 +296,15 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  check {spec:22s} {name}: " + ", ".join(
             f"{k} {v:.3g}" for k, v in case.items()), flush=True)
 
-    if device.type == "cuda":  # the channel MLP's fused dense layer and GELU: tanh?
-        torch.manual_seed(0)
-        fc = torch.nn.Linear(cfg.hidden_dim, cfg.channels_mlp_dim, device=device)
-        case = dense_gelu.compare_with_reference(
-            fc, torch.randn(4, cfg.num_patches, cfg.hidden_dim, device=device))
-        record["dense_gelu_float32"] = case
-        write_json(out, record)
-        print("  check dense+GELU in one call, float32: max |diff| from tanh GELU "
-              f"{case['vs_tanh']:.2e}, from exact {case['vs_exact']:.2e}", flush=True)
+    # the channel MLP's dense layer and GELU in one call: the tanh GELU (CUDA) or exact?
+    torch.manual_seed(0)
+    fc = torch.nn.Linear(cfg.hidden_dim, cfg.channels_mlp_dim, device=device)
+    gelu = dense_gelu.compare_with_reference(
+        fc, torch.randn(4, cfg.num_patches, cfg.hidden_dim, device=device))
+    record["dense_gelu_float32"] = gelu
+    write_json(out, record)
+    print("  check dense+GELU in one call, float32: max |diff| from tanh GELU "
+          f"{gelu['vs_tanh']:.2e}, from exact {gelu['vs_exact']:.2e}", flush=True)
     if fused:  # first: the kernel must agree with the reference before it is timed
         record["check"] = {}
         for spec in CHECKED:
