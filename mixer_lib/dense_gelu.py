@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mixer_lib.token_kernel import autocast_dtype
+from mixer_lib.token_kernel import autocast_dtype, grad_wanted
 
 # devices whose torch._addmm_activation applies the tanh GELU (a CPU's applies the exact one)
 DEVICES = ("cuda",)
@@ -27,12 +27,11 @@ DEVICES = ("cuda",)
 def applies(mlp: nn.Module, x: torch.Tensor) -> bool:
     """Whether ``mlp`` (a :class:`~mixer_lib.model.MlpBlock`) computes ``GELU(fc1(x))`` for
     ``x (..., dim)`` in one call (the conditions in the module's docstring)."""
-    if not (getattr(mlp, "fused_dense_gelu", False) and x.device.type in DEVICES):
+    if not (mlp.fused_dense_gelu and x.device.type in DEVICES):
         return False
     if mlp.act.approximate != "tanh":
         return False
-    if torch.is_grad_enabled() and (x.requires_grad or mlp.fc1.weight.requires_grad
-                                    or mlp.fc1.bias.requires_grad):
+    if grad_wanted(x, *mlp.fc1.parameters()):
         return False  # no backward: anything that trains takes fc1 then GELU
     return not (mlp.training and mlp.drop1.p > 0)
 

@@ -164,9 +164,8 @@ class LayerNorm(nn.LayerNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = token_kernel.autocast_dtype(x)
-        if dtype not in (torch.bfloat16, torch.float16) or x.dtype != dtype or (
-                torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad
-                                             or self.bias.requires_grad)):
+        if dtype not in (torch.bfloat16, torch.float16) or x.dtype != dtype or \
+                token_kernel.grad_wanted(x, *self.parameters()):
             return super().forward(x)
         with torch.autocast(x.device.type, enabled=False):
             return F.layer_norm(x, self.normalized_shape, self.weight.to(dtype),

@@ -151,7 +151,11 @@ def products_summary(folder: str | Path = PERF, dtype: str = "bf16") -> dict[str
     ours_s, vit_s = row["infer_matmul_s"], rows[VIT]["infer_matmul_s"]
     ours_flops = sum(p["flops"] for p in ours.values())
     token, dense = ours["token mixing"], ours["dense layers"]
-    stem = next((ours[k] for k in ours if k.startswith("stem")), None)
+    stem = next((ours[k] for k in ours if k.startswith("stem") and ours[k]["flops"]), None)
+    stem_texts = ("not measured",) * 2 if stem is None else (
+        f"{1e3 * stem['seconds']:.2f} ms at {stem['flops'] / stem['seconds'] / 1e12:.0f} "
+        f"TFLOP/s, {100 * stem['seconds'] / parts_s:.0f} % of the products' time",
+        f"{1e3 * stem['flops'] * dense['seconds'] / dense['flops']:.2f} ms")
     groups = [g for g in row["infer_matmul_groups"] if part(g, tokens) == "token mixing"]
     peak = (record.get("matmul_peak_tflops_by_dtype") or {}).get(dtype) \
         or record.get("matmul_peak_tflops")
@@ -165,12 +169,7 @@ def products_summary(folder: str | Path = PERF, dtype: str = "bf16") -> dict[str
         " and ".join(f"{g['tflops']:.0f}" for g in groups if g.get("tflops")),
         f"{dense['flops'] / dense['seconds'] / 1e12:.0f}",
         f"{100 * products_tflops / peak:.0f} %" if peak else "not measured",
-        "; ".join(aligned) or "no unaligned rows",
-        f"{1e3 * stem['seconds']:.2f} ms at {stem['flops'] / stem['seconds'] / 1e12:.0f} "
-        f"TFLOP/s, {100 * stem['seconds'] / parts_s:.0f} % of the products' time"
-        if stem and stem["flops"] else "not measured",
-        f"{1e3 * stem['flops'] * dense['seconds'] / dense['flops']:.2f} ms"
-        if stem and stem["flops"] else "not measured"), strict=True))
+        "; ".join(aligned) or "no unaligned rows", *stem_texts), strict=True))
 
 
 def token_forms_table(folder: str | Path = PERF) -> tuple[list[str], list[list[str]]]:

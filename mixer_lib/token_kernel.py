@@ -128,12 +128,18 @@ def applies(block: torch.nn.Module, x: torch.Tensor) -> bool:
         return False
     if not (x.is_cuda or INTERPRETED) or x.ndim != 3 or x.shape[1] > MAX_TOKENS:
         return False
-    if torch.is_grad_enabled() and (x.requires_grad or block.norm1.weight.requires_grad
-                                    or any(p.requires_grad for p in mlp.parameters())):
+    if grad_wanted(x, *block.norm1.parameters(), *mlp.parameters()):
         return False  # the kernel has no backward: anything of the half that trains
     if block.training and (mlp.drop1.p > 0 or block.drop_path.p > 0):
         return False
     return kernel_dtype(x, mlp.fc1.weight) in _DOT_DTYPES
+
+
+def grad_wanted(*tensors: torch.Tensor) -> bool:
+    """Whether autograd would record a gradient through any of ``tensors`` (an input and the
+    parameters of a layer): the test of the inference-only paths (this kernel,
+    :mod:`mixer_lib.dense_gelu`, the model's LayerNorm in the compute dtype)."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
