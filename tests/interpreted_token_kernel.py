@@ -115,7 +115,8 @@ def applies_cases() -> dict:
             p.requires_grad_(False)
         out["grad on, nothing requires it"] = token_kernel.applies(block, x)
         for name, p in (("its second bias", block.mlp_tokens.fc2.bias),
-                        ("its LayerNorm's scale", block.norm1.weight)):
+                        ("its LayerNorm's scale", block.norm1.weight),
+                        ("its LayerNorm's bias", block.norm1.bias)):
             p.requires_grad_(True)
             out[f"grad on, only {name} trains"] = token_kernel.applies(block, x)
             p.requires_grad_(False)

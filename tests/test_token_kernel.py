@@ -77,6 +77,7 @@ def test_the_kernel_applies_only_to_inference_in_half_precision_with_few_enough_
         "too many tokens": False, "grad wanted": False, "grad on, nothing requires it": True,
         "grad on, only its second bias trains": False,
         "grad on, only its LayerNorm's scale trains": False,
+        "grad on, only its LayerNorm's bias trains": False,
         "fp16 weights": True, "training with stochastic depth": False}
 
 
