@@ -102,7 +102,8 @@ def mixer_data_flow(cfg):
     s, c = cfg.num_patches, cfg.hidden_dim
     steps = [
         ("image", f"{cfg.in_chans} x {cfg.img_size} x {cfg.img_size}"),
-        (f"stem: {cfg.patch_size}x{cfg.patch_size} conv, stride {cfg.patch_size}",
+        (f"stem: one dense layer on each {cfg.patch_size}x{cfg.patch_size} patch\n"
+         f"(the official {cfg.patch_size}x{cfg.patch_size} conv, stride {cfg.patch_size})",
          f"X: S={s} tokens x C={c}"),
         ("LayerNorm -> token-mixing MLP on each column\n(shared over the C channels)",
          f"per channel: {s} -> {cfg.tokens_mlp_dim} -> {s}"),
