@@ -13,7 +13,9 @@ also measures the bf16 matmul peak and reports achieved TFLOP/s and MFU.
     python benchmarks/throughput.py --preset cpu-small     # a few minutes on a laptop CPU
     python benchmarks/throughput.py --preset gpu            # the full table on a GPU
 
-Prints a table and writes a JSON record (environment, device, commit) to ``results/``.
+Prints a table and writes a JSON record (environment, device, commit) to ``results/``. A
+configuration that raises (out of memory, a kernel this machine's compiler rejects) is listed
+under ``failed`` in the record with its error, the others still run, and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import sys
 import tempfile
 import time
 from dataclasses import MISSING, asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -42,6 +45,7 @@ from mixer_lib.model import MODEL_FORM  # noqa: E402
 from mixer_lib.provenance import device_name, device_tag, environment, write_json  # noqa: E402
 from mixer_lib.records import timm_peer  # noqa: E402
 from mixer_lib.rundir import set_aside_record  # noqa: E402
+from mixer_lib.timing import attempt  # noqa: E402
 
 PEERS = ("timm:mixer_b16_224", "timm:vit_base_patch16_224", "timm:resnet50")
 PRESETS = {
@@ -410,13 +414,14 @@ def perf_ratios(rows: list[dict]) -> list[dict]:
 
 
 def write_record(path: Path, args, device, peak, peaks, by_config, done: int,
-                 total: int) -> None:
+                 total: int, failures: list[dict]) -> None:
     """The record of the configurations measured so far (``complete`` once all of them
-    are: ``done`` of ``total`` measurements)."""
+    are: ``done`` of ``total`` measurements) and of those that failed (``failed``: what and
+    the error)."""
     rows = [asdict(median_row(measured)) for measured in by_config.values()]
     write_json(path, {"preset": args.preset, "img_size": args.img_size,
                       "model_form": MODEL_FORM, "complete": done == total,
-                      "measured": f"{done} of {total}",
+                      "measured": f"{done} of {total}", "failed": failures,
                       "matmul_peak_tflops": peak, "matmul_peak_tflops_by_dtype": peaks,
                       "train_micro_batch": getattr(args, "train_micro", None),
                       "environment": environment(device), "rows": rows,
@@ -481,16 +486,20 @@ def main(argv: list[str] | None = None) -> list[Row]:
         path = Path(args.out) / f"benchmark-{args.preset}-{device_tag(device_name(device))}.json"
         set_aside_record(path)
     total = len(configs) * (getattr(args, "rounds", None) or 1)
+    failures: list[dict] = []  # configurations that raised: recorded, and the rest go on
     for round_ in range(getattr(args, "rounds", None) or 1):
         for name, dtype, mode, batch in configs:
             args.batch = batch
-            print(f"... round {round_ + 1}: {name} {dtype} {mode} batch {batch}",
-                  file=sys.stderr, flush=True)
-            by_config.setdefault((name, dtype, mode, batch), []).append(
-                measure(name, dtype, mode, args, device, peaks.get(dtype) or peak))
+            what = f"round {round_ + 1}: {name} {dtype} {mode} batch {batch}"
+            print(f"... {what}", file=sys.stderr, flush=True)
+            row = attempt(what, partial(measure, name, dtype, mode, args, device,
+                                        peaks.get(dtype) or peak), failures)
+            if row is not None:
+                by_config.setdefault((name, dtype, mode, batch), []).append(row)
             if path:  # after each configuration, so a run cut short keeps what it measured
                 done = sum(map(len, by_config.values()))
-                write_record(path, args, device, peak, peaks, by_config, done, total)
+                write_record(path, args, device, peak, peaks, by_config, done, total,
+                             failures)
     rows = [median_row(measured) for measured in by_config.values()]
     print_table(rows, peak)
     for q in perf_ratios([asdict(r) for r in rows]):
@@ -499,6 +508,9 @@ def main(argv: list[str] | None = None) -> list[Row]:
               f"{q['batch']}]: inference {q['inference']:.2f}x, training {train}")
     if path:
         print(f"record: {path}")
+    if failures:
+        raise SystemExit(f"{len(failures)} of {total} measurements failed (the record lists "
+                         "them under 'failed'): " + "; ".join(f["what"] for f in failures))
     return rows
 
 

@@ -47,6 +47,7 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -59,7 +60,7 @@ from mixer_lib import create_model, dense_gelu, token_kernel  # noqa: E402
 from mixer_lib.model import TokenDense, TokenMixingMlp  # noqa: E402
 from mixer_lib.provenance import device_name, device_tag, environment, write_json  # noqa: E402
 from mixer_lib.rundir import set_aside_record  # noqa: E402
-from mixer_lib.timing import median_seconds  # noqa: E402
+from mixer_lib.timing import attempt, median_seconds  # noqa: E402
 
 Form = Callable[..., torch.Tensor]  # (x, w1, b1, w2, b2, act) -> (B, S, C)
 
@@ -273,8 +274,13 @@ def main(argv: list[str] | None = None) -> dict:
     record = {"benchmark": "token_mixing", "variant": args.variant, "img_size": args.img_size,
               "batch": args.batch, "shapes_B_S_C_DS": list(shapes),
               "precision": "bf16" if amp else "float32", "repeats": args.repeats,
-              "mlp": {}, "model": {}, "environment": environment(device)}
+              "mlp": {}, "model": {}, "failed": [], "environment": environment(device)}
     reference: list[torch.Tensor] = []
+    failures = record["failed"]  # each step that raised: what and its error; the rest go on
+
+    def attempted(what: str, step: Callable[[], None]) -> None:
+        attempt(what, step, failures)
+        write_json(out, record)
 
     def mlp(name: str, form: Form) -> None:
         t = time.perf_counter()
@@ -299,35 +305,47 @@ def main(argv: list[str] | None = None) -> dict:
     # the channel MLP's dense layer and GELU in one call: the tanh GELU (CUDA) or exact?
     torch.manual_seed(0)
     fc = torch.nn.Linear(cfg.hidden_dim, cfg.channels_mlp_dim, device=device)
-    gelu = dense_gelu.compare_with_reference(
-        fc, torch.randn(4, cfg.num_patches, cfg.hidden_dim, device=device))
-    record["dense_gelu_float32"] = gelu
-    write_json(out, record)
-    print("  check dense+GELU in one call, float32: max |diff| from tanh GELU "
-          f"{gelu['vs_tanh']:.2e}, from exact {gelu['vs_exact']:.2e}", flush=True)
+    x = torch.randn(4, cfg.num_patches, cfg.hidden_dim, device=device)
+
+    def check_dense_gelu() -> None:
+        gelu = record["dense_gelu_float32"] = dense_gelu.compare_with_reference(fc, x)
+        print("  check dense+GELU in one call, float32: max |diff| from tanh GELU "
+              f"{gelu['vs_tanh']:.2e}, from exact {gelu['vs_exact']:.2e}", flush=True)
+
+    attempted("check dense+GELU", check_dense_gelu)
     if fused:  # first: the kernel must agree with the reference before it is timed
         record["check"] = {}
         for spec in CHECKED:
             for name, kind in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
-                check(spec, name, kind)
-    for name, form in forms.items():
-        mlp(name, form)
+                attempted(f"check {spec} {name}", partial(check, spec, name, kind))
+    for name, form in forms.items():  # "left" first, unguarded: the others' reference
+        if reference:
+            attempted(f"MLP {name}", partial(mlp, name, form))
+        else:
+            mlp(name, form)
     models = {"model's own": (None, fused), **({"model's own, unfused": (None, False)}
                                                if fused else {}),
               **{name: (form, False) for name, form in EAGER.items()}}
-    for name, (form, with_kernel) in models.items():
+    def whole_model(name: str, form: Form | None, with_kernel: bool) -> None:
         case = model_case(form, args.variant, args.img_size, args.batch, device, amp,
                           max(3, args.repeats // 2), max(1, args.warmup // 2), with_kernel)
         record["model"][name] = case
-        write_json(out, record)
         print(f"  {args.variant} with {name:16s} inference {case['infer_img_s']:9.1f} "
               f"img/s, training {case['train_img_s']:9.1f} img/s", flush=True)
+
+    for name, (form, with_kernel) in models.items():
+        attempted(f"{args.variant} with {name}", partial(whole_model, name, form, with_kernel))
     if fused and token_kernel.tma_device(device):  # after the timings: the newer form, bf16
         for spec in CHECKED_TMA:
-            check(spec, "bf16 tma", torch.bfloat16, form="tma")
+            attempted(f"check {spec} bf16 tma",
+                      partial(check, spec, "bf16 tma", torch.bfloat16, form="tma"))
     if args.max_autotune and not args.no_compile:  # last: it may take minutes
-        mlp("compiled-max-autotune", torch.compile(left, mode="max-autotune-no-cudagraphs"))
+        attempted("MLP compiled-max-autotune", partial(
+            mlp, "compiled-max-autotune", torch.compile(left, mode="max-autotune-no-cudagraphs")))
     print(f"record: {out}")
+    if failures:
+        raise SystemExit(f"{len(failures)} step(s) failed (the record lists them under "
+                         "'failed'): " + "; ".join(f["what"] for f in failures))
     return record
 
 

@@ -363,6 +363,17 @@ class MlpMixer(nn.Module):
                 f"{cfg.name} expects {cfg.in_chans} input channels in dim 1, got shape "
                 f"{tuple(x.shape)}{hint}."
             )
+        if not x.is_floating_point():
+            raise ValueError(
+                f"{cfg.name} expects floating-point images in [-1, 1]; got {x.dtype}. Scale "
+                f"uint8 pixels first, x.float() / 127.5 - 1, as mixer_lib's transforms do."
+            )
+        weight = self.stem.weight
+        if x.dtype != weight.dtype and token_kernel.autocast_dtype(x) is None:
+            raise ValueError(
+                f"{cfg.name}'s weights are {weight.dtype} and the images {x.dtype}: cast the "
+                f"images, x.to({weight.dtype}), or run the model under torch.autocast."
+            )
         if tuple(x.shape[-2:]) != (cfg.img_size, cfg.img_size):
             raise ValueError(
                 f"{cfg.name} was built for {cfg.img_size}x{cfg.img_size} images "

@@ -329,6 +329,16 @@ def preset_line(bench: dict) -> str:
             f"commit {str(env.get('git_commit'))[:12]}, {str(env.get('date'))[:10]}")
 
 
+def incomplete_note(bench: dict) -> str:
+    """What a record lacks, in words: the measurements that failed (each with its error),
+    or that the run was cut short; "" for a complete record."""
+    if bench.get("complete", True):
+        return ""
+    failed = bench.get("failed") or []
+    why = "; ".join(f"{f['what']} failed ({f['error']})" for f in failed) or "cut short"
+    return f" ({bench.get('measured')} measurements; {why})"
+
+
 def provenance_lines(benches: list[dict]) -> list[str]:
     """One line per benchmark record: preset, device, batches, model form, torch, commit,
     date."""
@@ -339,8 +349,7 @@ def provenance_lines(benches: list[dict]) -> list[str]:
                      f"{', '.join(map(str, batches))}, model form "
                      f"{b.get('model_form', 'not recorded')}, torch {env['torch']}, commit "
                      f"{str(env['git_commit'])[:12]}, {env['date']}"
-                     + ("" if b.get("complete", True) else
-                        f" (cut short: {b.get('measured')} measurements)"))
+                     + incomplete_note(b))
     return lines
 
 

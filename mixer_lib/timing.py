@@ -1,11 +1,20 @@
-"""Wall-clock timing for the benchmarks: the median of repeated calls after a warm-up, and
-rates over windows of consecutive calls (as a training loop logs them)."""
+"""Wall-clock timing for the benchmarks: the median of repeated calls after a warm-up, rates
+over windows of consecutive calls (as a training loop logs them), and one measurement that
+may fail without ending the run."""
 
 from __future__ import annotations
 
+import gc
 import statistics
+import sys
 import time
+import traceback
 from collections.abc import Callable
+from typing import TypeVar
+
+import torch
+
+T = TypeVar("T")
 
 
 def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 3) -> float:
@@ -35,3 +44,23 @@ def window_rates(fn: Callable[[], object], window: int, windows: int,
             fn()
         rates.append(window / (time.perf_counter() - t))
     return rates
+
+
+def attempt(what: str, fn: Callable[[], T], failures: list[dict]) -> T | None:
+    """``fn()``, or None where it raises: then ``{"what": what, "error": ...}`` is appended to
+    ``failures``, the traceback goes to stderr and the GPU's cached memory is freed, so that
+    one configuration a machine cannot run (out of memory, a kernel its compiler rejects)
+    does not cost the measurements after it. An interrupt or the time limit's signal still
+    ends the run; the caller says the run failed (its record, its exit status)."""
+    try:
+        return fn()
+    except Exception as err:  # noqa: BLE001 - recorded and reported, never silent
+        traceback.print_exc(file=sys.stderr)
+        message = (str(err).strip().splitlines() or [""])[0][:300]
+        failures.append({"what": what, "error": f"{type(err).__name__}: {message}"})
+        print(f"{what}: failed ({failures[-1]['error']}); going on with the rest",
+              file=sys.stderr, flush=True)
+    gc.collect()  # the failed call's tensors, held by its frames until now
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return None

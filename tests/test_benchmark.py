@@ -68,6 +68,36 @@ def test_throughput_record_is_written_as_it_goes_and_never_overwritten(bench, tm
     assert json.loads(path.read_text())["complete"]
 
 
+def test_a_configuration_that_fails_is_recorded_and_the_rest_still_run(bench, tmp_path,
+                                                                        monkeypatch, capsys):
+    """One configuration raising (out of memory, a kernel the machine's compiler rejects) is
+    listed under ``failed`` with its error; the configurations after it are measured; the
+    record is not complete; the run ends with a non-zero status that names it."""
+    from mixer_lib.throughputs import provenance_lines
+
+    real = bench.measure
+
+    def first_fails(name, *args):
+        if name == "Mixer-S/32":
+            raise RuntimeError("CUDA out of memory. Tried to allocate 9.00 GiB\nmore lines")
+        return real(name, *args)
+
+    monkeypatch.setattr(bench, "measure", first_fails)
+    with pytest.raises(SystemExit, match="1 of 2 measurements failed.*Mixer-S/32"):
+        bench.main(["--preset", "tiny", "--device", "cpu", "--out", str(tmp_path)])
+    assert "Traceback" in capsys.readouterr().err
+    record = json.loads(next(tmp_path.glob("benchmark-tiny-*.json")).read_text())
+    assert [r["model"] for r in record["rows"]] == ["timm:mixer_s32_224"]
+    assert not record["complete"] and record["measured"] == "1 of 2"
+    [failed] = record["failed"]
+    assert "Mixer-S/32 fp32 eager batch 2" in failed["what"]
+    assert failed["error"] == "RuntimeError: CUDA out of memory. Tried to allocate 9.00 GiB"
+    [line] = provenance_lines([record])
+    assert line.endswith(f"(1 of 2 measurements; {failed['what']} failed ({failed['error']}))")
+    record["failed"] = []
+    assert provenance_lines([record])[0].endswith("(1 of 2 measurements; cut short)")
+
+
 def test_model_specs_parse_config_overrides(bench):
     assert bench.parse_spec("Mixer-B/16") == ("Mixer-B/16", {})
     assert bench.parse_spec("Mixer-B/16@gelu=exact,grad_checkpointing=true") == (
@@ -318,6 +348,32 @@ def test_token_mixing_forms_compute_the_same_mlp_and_are_timed(tmp_path):
     assert all(c["infer_img_s"] > 0 and c["train_img_s"] > 0 for c in record["model"].values())
     gelu = record["dense_gelu_float32"]  # on a CPU the one-call op is the exact GELU
     assert gelu["vs_exact"] < 1e-6 < 1e-4 < gelu["vs_tanh"]
+    assert record["failed"] == []
+
+
+def test_token_mixing_goes_on_past_a_step_that_fails(tmp_path, monkeypatch):
+    """A form that raises (a kernel this machine's compiler rejects) is listed under
+    ``failed`` with its error, the forms and whole-model cases after it are still measured,
+    and the run ends with a non-zero status that names it."""
+    script = load_script("token_mixing")
+    try:
+        def broken(*args):
+            raise NotImplementedError("no kernel image is available for this device")
+
+        monkeypatch.setitem(script.EAGER, "right", broken)
+        with pytest.raises(SystemExit, match=r"2 step\(s\) failed.*MLP right.*with right"):
+            script.main(["--device", "cpu", "--variant", "Mixer-T/4", "--img-size", "24",
+                         "--batch", "2", "--repeats", "1", "--warmup", "0", "--no-compile",
+                         "--out", str(tmp_path)])
+    finally:
+        sys.modules.pop("token_mixing", None)
+    record = json.loads((tmp_path / "benchmark-token-mixing-cpu.json").read_text())
+    assert [f["what"] for f in record["failed"]] == ["MLP right", "Mixer-T/4 with right"]
+    assert all(f["error"] == "NotImplementedError: no kernel image is available for this "
+               "device" for f in record["failed"])
+    others = {"left", "left-bmm-add", "broadcast-matmul", "transposed", "padded"}
+    assert set(record["mlp"]) == others and set(record["model"]) == others | {"model's own"}
+    assert "dense_gelu_float32" in record
 
 
 def test_token_kernel_configs_runs_every_tile_shape_in_its_own_process(tmp_path, monkeypatch,

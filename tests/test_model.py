@@ -363,6 +363,22 @@ def test_channels_last_and_unbatched_inputs_are_clear_errors():
         model(torch.zeros(3, 64, 64))
 
 
+def test_integer_and_mismatched_image_dtypes_are_clear_errors():
+    """uint8 pixels (as torchvision.io decodes them) and images in another float dtype than
+    the weights outside autocast stop at the model's door, with the cast to make."""
+    model = create_model("Mixer-S/32", img_size=64, num_classes=3)
+    with pytest.raises(ValueError, match=r"floating-point images in \[-1, 1\]; got "
+                                         r"torch.uint8.*x.float\(\) / 127.5 - 1"):
+        model(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"weights are torch.float32 and the images "
+                                         r"torch.float64: cast the images, x.to"):
+        model(torch.zeros(1, 3, 64, 64, dtype=torch.float64))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts both: allowed
+        assert model(torch.zeros(1, 3, 64, 64, dtype=torch.float64)).shape == (1, 3)
+    half = create_model("Mixer-S/32", img_size=64, num_classes=3).to(torch.bfloat16)
+    assert half(torch.zeros(1, 3, 64, 64, dtype=torch.bfloat16)).dtype == torch.bfloat16
+
+
 def test_unknown_variant_and_option_are_clear_errors():
     with pytest.raises(ValueError, match=r"unknown Mixer variant 'Mixer-XL/8'.*Mixer-B/16"):
         create_model("Mixer-XL/8")
