@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import statistics
 import sys
 
@@ -326,19 +327,29 @@ def test_perf_on_gpu_script_runs_whole_on_the_cpu(cifar_root, tmp_path):
         "benchmark-token-mixing-cpu.json", "token-mixing.log"}
 
 
+def run_token_mixing(tmp_path, batch: int, prepare=lambda script: None) -> tuple[dict, str]:
+    """benchmarks/token_mixing.py on the CPU (Mixer-T/4 at 24 px, float32, one repeat), after
+    ``prepare(script)``: its record and its exit message ("" when it returned)."""
+    script = load_script("token_mixing")
+    stopped = ""
+    try:
+        prepare(script)
+        script.main(["--device", "cpu", "--variant", "Mixer-T/4", "--img-size", "24",
+                     "--batch", str(batch), "--repeats", "1", "--warmup", "0", "--no-compile",
+                     "--out", str(tmp_path)])
+    except SystemExit as stop:
+        stopped = str(stop)
+    finally:
+        sys.modules.pop("token_mixing", None)
+    return json.loads((tmp_path / "benchmark-token-mixing-cpu.json").read_text()), stopped
+
+
 def test_token_mixing_forms_compute_the_same_mlp_and_are_timed(tmp_path):
     """benchmarks/token_mixing.py on a tiny model in float32: every form of the token-mixing
     MLP (the model's, with the operands' roles swapped, timm's transposes, padded, ...) gives
     the model's output, each is timed alone and inside the whole model, and the record says
     which device and model it measured."""
-    script = load_script("token_mixing")
-    try:
-        script.main(["--device", "cpu", "--variant", "Mixer-T/4", "--img-size", "24",
-                     "--batch", "3", "--repeats", "1", "--warmup", "0", "--no-compile",
-                     "--out", str(tmp_path)])
-    finally:
-        sys.modules.pop("token_mixing", None)
-    record = json.loads((tmp_path / "benchmark-token-mixing-cpu.json").read_text())
+    record, stopped = run_token_mixing(tmp_path, batch=3)
     forms = {"left", "left-bmm-add", "right", "broadcast-matmul", "transposed", "padded"}
     assert set(record["mlp"]) == forms and set(record["model"]) == forms | {"model's own"}
     assert record["shapes_B_S_C_DS"] == [3, 36, 128, 64] and record["precision"] == "float32"
@@ -348,26 +359,20 @@ def test_token_mixing_forms_compute_the_same_mlp_and_are_timed(tmp_path):
     assert all(c["infer_img_s"] > 0 and c["train_img_s"] > 0 for c in record["model"].values())
     gelu = record["dense_gelu_float32"]  # on a CPU the one-call op is the exact GELU
     assert gelu["vs_exact"] < 1e-6 < 1e-4 < gelu["vs_tanh"]
-    assert record["failed"] == []
+    assert record["failed"] == [] and stopped == ""
 
 
 def test_token_mixing_goes_on_past_a_step_that_fails(tmp_path, monkeypatch):
     """A form that raises (a kernel this machine's compiler rejects) is listed under
     ``failed`` with its error, the forms and whole-model cases after it are still measured,
     and the run ends with a non-zero status that names it."""
-    script = load_script("token_mixing")
-    try:
-        def broken(*args):
-            raise NotImplementedError("no kernel image is available for this device")
+    def broken(*args):
+        raise NotImplementedError("no kernel image is available for this device")
 
-        monkeypatch.setitem(script.EAGER, "right", broken)
-        with pytest.raises(SystemExit, match=r"2 step\(s\) failed.*MLP right.*with right"):
-            script.main(["--device", "cpu", "--variant", "Mixer-T/4", "--img-size", "24",
-                         "--batch", "2", "--repeats", "1", "--warmup", "0", "--no-compile",
-                         "--out", str(tmp_path)])
-    finally:
-        sys.modules.pop("token_mixing", None)
-    record = json.loads((tmp_path / "benchmark-token-mixing-cpu.json").read_text())
+    record, stopped = run_token_mixing(
+        tmp_path, batch=2, prepare=lambda script: monkeypatch.setitem(script.EAGER, "right",
+                                                                      broken))
+    assert re.fullmatch(r"2 step\(s\) failed .*: MLP right; Mixer-T/4 with right", stopped)
     assert [f["what"] for f in record["failed"]] == ["MLP right", "Mixer-T/4 with right"]
     assert all(f["error"] == "NotImplementedError: no kernel image is available for this "
                "device" for f in record["failed"])
