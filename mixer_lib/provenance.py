@@ -49,6 +49,28 @@ def device_name(device: torch.device | str) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
+def cpu_model(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str | None:
+    """The host processor as Linux names it, with its family and model numbers (e.g. ``AMD
+    EPYC (family 25, model 17)``): CPU timings differ by processor, and a VM's name alone may
+    not say which. ``platform.processor()`` (or None) where ``cpuinfo`` cannot be read."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return platform.processor() or None
+    fields: dict[str, str] = {}
+    for line in text.splitlines():  # the first processor's block, up to its blank line
+        key, sep, value = line.partition(":")
+        if not sep:
+            if fields:
+                break
+            continue
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name") or platform.processor() or None
+    numbers = [f"{label} {fields[key]}" for key, label in (("cpu family", "family"),
+                                                           ("model", "model")) if key in fields]
+    return f"{name} ({', '.join(numbers)})" if name and numbers else name
+
+
 def device_tag(name: str) -> str:
     """A device name (:func:`device_name`) as record file names carry it: ``cpu`` for any
     CPU, ``NVIDIA-H200`` for a GPU."""
@@ -74,6 +96,7 @@ def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
         "mixer_lib": __version__,
         "git_commit": git_commit(),
         "threads": torch.get_num_threads(),
+        "processor": cpu_model(),
         "triton": _version("triton"),
     }
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import platform
 import subprocess
 
-from mixer_lib.provenance import git_commit
+from mixer_lib.provenance import cpu_model, environment, git_commit
 
 
 def _git(repo, *args):
@@ -70,3 +71,17 @@ def test_add_result_appends_rewrites_and_prints(tmp_path, capsys):
     assert json.loads((tmp_path / "r.json").read_text()) == {"results": [{"a": 1}]}
     assert record["results"] == [{"a": 1}, {"a": 2}]
     assert capsys.readouterr().out.splitlines() == ['{"a": 1}', '{"a": 2}']
+
+
+def test_environment_names_the_processor_with_its_family_and_model(tmp_path):
+    """CPU timings differ by processor: records name it as Linux does, with the numbers that
+    tell one generation from the next (a VM's "AMD EPYC" alone does not)."""
+    info = tmp_path / "cpuinfo"
+    block = ("processor\t: {n}\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"
+             "model name\t: AMD EPYC {n}\nflags\t\t: fpu avx512f\n\n")
+    info.write_text(block.format(n=0) + block.format(n=1))
+    assert cpu_model(info) == "AMD EPYC 0 (family 25, model 17)"  # the first processor's
+    info.write_text("processor\t: 0\nmodel name\t: Some ARM core\n")
+    assert cpu_model(info) == "Some ARM core"
+    assert cpu_model(tmp_path / "absent") == (platform.processor() or None)
+    assert environment()["processor"] == cpu_model()
