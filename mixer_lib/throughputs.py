@@ -340,12 +340,13 @@ def incomplete_note(bench: dict) -> str:
 
 
 def provenance_lines(benches: list[dict]) -> list[str]:
-    """One line per benchmark record: preset, device, batches, model form, torch, commit,
-    date."""
+    """One line per benchmark record: preset, device (and host processor, where recorded),
+    batches, model form, torch, commit, date."""
     lines = []
     for b in benches:
         env, batches = b["environment"], sorted({r["batch"] for r in b["rows"]})
-        lines.append(f"[{b['preset']}] {env['device']}, batch "
+        host = f" on {env['processor']}" if env.get("processor") else ""
+        lines.append(f"[{b['preset']}] {env['device']}{host}, batch "
                      f"{', '.join(map(str, batches))}, model form "
                      f"{b.get('model_form', 'not recorded')}, torch {env['torch']}, commit "
                      f"{str(env['git_commit'])[:12]}, {env['date']}"

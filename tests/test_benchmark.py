@@ -97,6 +97,8 @@ def test_a_configuration_that_fails_is_recorded_and_the_rest_still_run(bench, tm
     assert line.endswith(f"(1 of 2 measurements; {failed['what']} failed ({failed['error']}))")
     record["failed"] = []
     assert provenance_lines([record])[0].endswith("(1 of 2 measurements; cut short)")
+    processor = record["environment"]["processor"]  # where the CPU's timings were made
+    assert not processor or f"{record['environment']['device']} on {processor}, batch" in line
 
 
 def test_model_specs_parse_config_overrides(bench):
