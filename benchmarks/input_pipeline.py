@@ -21,7 +21,9 @@ In one run, on JPEGs of ImageNet-like size (stand-ins: real CIFAR-10 test images
   and after the loops (the faster of the two), the target of issue 17 being >= 90 %.
 
 It reports how many CPU workers the model needs (model rate / one worker's rate) and writes
-``<out>/benchmark-input-<device>.json``.
+``<out>/benchmark-input-<device>.json``, after each measurement (a run cut short by its time
+limit keeps what it measured). A measurement that raises is listed under ``failed`` with its
+error, the others still run, and the exit status is 1.
 
     python benchmarks/input_pipeline.py --data-root ../shared/data            # CPU, minutes
     python benchmarks/input_pipeline.py --batch 128 --workers 1,4,8,16        # on a GPU
@@ -42,6 +44,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -56,13 +59,13 @@ from mixer_lib.data import DataConfig, build_split  # noqa: E402
 from mixer_lib.device_decode import EncodedJpegs, to_device  # noqa: E402
 from mixer_lib.distributed import World  # noqa: E402
 from mixer_lib.optim import make_optimizer  # noqa: E402
-from mixer_lib.provenance import device_tag, environment, write_json  # noqa: E402
+from mixer_lib.provenance import device_name, device_tag, environment, write_json  # noqa: E402
 from mixer_lib.rundir import set_aside_record  # noqa: E402
 from mixer_lib.runtime import compute_dtype, execution_plan  # noqa: E402
 from mixer_lib.sampling import EpochSampler, loader_kwargs  # noqa: E402
 from mixer_lib.start import build_model  # noqa: E402
 from mixer_lib.step import update  # noqa: E402
-from mixer_lib.timing import window_rates  # noqa: E402
+from mixer_lib.timing import attempt, window_rates  # noqa: E402
 from mixer_lib.train import train  # noqa: E402
 
 SIZE = (500, 375)  # a typical ImageNet photograph (width, height)
@@ -262,34 +265,76 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("need --loop-window >= 1 and --loop-updates >= 3 windows (the first "
                      "window is left out)")
 
+    out = Path(args.out) / f"benchmark-input-{device_tag(device_name(device))}.json"
+    set_aside_record(out)
+    failures: list[dict] = []  # measurements that raised: recorded, and the rest go on
+    found: dict = {"alone": [], "by_workers": {}, "on_device": {}, "loops": {},
+                   "by_loop_workers": {}}
     with tempfile.TemporaryDirectory() as tmp:
         made_from = make_standins(Path(tmp), args.images, args.data_root)
         ds = build_split(DataConfig(dataset=f"imagefolder:{tmp}", img_size=args.img_size,
                                     keep_decoded=False), "train")
         if device.type != "cpu":  # as the training loop hands pixels to a GPU
             ds.hand_over_uint8()
-        same_bits = uint8_same_bits(ds, device)
-        per_worker = one_worker_img_s(ds, batch, args.batches)
-        by_workers = {w: loader_img_s(ds, batch, w, args.batches, device) for w in workers}
-        on_device = {w: device_decode_img_s(ds, batch, w, args.batches, device)
-                     for w in workers}
         cfg = finetune_config(Path(tmp), args.variant, args.img_size, batch, device,
                               updates, window)
-        alone = [model_alone_img_s(cfg, device, windows=updates // window)]
-        loops = {d: loop_img_s(dataclasses.replace(cfg, decode=d), Path(tmp) / f"run-{d}")
-                 for d in decodes}
-        by_loop_workers = {w: loop_img_s(dataclasses.replace(cfg, decode="cpu", num_workers=w),
-                                         Path(tmp) / f"run-cpu-{w}") for w in loop_workers}
-        if loops or by_loop_workers:  # and after them: a device whose speed drifts does not decide
-            alone.append(model_alone_img_s(cfg, device, windows=updates // window))
-    model_rate = max(alone)
-    best = max(by_workers.values())
-    record = {
+
+        def measured(what: str, fn, keep) -> None:
+            """One measurement; the record rewritten after it, so a run cut short by its
+            time limit keeps what it measured."""
+            value = attempt(what, fn, failures)
+            if value is not None:
+                keep(value)
+            write_json(out, input_record(found, failures, made_from, args, batch, cfg, ds,
+                                         updates, window, device))
+
+        measured("uint8 scaling", lambda: uint8_same_bits(ds, device),
+                 lambda v: found.update(same_bits=v))
+        measured("one worker", lambda: one_worker_img_s(ds, batch, args.batches),
+                 lambda v: found.update(per_worker=v))
+        for w in workers:
+            measured(f"loader, {w} worker(s)",
+                     lambda w=w: loader_img_s(ds, batch, w, args.batches, device),
+                     lambda v, w=w: found["by_workers"].update({w: v}))
+        for w in workers:
+            measured(f"decode='device', {w} worker(s)",
+                     lambda w=w: device_decode_img_s(ds, batch, w, args.batches, device),
+                     lambda v, w=w: found["on_device"].update({w: v}))
+        alone = partial(model_alone_img_s, cfg, device, windows=updates // window)
+        measured("model alone", alone, found["alone"].append)
+        for d in decodes:
+            measured(f"loop, decode={d}",
+                     lambda d=d: loop_img_s(dataclasses.replace(cfg, decode=d),
+                                            Path(tmp) / f"run-{d}"),
+                     lambda v, d=d: found["loops"].update({d: v}))
+        for w in loop_workers:
+            measured(f"loop, decode=cpu, {w} worker(s)",
+                     lambda w=w: loop_img_s(dataclasses.replace(cfg, decode="cpu",
+                                                                num_workers=w),
+                                            Path(tmp) / f"run-cpu-{w}"),
+                     lambda v, w=w: found["by_loop_workers"].update({w: v}))
+        if decodes or loop_workers:  # and after them: a device whose speed drifts does not decide
+            measured("model alone, after the loops", alone, found["alone"].append)
+    report(json.loads(out.read_text()), device)
+    print(f"record: {out}")
+    if failures:
+        raise SystemExit(f"{len(failures)} measurement(s) failed (the record lists them "
+                         "under 'failed'): " + "; ".join(f["what"] for f in failures))
+    return 0
+
+
+def input_record(found: dict, failures: list[dict], made_from: str, args, batch: int,
+                 cfg: RunConfig, ds, updates: int, window: int, device: torch.device) -> dict:
+    """The record of what :func:`main` has measured so far (``found``) and what failed."""
+    alone, per_worker, cuda = found["alone"], found.get("per_worker"), device.type == "cuda"
+    model_rate = max(alone) if alone else None
+    by_workers = found["by_workers"]
+    return {
         "benchmark": "input_pipeline", "images": made_from, "image_size": list(SIZE),
         "img_size": args.img_size, "batch": batch, "variant": args.variant,
         "transform": "fine-tuning recipe's train transform (Inception crop, flip, [-1, 1])",
         "loader_pixels": ds.pixels_form(),
-        "uint8_scaling_same_bits": same_bits,
+        "uint8_scaling_same_bits": found.get("same_bits"),
         "one_worker_img_s": per_worker,
         "loader_img_s_by_workers": {str(w): r for w, r in by_workers.items()},
         "model_alone_train_img_s": model_rate,
@@ -299,31 +344,41 @@ def main(argv: list[str] | None = None) -> int:
                               f"{window} updates, the faster of before and after the loops",
         "model_precision": "bf16 autocast" if cuda else "float32",
         "micro_batches": cfg.accum_steps,
-        "workers_needed": math.ceil(model_rate / per_worker),
-        "loader_over_model": best / model_rate,
-        "device_decode_img_s_by_workers": {str(w): r for w, r in on_device.items()},
+        "workers_needed": (math.ceil(model_rate / per_worker)
+                           if model_rate and per_worker else None),
+        "loader_over_model": (max(by_workers.values()) / model_rate
+                              if model_rate and by_workers else None),
+        "device_decode_img_s_by_workers": {str(w): r for w, r in found["on_device"].items()},
         "loop": {d: loop_summary(rates, model_rate)
                  | {"workers": loader_kwargs(device, None)["num_workers"]}
-                 for d, rates in loops.items()},
+                 for d, rates in found["loops"].items()} if model_rate else {},
         "loop_cpu_by_workers": {str(w): loop_summary(rates, model_rate)
-                                for w, rates in by_loop_workers.items()},
+                                for w, rates in found["by_loop_workers"].items()}
+        if model_rate else {},
         "loop_updates": updates, "loop_window": window,
         "cpu_cores": len(os.sched_getaffinity(0)),
+        "failed": failures,
         "environment": environment(device),
     }
-    out = Path(args.out) / f"benchmark-input-{device_tag(record['environment']['device'])}.json"
-    set_aside_record(out)
-    write_json(out, record)
-    print(f"{made_from}; {args.variant} at {args.img_size} px, batch {batch}")
-    print(f"  one worker (this process)   {per_worker:8.1f} img/s")
-    for w, r in by_workers.items():
-        print(f"  loader, {w:2d} worker(s)       {r:8.1f} img/s")
-    for w, r in on_device.items():
-        print(f"  decode='device' on {device.type}, {w:2d} worker(s) {r:8.1f} img/s")
-    print(f"  model alone (training)      {model_rate:8.1f} img/s "
-          f"({record['model_precision']})")
-    print(f"  the model needs {record['workers_needed']} worker(s) of this CPU; the best "
-          f"loader measured gives {best / model_rate:.2f}x the model's rate")
+
+
+def report(record: dict, device: torch.device) -> None:
+    """The record in a few lines (what was measured)."""
+    print(f"{record['images']}; {record['variant']} at {record['img_size']} px, batch "
+          f"{record['batch']}")
+    if record["one_worker_img_s"]:
+        print(f"  one worker (this process)   {record['one_worker_img_s']:8.1f} img/s")
+    for w, r in record["loader_img_s_by_workers"].items():
+        print(f"  loader, {int(w):2d} worker(s)       {r:8.1f} img/s")
+    for w, r in record["device_decode_img_s_by_workers"].items():
+        print(f"  decode='device' on {device.type}, {int(w):2d} worker(s) {r:8.1f} img/s")
+    model_rate = record["model_alone_train_img_s"]
+    if model_rate:
+        print(f"  model alone (training)      {model_rate:8.1f} img/s "
+              f"({record['model_precision']})")
+    if record["workers_needed"] and record["loader_over_model"]:
+        print(f"  the model needs {record['workers_needed']} worker(s) of this CPU; the best "
+              f"loader measured gives {record['loader_over_model']:.2f}x the model's rate")
     for d, loop in record["loop"].items():
         print(f"  the fine-tuning loop, decode={d}, {loop['workers']} worker(s): "
               f"{loop['loop_img_s']:8.1f} img/s, {100 * loop['fraction_of_model_alone']:.0f}% "
@@ -332,9 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  the fine-tuning loop, decode=cpu, {w} worker(s):   {loop['loop_img_s']:8.1f} "
               f"img/s, {100 * loop['fraction_of_model_alone']:.0f}% of the model alone")
     print(f"  pixels leave the loader as {record['loader_pixels']}; scaled on {device.type} "
-          f"bit for bit as in the loader: {same_bits}")
-    print(f"record: {out}")
-    return 0
+          f"bit for bit as in the loader: {record['uint8_scaling_same_bits']}")
 
 
 if __name__ == "__main__":

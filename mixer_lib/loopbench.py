@@ -72,6 +72,12 @@ def loop_html(folder: str | Path, device: str = "cpu") -> str:
     return out + "".join(f"<p>{escape(line)}</p>" for line in earlier_loop_records(folder, device))
 
 
+def _shown(value: float | None, spec: str, unit: str = "") -> str:
+    """``value`` formatted, or "-" where a record lacks it (a measurement that failed or
+    was not reached)."""
+    return "-" if value is None else f"{value:{spec}}{unit}"
+
+
 def input_table(folder: str | Path = PERF_RECORDS) -> tuple[list[str], list[list[str]]]:
     """One column per input-pipeline record ``benchmark-input-*.json`` in ``folder``, by
     date (its device, date and commit), one row per measure: the model, the model alone, one
@@ -79,7 +85,7 @@ def input_table(folder: str | Path = PERF_RECORDS) -> tuple[list[str], list[list
     (float32 before uint8 existed), the best loader and the best decoding on the device (as
     multiples of the model alone), and the fine-tuning loop's share of the model alone for
     each decode setting and, with decode cpu, for more workers ("-" where a record predates
-    a measurement)."""
+    a measurement or lacks it)."""
     records = read_records(folder, "benchmark-input-*.json")
     names = ["model", "model alone (img/s)", "one CPU worker (img/s)", "workers needed",
              "pixels leave the loader as", "best loader / model",
@@ -92,11 +98,11 @@ def input_table(folder: str | Path = PERF_RECORDS) -> tuple[list[str], list[list
         loops = rec.get("loop") or {}
         columns.append([
             f"{rec['variant']} {rec['img_size']} px, batch {rec['batch']}, "
-            f"{rec['model_precision']}", f"{model:.1f}", f"{rec['one_worker_img_s']:.0f}",
-            str(rec["workers_needed"]), rec.get("loader_pixels", "float32"),
-            f"{rec['loader_over_model']:.1f}x",
+            f"{rec['model_precision']}", _shown(model, ".1f"),
+            _shown(rec["one_worker_img_s"], ".0f"), _shown(rec["workers_needed"], "d"),
+            rec.get("loader_pixels", "float32"), _shown(rec["loader_over_model"], ".1f", "x"),
             f"{max(on_device.values()) / model:.1f}x (best of {', '.join(on_device)} "
-            f"workers)" if on_device else "-",
+            f"workers)" if on_device and model else "-",
             *(f"{100 * loops[d]['fraction_of_model_alone']:.0f} % ({loops[d]['workers']} "
               f"workers)" if d in loops else "-" for d in ("cpu", "device")),
             ", ".join(f"{100 * loop['fraction_of_model_alone']:.0f} % ({w} workers)"

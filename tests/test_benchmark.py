@@ -200,6 +200,33 @@ def test_input_pipeline_benchmark_measures_loader_loop_and_model_in_one_run(cifa
     assert "worker(s) of this CPU" in out and "% of the model alone" in out
 
 
+def test_input_pipeline_goes_on_past_a_measurement_that_fails(cifar_root, tmp_path,
+                                                             monkeypatch):
+    """``decode='device'`` failing (a GPU whose decoder cannot run) is listed under ``failed``
+    with its error; the loader, the model alone and the loops are still measured and
+    recorded; the run ends with a non-zero status that names it."""
+    script = load_script("input_pipeline")
+    try:
+        def no_decoder(*args):
+            raise RuntimeError("nvjpeg: not supported on this device\nsecond line")
+
+        monkeypatch.setattr(script, "device_decode_img_s", no_decoder)
+        with pytest.raises(SystemExit, match=r"1 measurement\(s\) failed.*decode='device', "
+                                             r"1 worker\(s\)"):
+            script.main(["--data-root", str(cifar_root), "--images", "4", "--batch", "4",
+                         "--batches", "1", "--workers", "1", "--variant", "Mixer-S/32",
+                         "--img-size", "32", "--loop-decode", "cpu", "--loop-updates", "3",
+                         "--loop-window", "1", "--out", str(tmp_path)])
+    finally:
+        sys.modules.pop("input_pipeline", None)
+    record = json.loads(next(tmp_path.glob("benchmark-input-*.json")).read_text())
+    assert record["failed"] == [{"what": "decode='device', 1 worker(s)",
+                                 "error": "RuntimeError: nvjpeg: not supported on this device"}]
+    assert record["device_decode_img_s_by_workers"] == {}
+    assert set(record["loader_img_s_by_workers"]) == {"1"} and record["loop"]["cpu"]
+    assert len(record["model_alone_img_s_before_after"]) == 2
+
+
 def test_standins_take_their_sources_from_every_class(cifar_root, tmp_path):
     from PIL import Image
 

@@ -81,6 +81,13 @@ def test_input_records_show_the_loader_and_the_loop_against_the_model(tmp_path):
                                         "93 % (8 workers)",
                                         "95 % (12 workers), 95 % (15 workers)"]
     assert input_table(tmp_path / "none") == ([""], [])
+    cut = dict(later, model_alone_train_img_s=None, workers_needed=None, loader_over_model=None,
+               loop={}, loop_cpu_by_workers={}, failed=[{"what": "model alone", "error": "x"}],
+               environment=dict(env, device="NVIDIA H100", date="2026-11-29T01:00:00"))
+    (tmp_path / "benchmark-input-NVIDIA-H100.json").write_text(json.dumps(cut))
+    headers, rows = input_table(tmp_path)  # what a run that failed or was cut short lacks
+    assert [r[3] for r in rows[1:]] == ["-", "229", "-", "uint8, scaled on the device", "-",
+                                        "-", "-", "-", "-"]
 
 
 def test_input_summary_quotes_the_latest_gpu_record(tmp_path):
