@@ -43,6 +43,10 @@
 # goes: ours, timm's Mixer and ViT eager at batch 128, each distinct product of an inference
 # call and of a training step replayed alone, and with aligned rows where an input's are not.
 #
+# Each stage rewrites its record after each measurement, so the time limit keeps what it
+# measured; a measurement that raises (out of memory, a kernel this machine's Triton rejects)
+# is listed under "failed" in its record, the stage goes on, and this script's status is
+# then non-zero (the first failing stage's).
 # PERF_STAGES (default "configs token perf input") picks the stages (perf: 2 and 3);
 # PERF_PRESETS (default "perf-gpu-forms perf-gpu") the presets of perf; CONFIGS_ARGS (default
 # "--configs 2,tma") replaces the arguments of 0; TOKEN_ARGS, PERF_ARGS and INPUT_ARGS are
