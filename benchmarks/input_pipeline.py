@@ -65,7 +65,7 @@ from mixer_lib.runtime import compute_dtype, execution_plan  # noqa: E402
 from mixer_lib.sampling import EpochSampler, loader_kwargs  # noqa: E402
 from mixer_lib.start import build_model  # noqa: E402
 from mixer_lib.step import update  # noqa: E402
-from mixer_lib.timing import attempt, window_rates  # noqa: E402
+from mixer_lib.timing import attempt, exit_if_failed, window_rates  # noqa: E402
 from mixer_lib.train import train  # noqa: E402
 
 SIZE = (500, 375)  # a typical ImageNet photograph (width, height)
@@ -317,9 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             measured("model alone, after the loops", alone, found["alone"].append)
     report(json.loads(out.read_text()), device)
     print(f"record: {out}")
-    if failures:
-        raise SystemExit(f"{len(failures)} measurement(s) failed (the record lists them "
-                         "under 'failed'): " + "; ".join(f["what"] for f in failures))
+    exit_if_failed(failures, "measurement(s)")
     return 0
 
 

@@ -45,7 +45,7 @@ from mixer_lib.model import MODEL_FORM  # noqa: E402
 from mixer_lib.provenance import device_name, device_tag, environment, write_json  # noqa: E402
 from mixer_lib.records import timm_peer  # noqa: E402
 from mixer_lib.rundir import set_aside_record  # noqa: E402
-from mixer_lib.timing import attempt  # noqa: E402
+from mixer_lib.timing import attempt, exit_if_failed  # noqa: E402
 
 PEERS = ("timm:mixer_b16_224", "timm:vit_base_patch16_224", "timm:resnet50")
 PRESETS = {
@@ -508,9 +508,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
               f"{q['batch']}]: inference {q['inference']:.2f}x, training {train}")
     if path:
         print(f"record: {path}")
-    if failures:
-        raise SystemExit(f"{len(failures)} of {total} measurements failed (the record lists "
-                         "them under 'failed'): " + "; ".join(f["what"] for f in failures))
+    exit_if_failed(failures, f"of {total} measurements")
     return rows
 
 

@@ -60,7 +60,7 @@ from mixer_lib import create_model, dense_gelu, token_kernel  # noqa: E402
 from mixer_lib.model import TokenDense, TokenMixingMlp  # noqa: E402
 from mixer_lib.provenance import device_name, device_tag, environment, write_json  # noqa: E402
 from mixer_lib.rundir import set_aside_record  # noqa: E402
-from mixer_lib.timing import attempt, median_seconds  # noqa: E402
+from mixer_lib.timing import attempt, exit_if_failed, median_seconds  # noqa: E402
 
 Form = Callable[..., torch.Tensor]  # (x, w1, b1, w2, b2, act) -> (B, S, C)
 
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     def attempted(what: str, step: Callable[[], None]) -> None:
         attempt(what, step, failures)
-        write_json(out, record)
+        write_json(out, record)  # after each step: a run cut short keeps what it measured
 
     def mlp(name: str, form: Form) -> None:
         t = time.perf_counter()
@@ -288,7 +288,6 @@ def main(argv: list[str] | None = None) -> dict:
                         reference[0] if reference else None, trains=form is not fused_kernel)
         reference.append(case.pop("output"))
         record["mlp"][name] = case | {"wall_s": time.perf_counter() - t}
-        write_json(out, record)  # after each case: a run cut short keeps what it measured
         both = f"{case['train_ms']:7.3f} ms ({case['train_tflops']:6.1f} TFLOP/s)" \
             if case["train_ms"] else "(inference only)"
         print(f"  MLP {name:22s} forward {case['forward_ms']:7.3f} ms "
@@ -298,7 +297,6 @@ def main(argv: list[str] | None = None) -> dict:
     def check(spec: str, name: str, kind: torch.dtype, form: str = "pointers") -> None:
         case = check_case(spec, device, kind, form=form)
         record["check"][f"{spec} {name}"] = case
-        write_json(out, record)
         print(f"  check {spec:22s} {name}: " + ", ".join(
             f"{k} {v:.3g}" for k, v in case.items()), flush=True)
 
@@ -323,6 +321,7 @@ def main(argv: list[str] | None = None) -> dict:
             attempted(f"MLP {name}", partial(mlp, name, form))
         else:
             mlp(name, form)
+            write_json(out, record)
     models = {"model's own": (None, fused), **({"model's own, unfused": (None, False)}
                                                if fused else {}),
               **{name: (form, False) for name, form in EAGER.items()}}
@@ -343,9 +342,7 @@ def main(argv: list[str] | None = None) -> dict:
         attempted("MLP compiled-max-autotune", partial(
             mlp, "compiled-max-autotune", torch.compile(left, mode="max-autotune-no-cudagraphs")))
     print(f"record: {out}")
-    if failures:
-        raise SystemExit(f"{len(failures)} step(s) failed (the record lists them under "
-                         "'failed'): " + "; ".join(f["what"] for f in failures))
+    exit_if_failed(failures, "step(s)")
     return record
 
 

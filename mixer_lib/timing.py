@@ -64,3 +64,11 @@ def attempt(what: str, fn: Callable[[], T], failures: list[dict]) -> T | None:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return None
+
+
+def exit_if_failed(failures: list[dict], counted: str) -> None:
+    """End a run whose :func:`attempt` calls recorded ``failures`` with a non-zero status
+    that names them; ``counted`` says what the count counts (``"of 8 measurements"``)."""
+    if failures:
+        raise SystemExit(f"{len(failures)} {counted} failed (the record lists them under "
+                         "'failed'): " + "; ".join(f["what"] for f in failures))

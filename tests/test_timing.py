@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mixer_lib.timing import attempt, median_seconds, window_rates
+from mixer_lib.timing import attempt, exit_if_failed, median_seconds, window_rates
 
 
 def test_attempt_returns_the_value_or_records_the_failure_and_goes_on(capsys):
@@ -29,6 +29,14 @@ def test_attempt_lets_an_interrupt_end_the_run(stop):
     with pytest.raises(stop):
         attempt("cut", interrupted, failures)
     assert failures == []
+
+
+def test_a_run_with_failures_ends_naming_them():
+    exit_if_failed([], "of 3 measurements")  # nothing failed: the run ends as it would
+    failures = [{"what": "a", "error": "E: x"}, {"what": "b", "error": "E: y"}]
+    with pytest.raises(SystemExit, match=r"^2 of 3 measurements failed \(the record lists "
+                                         r"them under 'failed'\): a; b$"):
+        exit_if_failed(failures, "of 3 measurements")
 
 
 def test_timers_call_the_function_as_often_as_asked():
