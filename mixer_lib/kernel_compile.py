@@ -30,6 +30,10 @@ INSTRUCTIONS = {
     "mma.sync": "warp products (Ampere style)",
 }
 _TRITON = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
+# The most shared memory one program may use on an H100 or H200 (227 KiB, opted into): a
+# shape that needs more cannot launch there (Triton raises OutOfResources; the autotuner
+# skips it)
+SHARED_LIMIT = 227 * 1024
 
 
 def ptxas_path() -> str:
@@ -50,21 +54,23 @@ def _signature(form: str, block_s: int, block_c: int, block_h: int, x_dtype: str
         return {"x_desc": f"tensordesc<{x_dtype}{tile}>", "y_desc": f"tensordesc<{y_dtype}{tile}>",
                 "w1t_desc": f"tensordesc<{w_dtype}{chunk}>", "b1_ptr": f"*{w_dtype}",
                 "w2_desc": f"tensordesc<{w_dtype}{chunk}>", "b2_ptr": f"*{w_dtype}",
-                "out_desc": f"tensordesc<{x_dtype}{tile}>", "S": "i32", "C": "i32", "DS": "i32"}
+                "out_desc": f"tensordesc<{x_dtype}{tile}>", "S": "i32", "C": "i32", "DS": "i32",
+                "X_SIZE": "i32", "Y_SIZE": "i32"}
     return {"x_ptr": f"*{x_dtype}", "y_ptr": f"*{y_dtype}", "w1_ptr": f"*{w_dtype}",
             "b1_ptr": f"*{w_dtype}", "w2_ptr": f"*{w_dtype}", "b2_ptr": f"*{w_dtype}",
             "out_ptr": f"*{x_dtype}", "S": "i32", "C": "i32", "DS": "i32"}
 
 
 def compile_config(config: tuple[str, int, int, int, int], tokens: int, exact_gelu: bool,
-                   x_dtype: torch.dtype = torch.float32,
+                   x_dtype: torch.dtype = torch.bfloat16,
                    w_dtype: torch.dtype = torch.bfloat16, arch: int = 90) -> dict:
     """``config`` (an entry of ``token_kernel.CONFIGS``) built for compute capability
     ``arch`` at ``tokens`` tokens (padded as the kernel pads them) and assembled by ptxas.
-    ``x_dtype``: the residual stream's (float32 under autocast, bf16 with bf16 weights; the
-    normalised input and the output share it). Returns registers per thread, spill stores
-    and loads (bytes per thread), shared memory (bytes per program) and the counts of
-    :data:`INSTRUCTIONS` in the PTX."""
+    ``x_dtype``: the residual stream's, which the normalised input and the output share
+    (bf16 as the model hands it to the kernel, under bf16 autocast and with bf16 weights;
+    float32 for a stream kept in float32, which the model does not make). Returns registers
+    per thread, spill stores and loads (bytes per thread), shared memory (bytes per program)
+    and the counts of :data:`INSTRUCTIONS` in the PTX."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mixer_lib import kernel_compile
 from mixer_lib.products import OURS, PERF, UNFUSED, _latest, _title
 from mixer_lib.provenance import read_records
 
@@ -130,11 +131,13 @@ def _compiled_record(folder: str | Path) -> dict | None:
 
 
 def compiled_table(folder: str | Path = PERF, tokens: int = 196, gelu: str = "tanh",
-                   x_dtype: str = "fp32") -> tuple[list[str], list[list[str]]]:
+                   x_dtype: str = "bf16") -> tuple[list[str], list[list[str]]]:
     """One row per tile shape of the latest compiled-for-sm_90a record at ``tokens`` tokens
-    (Mixer-B/16: 196, padded to 256), ``gelu`` and the residual stream in ``x_dtype``
-    (float32: bf16 autocast): registers per thread, bytes spilled per thread (stores),
-    shared memory, and how often the PTX names each instruction that loads or multiplies
+    (Mixer-B/16: 196, padded to 256), ``gelu`` and the residual stream in ``x_dtype`` (bf16:
+    what the model hands the kernel under bf16 autocast and with bf16 weights): registers
+    per thread, bytes spilled per thread (stores), shared memory (marked where it exceeds
+    what a program may have on an H100 or H200), and how often the PTX names each
+    instruction that loads or multiplies
     tiles (loads the threads wait for, TMA copies, Hopper products); static counts, not
     executions. The record's Triton and target, and its Ampere-style asynchronous copies,
     are in :func:`compiled_summary`."""
@@ -153,48 +156,68 @@ def compiled_table(folder: str | Path = PERF, tokens: int = 196, gelu: str = "ta
             out.append([*shape, f"failed: {r['error']}", *["-"] * 5])
             continue
         ins = r["instructions"]
-        out.append([*shape, str(r["registers"]), str(r["spill_stores"]),
-                    f"{r['shared_bytes'] / 1024:.0f}", str(ins["ld.global"]),
+        shared = f"{r['shared_bytes'] / 1024:.0f}"
+        if r["shared_bytes"] > kernel_compile.SHARED_LIMIT:
+            shared += f" (over {kernel_compile.SHARED_LIMIT // 1024})"
+        out.append([*shape, str(r["registers"]), str(r["spill_stores"]), shared,
+                    str(ins["ld.global"]),
                     str(ins["cp.async.bulk.tensor"]), str(ins["wgmma.mma_async"])])
     return headers, out
 
 
 def compiled_summary(folder: str | Path = PERF) -> dict[str, str]:
-    """What the Claims chapter quotes from the latest compiled record, over every case in it
-    (both token heights, GELUs and dtypes): per form, the range of spilled bytes per thread
-    at 256 padded tokens (``tkc_<form>_spills``), the tile shapes that spill anywhere
-    (``tkc_<form>_spilling``, "k of n"), those that spill at 64 padded tokens and the most
-    they spill there (``tkc_<form>_short``), the most Ampere-style asynchronous copies
-    (``cp.async``) any kernel of the form names (``tkc_<form>_cp_async``), and the Triton
-    that compiled them (``tkc_where``)."""
+    """What the Claims chapter quotes from the latest compiled record, over the cases with
+    the stream in bf16 (the model's; both token heights and GELUs): per form, the range of
+    spilled bytes per thread at 256 padded tokens (``tkc_<form>_spills``), the tile shapes
+    that spill anywhere (``tkc_<form>_spilling``, "k of n"), those that spill at 64 padded
+    tokens and the most they spill there (``tkc_<form>_short``), the most Ampere-style
+    asynchronous copies (``cp.async``) any kernel of the form names
+    (``tkc_<form>_cp_async``); for the TMA form with a float32 stream, the shapes that spill
+    and the most they spill (``tkc_tma_fp32``); and the Triton that compiled them
+    (``tkc_where``)."""
     record = _compiled_record(folder)
-    out = {"tkc_where": "not measured"}
+    out = {"tkc_where": "not measured", "tkc_tma_fp32": "not measured"}
     for form in ("pointers", "tma"):
         out |= {f"tkc_{form}_{key}": "not measured"
                 for key in ("spills", "spilling", "short", "cp_async")}
     if record is None:
         return out
     out["tkc_where"] = f"Triton {record['triton']} for {record['arch']}, built on {_title(record)}"
+    built = [r for r in record["results"] if "error" not in r]
     for form in ("pointers", "tma"):
-        cases = [r for r in record["results"] if "error" not in r
+        cases = [r for r in built if r["x_dtype"] == "bf16"
                  and (_form(r["config"][0]) == "tma") == (form == "tma")]
         if not cases:
             continue
         tall = [r["spill_stores"] for r in cases if r["block_tokens"] == 256]
         if tall:
-            out[f"tkc_{form}_spills"] = (f"{min(tall):,}" if min(tall) == max(tall)
-                                         else f"{min(tall):,}-{max(tall):,}")
+            out[f"tkc_{form}_spills"] = _span(tall)
         shapes = {tuple(r["config"]) for r in cases}
-        spilling = {tuple(r["config"]) for r in cases if r["spill_stores"]}
-        out[f"tkc_{form}_spilling"] = f"{len(spilling)} of {len(shapes)}"
+        out[f"tkc_{form}_spilling"] = f"{len(_spilling(cases))} of {len(shapes)}"
         copies = max(r["instructions"]["cp.async.ca"] + r["instructions"]["cp.async.cg"]
                      for r in cases)
         out[f"tkc_{form}_cp_async"] = f"at most {copies} per kernel" if copies else "none"
         short = [r for r in cases if r["block_tokens"] == 64]
         if short:
-            few = {tuple(r["config"]) for r in short if r["spill_stores"]}
+            few = _spilling(short)
             most = max(r["spill_stores"] for r in short)
             out[f"tkc_{form}_short"] = (f"{len(few)} of {len(shapes)} shapes spill"
                                         + (f", at most {most:,} bytes per thread" if few
                                            else ""))
+    wide = [r for r in built if r["x_dtype"] == "fp32" and _form(r["config"][0]) == "tma"]
+    if wide:
+        few = _spilling(wide)
+        shapes = {tuple(r["config"]) for r in wide}
+        out["tkc_tma_fp32"] = (f"{len(few)} of {len(shapes)} shapes spill"
+                               + (f", at most {max(r['spill_stores'] for r in wide):,} bytes "
+                                  "per thread" if few else ""))
     return out
+
+
+def _span(values: list[int]) -> str:
+    return f"{min(values):,}" if min(values) == max(values) else f"{min(values):,}-{max(values):,}"
+
+
+def _spilling(cases: list[dict]) -> set[tuple]:
+    """The tile shapes among ``cases`` that spill in at least one."""
+    return {tuple(r["config"]) for r in cases if r["spill_stores"]}

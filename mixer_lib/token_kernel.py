@@ -38,7 +38,8 @@ Two forms of the kernel (``MixerConfig.token_kernel_form``):
 * ``"tma"`` (Hopper and later, sm_90+): the same arithmetic with every tile moved by the
   tensor-memory accelerator through tensor descriptors (out-of-bounds rows read as zeros, so
   the padding needs no masks), ``W1`` passed transposed so its rows are 16-byte aligned. Its
-  tile shapes in :data:`CONFIGS` compile with no spills and a pipelined loop. It needs rows
+  tile shapes in :data:`CONFIGS` compile with no spills and a pipelined loop (the stream in
+  bf16, as the model hands it to the kernel). It needs rows
   of 16-byte multiples (C and D_S multiples of 8 in bf16) and 16-byte aligned tensors, else
   the pointer form runs. Not yet timed on a GPU: it stays opt-in until
   ``benchmarks/token_kernel_configs.py`` has measured both forms on one
@@ -77,15 +78,18 @@ FORMS = ("pointers", "tma")  # MixerConfig.token_kernel_form
 # warps, pipeline stages. benchmarks/token_kernel_configs.py runs and times each alone;
 # ("tokens", 32, 64, 4, 2) faulted on an H200 (illegal memory access, Triton 3.6,
 # 2026-11-27), so the pointer form's channel blocks start at 64. The "tma" shapes are those
-# that compile for sm_90a without spilling registers at 64 and 256 padded tokens, both GELUs
-# (benchmarks/token_kernel_compiled.py): 8 warps and one program per SM (their registers
-# fill its register file), or 4 warps, few enough registers and shared memory for two.
+# that compile for sm_90a without spilling registers at 64 and 256 padded tokens, both GELUs,
+# with the stream in bf16 as the model hands it to the kernel (under bf16 autocast and with
+# bf16 weights; benchmarks/token_kernel_compiled.py): channel blocks of 128 or 64, one to
+# three pipeline stages as far as shared memory holds them, 8 or 4 warps. With a float32
+# stream, which the model does not make, the 128-channel shapes of two and three stages
+# spill a few bytes per thread; the autotuner times them apart (the dtypes key its choice).
 CONFIGS = [("tokens", 64, 64, 8, 2), ("tokens", 128, 32, 8, 2), ("channels", 128, 64, 8, 2),
            ("channels", 128, 32, 8, 2), ("channels", 64, 64, 4, 2), ("channels", 128, 64, 8, 1),
            ("channels", 64, 32, 4, 3),
-           ("tma", 128, 64, 8, 1), ("tma", 128, 32, 8, 1), ("tma", 64, 64, 8, 2),
-           ("tma", 64, 32, 8, 2), ("tma", 64, 64, 8, 3), ("tma", 64, 64, 4, 1),
-           ("tma", 64, 32, 4, 1)]
+           ("tma", 128, 64, 8, 1), ("tma", 128, 32, 8, 1), ("tma", 128, 64, 8, 2),
+           ("tma", 128, 32, 8, 3), ("tma", 64, 64, 8, 2), ("tma", 64, 32, 8, 2),
+           ("tma", 64, 64, 8, 3), ("tma", 64, 64, 4, 1), ("tma", 64, 32, 4, 1)]
 
 
 def check_form(form: str) -> None:
@@ -252,14 +256,15 @@ if triton is not None:
 
     @triton.jit
     def _token_mixing_tma_kernel(x_desc, y_desc, w1t_desc, b1_ptr, w2_desc, b2_ptr, out_desc,
-                                 S, C, DS,
+                                 S, C, DS, X_SIZE, Y_SIZE,
                                  BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr,
                                  BLOCK_H: tl.constexpr, EXACT: tl.constexpr):
         """The channels-as-rows products with every tile moved by TMA: ``x, y, out`` as
         (B, S, C) descriptors of blocks (1, BLOCK_S, BLOCK_C), ``W1^T (S, D_S)`` and
         ``W2 (S, D_S)`` of blocks (BLOCK_S, BLOCK_H). Rows and columns past S, C or D_S read
         as zeros (so the padded tokens and hidden units add nothing) and are not stored.
-        ``C`` is not read: it keys the autotuner as in the pointer form."""
+        ``C`` and the bytes per element of ``x`` and ``y`` (``X_SIZE``, ``Y_SIZE``) are not
+        read: they key the autotuner (a descriptor, unlike a pointer, gives it no dtype)."""
         dot_dtype = w1t_desc.dtype
         b = tl.program_id(1)
         c0 = tl.program_id(0) * BLOCK_C
@@ -293,7 +298,7 @@ if triton is not None:
         configs=[triton.Config({"BLOCK_C": bc, "BLOCK_H": bh}, num_warps=w, num_stages=st,
                                pre_hook=_tma_blocks)
                  for _, bc, bh, w, st in configs_of("tma")],
-        key=["S", "C", "DS", "EXACT"],
+        key=["S", "C", "DS", "EXACT", "X_SIZE", "Y_SIZE"],
     )(_token_mixing_tma_kernel)
 
 
@@ -347,7 +352,8 @@ def run_config(x: torch.Tensor, y: torch.Tensor, w1: torch.Tensor, b1: torch.Ten
         xd, yd, w1d, w2d, outd = _descriptors(x, y, w1, w2, out, _block_tokens(s), block_c,
                                               block_h)
         _token_mixing_tma_kernel[grid](
-            xd, yd, w1d, b1, w2d, b2, outd, s, c, w1.shape[0], BLOCK_S=_block_tokens(s),
+            xd, yd, w1d, b1, w2d, b2, outd, s, c, w1.shape[0], x.element_size(),
+            y.element_size(), BLOCK_S=_block_tokens(s),
             BLOCK_C=block_c, BLOCK_H=block_h, EXACT=exact_gelu, num_warps=warps,
             num_stages=stages)
         return out
@@ -394,6 +400,7 @@ def token_mixing_residual(x: torch.Tensor, y: torch.Tensor, w1: torch.Tensor,
         if form == "tma":
             xd, yd, w1d, w2d, outd = _descriptors(x, y, w1, w2, out, _block_tokens(s))
             _tuned_tma_kernel[grid](xd, yd, w1d, b1, w2d, b2, outd, s, c, w1.shape[0],
+                                    x.element_size(), y.element_size(),
                                     BLOCK_S=_block_tokens(s), EXACT=exact_gelu)
         else:
             _tuned_kernel[grid](x, y, w1, b1, w2, b2, out, s, c, w1.shape[0],

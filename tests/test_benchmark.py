@@ -451,7 +451,7 @@ def test_token_kernel_configs_runs_every_tile_shape_in_its_own_process(tmp_path,
 @pytest.mark.parametrize("args, message", [
     (["--configs", "99"], "neither an index below"),
     (["--gelu", "relu"], "--gelu takes tanh,exact"),
-    (["--x-dtype", "fp16"], "--x-dtype takes fp32,bf16")])
+    (["--x-dtype", "fp16"], "--x-dtype takes bf16,fp32")])
 def test_token_kernel_compiled_refuses_bad_selections_before_compiling(args, message, capsys):
     script = load_script("token_kernel_compiled")
     try:

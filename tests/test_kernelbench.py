@@ -54,10 +54,11 @@ def test_shapes_written_by_form_name_and_by_the_older_flag_read_alike(tmp_path):
         "channels as rows, TMA", "channels as rows", "tokens as rows"]
 
 
-def compiled_case(config, tokens, spills, gelu="tanh", x_dtype="fp32", ld=300, tma=0):
+def compiled_case(config, tokens, spills, gelu="tanh", x_dtype="bf16", ld=300, tma=0,
+                  shared=131072):
     return {"config": config, "tokens": tokens, "block_tokens": 256 if tokens > 64 else 64,
             "gelu": gelu, "x_dtype": x_dtype, "registers": 255, "spill_stores": spills,
-            "spill_loads": spills, "shared_bytes": 131072,
+            "spill_loads": spills, "shared_bytes": shared,
             "instructions": {"ld.global": ld, "cp.async.ca": 0, "cp.async.cg": 0,
                              "cp.async.bulk.tensor": tma, "wgmma.mma_async": 20,
                              "mma.sync": 0}}
@@ -74,7 +75,12 @@ def test_compiled_table_and_summary_read_the_record_of_the_gpus_triton(tmp_path)
                 compiled_case(["channels", 128, 64, 8, 2], 49, 0, gelu="exact"),
                 compiled_case(["channels", 128, 64, 8, 2], 196, 950, gelu="exact"),
                 compiled_case(["tma", 128, 64, 8, 1], 196, 0, ld=17, tma=5),
-                dict(compiled_case(["tma", 64, 64, 8, 3], 196, 0), error="OutOfResources")]})
+                dict(compiled_case(["tma", 64, 64, 8, 3], 196, 0), error="OutOfResources"),
+                compiled_case(["tma", 128, 64, 8, 3], 196, 0, shared=262200),
+                # a float32 stream (not the model's): its own summary, not in the table
+                compiled_case(["tma", 128, 64, 8, 1], 196, 44, x_dtype="fp32"),
+                compiled_case(["tma", 128, 64, 8, 3], 196, 20, x_dtype="fp32"),
+                compiled_case(["channels", 128, 64, 8, 2], 196, 5000, x_dtype="fp32")]})
     # no GPU configs record: the latest compiled record (dates tie: either is fine)
     assert compiled_summary(tmp_path)["tkc_where"].startswith("Triton 3.")
     write(tmp_path, "benchmark-token-kernel-configs-NVIDIA-H200.json", {
@@ -87,12 +93,14 @@ def test_compiled_table_and_summary_read_the_record_of_the_gpus_triton(tmp_path)
         ["TMA: channels", "128 x 64", "8, 1", "255", "0"]]
     assert rows[2][5:] == ["128", "17", "5", "20"]
     assert rows[3][3].startswith("failed: OutOfResources") and len(rows[3]) == len(headers)
+    assert rows[4][5] == "256 (over 227)" and len(rows) == 5  # the bf16 cases at 196, tanh
     summary = compiled_summary(tmp_path)
     assert summary["tkc_where"] == ("Triton 3.6.0 for sm_90a, built on cpu, 2026-11-27, "
                                     "commit ccccccc")
     assert summary["tkc_pointers_spills"] == "900-2,000"  # 256 padded tokens only
     assert summary["tkc_pointers_spilling"] == "2 of 2"
-    assert summary["tkc_tma_spills"] == "0" and summary["tkc_tma_spilling"] == "0 of 1"
+    assert summary["tkc_tma_spills"] == "0" and summary["tkc_tma_spilling"] == "0 of 2"
+    assert summary["tkc_tma_fp32"] == "2 of 2 shapes spill, at most 44 bytes per thread"
     assert summary["tkc_pointers_short"] == "0 of 2 shapes spill"
     assert summary["tkc_pointers_cp_async"] == summary["tkc_tma_cp_async"] == "none"
     assert summary["tkc_tma_short"] == "not measured"  # no TMA case at 64 tokens
