@@ -8,6 +8,12 @@
 # (320 CIFAR-10 test JPEGs into .carry/data, ignored by git), then carry .carry to the GPU
 # machine; the script reads $MIXER_DATA_ROOT, else .carry/data, else shared/data.
 #
+# The GPU machine's torch and Triton can differ from the pinned ones (the H200 so far: torch
+# 2.11.0+cu130, Triton 3.6.0; every record's environment names them). A CPU venv with those
+# versions runs this script's CPU test and the model's first (PYTHONPATH=. python -m pytest
+# tests/test_benchmark.py tests/test_model.py tests/test_kernel_compile.py); there, Triton
+# 3.6's interpreter fails on the kernel's loop, so the interpreted tests say nothing.
+#
 # 0. (at most 60 s) The fused token-mixing kernel's tile shapes alone on Mixer-B/16's
 #    shapes, each in its own process (benchmarks/token_kernel_configs.py; by default the
 #    pointer form's fastest shape on the H200, entry 2, and every shape of the TMA form),
