@@ -137,10 +137,9 @@ def compiled_table(folder: str | Path = PERF, tokens: int = 196, gelu: str = "ta
     what the model hands the kernel under bf16 autocast and with bf16 weights): registers
     per thread, bytes spilled per thread (stores), shared memory (marked where it exceeds
     what a program may have on an H100 or H200), and how often the PTX names each
-    instruction that loads or multiplies
-    tiles (loads the threads wait for, TMA copies, Hopper products); static counts, not
-    executions. The record's Triton and target, and its Ampere-style asynchronous copies,
-    are in :func:`compiled_summary`."""
+    instruction that loads or multiplies tiles (loads the threads wait for, TMA copies,
+    Hopper products); static counts, not executions. The record's Triton and target, and
+    its Ampere-style asynchronous copies, are in :func:`compiled_summary`."""
     record = _compiled_record(folder)
     headers = ["form: rows", "tile (channels x hidden)", "warps, stages", "registers",
                "spilled bytes", "shared KiB", "ld.global", "TMA", "wgmma"]
@@ -199,25 +198,26 @@ def compiled_summary(folder: str | Path = PERF) -> dict[str, str]:
         out[f"tkc_{form}_cp_async"] = f"at most {copies} per kernel" if copies else "none"
         short = [r for r in cases if r["block_tokens"] == 64]
         if short:
-            few = _spilling(short)
-            most = max(r["spill_stores"] for r in short)
-            out[f"tkc_{form}_short"] = (f"{len(few)} of {len(shapes)} shapes spill"
-                                        + (f", at most {most:,} bytes per thread" if few
-                                           else ""))
+            out[f"tkc_{form}_short"] = _shapes_spilling(short, len(shapes))
     wide = [r for r in built if r["x_dtype"] == "fp32" and _form(r["config"][0]) == "tma"]
     if wide:
-        few = _spilling(wide)
-        shapes = {tuple(r["config"]) for r in wide}
-        out["tkc_tma_fp32"] = (f"{len(few)} of {len(shapes)} shapes spill"
-                               + (f", at most {max(r['spill_stores'] for r in wide):,} bytes "
-                                  "per thread" if few else ""))
+        out["tkc_tma_fp32"] = _shapes_spilling(wide, len({tuple(r["config"]) for r in wide}))
     return out
 
 
 def _span(values: list[int]) -> str:
+    """``values`` as one number or their range."""
     return f"{min(values):,}" if min(values) == max(values) else f"{min(values):,}-{max(values):,}"
 
 
 def _spilling(cases: list[dict]) -> set[tuple]:
     """The tile shapes among ``cases`` that spill in at least one."""
     return {tuple(r["config"]) for r in cases if r["spill_stores"]}
+
+
+def _shapes_spilling(cases: list[dict], shapes: int) -> str:
+    """"k of ``shapes`` shapes spill" among ``cases``, with the most bytes per thread."""
+    few = _spilling(cases)
+    most = max(r["spill_stores"] for r in cases)
+    return (f"{len(few)} of {shapes} shapes spill"
+            + (f", at most {most:,} bytes per thread" if few else ""))
