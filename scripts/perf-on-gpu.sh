@@ -45,6 +45,8 @@
 #    fine-tuning loop itself (mixer_lib.train) with decode cpu and device against it (issue
 #    17's target: >= 90 % of the model alone), decode cpu also with 8 workers (the default
 #    before 2026-11-27) and with (cores - 1).
+# 5. (seconds) What the records support for the defaults of the fused inference paths
+#    (mixer_lib.fused_paths: the one-call dense layer and GELU, the kernel's TMA form).
 # Not by default (80 s, PERF_PRESETS="perf-gpu-products"): where the bf16 products' time
 # goes: ours, timm's Mixer and ViT eager at batch 128, each distinct product of an inference
 # call and of a training step replayed alone, and with aligned rows where an input's are not.
@@ -93,11 +95,17 @@ for preset in ${PERF_PRESETS:-perf-gpu-forms perf-gpu}; do
         $PY benchmarks/throughput.py --preset "$preset" ${PERF_ARGS:-}
     keep $?
 done
-[[ $stages == *" input "* ]] || exit $status
-cores=$(nproc)
-# shellcheck disable=SC2086
-LIMIT=${INPUT_LIMIT:-100} limited "${TMPDIR:-/tmp}/input-on-gpu.log" 'results/perf/benchmark-input-*.json' \
-    $PY benchmarks/input_pipeline.py --data-root "$MIXER_DATA_ROOT" \
-    --loop-workers "8,$(( cores > 2 ? cores - 1 : 1 ))" ${INPUT_ARGS:-}
-keep $?
+if [[ $stages == *" input "* ]]; then
+    cores=$(nproc)
+    # shellcheck disable=SC2086
+    LIMIT=${INPUT_LIMIT:-100} limited "${TMPDIR:-/tmp}/input-on-gpu.log" \
+        'results/perf/benchmark-input-*.json' \
+        $PY benchmarks/input_pipeline.py --data-root "$MIXER_DATA_ROOT" \
+        --loop-workers "8,$(( cores > 2 ? cores - 1 : 1 ))" ${INPUT_ARGS:-}
+    keep $?
+fi
+# what the records now here (this run's, else the committed ones) support for the defaults
+# of the fused inference paths (a few seconds; its status does not count)
+echo "== the fused inference paths' defaults (python -m mixer_lib.fused_paths) =="
+$PY -m mixer_lib.fused_paths || true
 exit $status

@@ -312,6 +312,10 @@ def test_perf_on_gpu_script_runs_whole_on_the_cpu(cifar_root, tmp_path):
     done = subprocess.run(["bash", script], capture_output=True, text=True, env=env,
                           timeout=600)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    # last, what the records support for the fused paths' defaults: a CPU's decide nothing
+    verdict = done.stdout.split("== the fused inference paths' defaults")[-1]
+    assert "-> not decided (fused_dense_gelu stays True)" in verdict
+    assert "-> not decided (token_kernel_form stays 'pointers')" in verdict
     assert {p.name for p in out.iterdir()} == {
         "benchmark-token-kernel-configs-cpu.json", "benchmark-token-mixing-cpu.json",
         "benchmark-perf-gpu-forms-cpu.json", "benchmark-perf-gpu-cpu.json",

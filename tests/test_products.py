@@ -14,6 +14,7 @@ from mixer_lib.products import (
     token_forms_summary,
     token_forms_table,
 )
+from mixer_lib.throughputs import MODEL_FORMS
 
 
 def group(op, shapes, seconds, calls=1, tflops=None, **extra):
@@ -119,14 +120,14 @@ def test_the_committed_records_are_read(table):
 
 
 def test_gpu_targets_read_the_latest_perf_record_in_like_modes(tmp_path):
-    from mixer_lib.products import targets_table
+    from mixer_lib.products import targets_table, targets_verdict
 
     def ratio(peer, mode, peer_mode, inference, training):
         return {"dtype": "bf16", "batch": 128, "mode": mode, "peer": peer,
                 "peer_mode": peer_mode, "inference": inference, "training": training}
 
     vit, timm = "timm:vit_base_patch16_224", "timm:mixer_b16_224"
-    record = {"preset": "perf-gpu", "environment": {
+    record = {"preset": "perf-gpu", "model_form": list(MODEL_FORMS)[-1], "environment": {
                   "device": "NVIDIA H100 80GB HBM3", "date": "2026-12-01",
                   "git_commit": "feedbeef00"},
               "ratios": [ratio(vit, "eager", "eager", 1.1, 1.19),
@@ -137,7 +138,9 @@ def test_gpu_targets_read_the_latest_perf_record_in_like_modes(tmp_path):
               "rows": [{"model": "Mixer-B/16", "dtype": "bf16", "batch": 128,
                         "mode": "eager", "infer_mfu": 0.4},
                        {"model": "Mixer-B/16", "dtype": "bf16", "batch": 128,
-                        "mode": "compile", "infer_mfu": 0.56}]}
+                        "mode": "compile", "infer_mfu": 0.56},
+                       {"model": "Mixer-B/16", "dtype": "bf16w", "batch": 128,
+                        "mode": "eager", "infer_mfu": 0.54}]}
     older = {**record, "environment": {**record["environment"], "date": "2026-01-01"},
              "ratios": [], "rows": []}
     (tmp_path / "benchmark-perf-gpu-NVIDIA-H100.json").write_text(json.dumps(record))
@@ -151,9 +154,24 @@ def test_gpu_targets_read_the_latest_perf_record_in_like_modes(tmp_path):
          "no"],  # ours compiled against timm's eager does not count
         ["ours / timm's Mixer-B/16, training", ">= 1.15x", "1.20x", "1.70x (peer eager)",
          "yes"],
-        ["Mixer-B/16 inference, share of the bf16 matmul peak", ">= 55 %", "40 %", "56 %",
-         "yes"]]
+        ["Mixer-B/16 inference (bf16 autocast), share of the bf16 matmul peak", ">= 55 %",
+         "40 %", "56 %", "yes"],
+        ["Mixer-B/16 inference (bf16 weights), share of the bf16 matmul peak", ">= 55 %",
+         "54 %", "-", "no"]]
     assert targets_table(tmp_path / "none")[1] == []
+    assert targets_verdict(tmp_path) == (
+        "4 of 6 targets met (Mixer-B/16 / ViT-B/16, inference; Mixer-B/16 / ViT-B/16, "
+        "training; ours / timm's Mixer-B/16, training; Mixer-B/16 inference (bf16 autocast), "
+        "share of the bf16 matmul peak), 2 missed (ours / timm's Mixer-B/16, inference; "
+        "Mixer-B/16 inference (bf16 weights), share of the bf16 matmul peak)")
+    assert targets_verdict(tmp_path / "none") == "not measured"
+    # a record of an earlier form of the model says so; one without bf16 weights has no row
+    record |= {"model_form": "bsc-token-kernel", "rows": record["rows"][:2]}
+    (tmp_path / "benchmark-perf-gpu-NVIDIA-H100.json").write_text(json.dumps(record))
+    headers, rows = targets_table(tmp_path)
+    assert headers[-1] == ("met (H100 80GB HBM3, 2026-12-01, commit feedbee, batch 128, "
+                           "earlier model form: bsc-token-kernel)")
+    assert [r[0] for r in rows][-1].startswith("Mixer-B/16 inference (bf16 autocast)")
 
 
 def test_bf16_weights_speedup_reads_ours_eager_rows(tmp_path):

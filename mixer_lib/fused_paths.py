@@ -1,0 +1,202 @@
+"""The two fused inference paths that wait on a GPU measurement, read from the GPU records as
+the decisions they are for (issue 17; ``scripts/perf-on-gpu.sh`` prints them last):
+
+* the channel MLP's dense layer with its bias and GELU in one cuBLASLt call
+  (:mod:`mixer_lib.dense_gelu`, ``MixerConfig.fused_dense_gelu``, on by default on CUDA): does
+  the call compute the tanh GELU (``dense_gelu_float32`` of the token-mixing record), and is
+  the model faster with it (preset ``perf-gpu-forms``, ``Mixer-B/16@fused_dense_gelu=false``)?
+* the token-mixing kernel's TMA form (:mod:`mixer_lib.token_kernel`,
+  ``MixerConfig.token_kernel_form``, default ``"pointers"``): is it faster than the pointer
+  form alone (the configs record), in the whole model (``Mixer-B/16@token_kernel_form=tma``),
+  and as close to float32 (the token-mixing record's ``check``)?
+
+Only records made on a GPU count. Each finding names its record; a missing one reads "not
+yet". The defaults stay decisions made in code (:class:`MixerConfig`); this
+module says what the records support and the Claims chapter quotes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from mixer_lib.kernelbench import _form
+from mixer_lib.model import MODEL_FORM, MixerConfig
+from mixer_lib.products import OURS, PERF, _latest, _title
+
+TMA_MODEL = f"{OURS}@token_kernel_form=tma"
+UNFUSED_GELU = f"{OURS}@fused_dense_gelu=false"
+TANH_TOL = 1e-5  # float32 rounding of a GELU of pre-activations of a few units
+SAME_SPEED = 0.02  # ratios within 2 % of 1 are noise between two rows of one run
+CLOSE_TO_FLOAT32 = 1.5  # TMA's largest difference from float32 at most this x the pointers'
+NOT_YET = "not yet"  # a finding no GPU record holds
+
+
+def _gpu(record: dict) -> bool:
+    return not str(record["environment"].get("device", "cpu")).startswith("cpu")
+
+
+def _default(field: str):
+    return next(f.default for f in dataclasses.fields(MixerConfig) if f.name == field)
+
+
+def _speed(q: float) -> str:
+    """A speed ratio in words: faster, slower or the same within :data:`SAME_SPEED`."""
+    if abs(q - 1) <= SAME_SPEED:
+        return f"{q:.2f}x, the same within noise"
+    return f"{q:.2f}x, {'faster' if q > 1 else 'slower'}"
+
+
+def _forms_record(folder: str | Path) -> dict | None:
+    return _latest(folder, "benchmark-perf-gpu-forms-*.json", "perf-gpu-forms", _gpu)
+
+
+def _model_ratios(record: dict, model: str, base: str) -> dict[str, float]:
+    """``model``'s inference images/s over ``base``'s per dtype, eager, in ``record``."""
+    rows = {(r["model"], r["dtype"]): r["infer_img_s"] for r in record["rows"]
+            if r["mode"] == "eager" and r.get("infer_img_s")}
+    return {dtype: rows[(model, dtype)] / rows[(base, dtype)]
+            for (name, dtype) in rows if name == model and (base, dtype) in rows}
+
+
+def _in_model(folder: str | Path, model: str, base: str) -> tuple[str, float | None, bool]:
+    """The words for ``model`` against ``base`` in the latest GPU forms record, its bf16
+    autocast ratio (None when not measured) and whether a measurement of ``model`` failed
+    there (the record's ``failed``)."""
+    record = _forms_record(folder)
+    if record is None:
+        return NOT_YET, None, False
+    ratios = _model_ratios(record, model, base)
+    failed = [f["error"] for f in record.get("failed", []) if f" {model} " in f"{f['what']} "]
+    names = {"bf16": "bf16 autocast", "bf16w": "bf16 weights"}
+    words = [f"{names.get(d, d)} {_speed(q)}" for d, q in ratios.items()]
+    words += [f"{len(failed)} measurement(s) failed (first: {failed[0]})"] if failed else []
+    if not words:
+        return NOT_YET, None, False
+    return (f"{', '.join(words)} ({_title(record)}, batch {record.get('batch', '?')})",
+            ratios.get("bf16"), bool(failed))
+
+
+def gelu_epilogue(folder: str | Path = PERF) -> dict:
+    """The finding on the one-call dense layer and GELU: ``agrees`` (True, False or None when
+    not checked), ``check`` and ``speed`` (sentences), ``ratio`` (bf16 autocast, or None),
+    ``failed`` (a measurement of the model with it failed)."""
+    record = _latest(folder, "benchmark-token-mixing-*.json",
+                     keep=lambda r: _gpu(r) and "dense_gelu_float32" in r)
+    agrees, check = None, NOT_YET
+    if record:
+        g = record["dense_gelu_float32"]
+        agrees = g["vs_tanh"] <= TANH_TOL
+        what = ("the tanh GELU to float32 rounding" if agrees else
+                "closer to the tanh GELU than to the exact one, but not to float32 rounding"
+                if g["vs_tanh"] < g["vs_exact"] else "not the tanh GELU")
+        check = (f"{what}: largest difference {g['vs_tanh']:.1e} from the tanh GELU and "
+                 f"{g['vs_exact']:.1e} from the exact one, float32 ({_title(record)})")
+    speed, ratio, failed = _in_model(folder, OURS, UNFUSED_GELU)
+    return {"agrees": agrees, "check": check, "speed": speed, "ratio": ratio, "failed": failed}
+
+
+def tma_form(folder: str | Path = PERF) -> dict:
+    """The finding on the kernel's TMA form against the pointer form: ``alone``, ``model``
+    and ``check`` (sentences), ``ratio`` (whole model, bf16 autocast, or None), ``failed``
+    (a measurement of the model with it failed), ``close`` (its features as close to float32
+    as the pointer form's: True, False or None)."""
+    out = {"alone": NOT_YET, "check": NOT_YET, "close": None}
+    record = _latest(folder, "benchmark-token-kernel-configs-*.json", keep=_gpu)
+    results = (record or {}).get("results", [])
+    tma = [r for r in results if _form(r["config"][0]) == "tma"]
+    timed = {form: max((r for r in results if "tflops" in r and (_form(r["config"][0]) == "tma")
+                        == (form == "tma")), key=lambda r: r["tflops"], default=None)
+             for form in ("tma", "pointers")}
+    if timed["tma"] and timed["pointers"]:
+        t, p = timed["tma"], timed["pointers"]
+        out["alone"] = (f"its fastest shape {tuple(t['config'][1:])} ran at {t['tflops']:.0f} "
+                        f"TFLOP/s against the pointer form's {p['tflops']:.0f} "
+                        f"({_speed(t['tflops'] / p['tflops'])}; {_title(record)})")
+    failed = [r for r in tma if "error" in r]
+    if failed:
+        out["alone"] += (f"; {len(failed)} of {len(tma)} TMA shapes failed "
+                         f"(first: {failed[0]['error']})")
+    out["model"], out["ratio"], out["failed"] = _in_model(folder, TMA_MODEL, OURS)
+    checked = _latest(folder, "benchmark-token-mixing-*.json",
+                      keep=lambda r: _gpu(r) and f"{OURS} bf16 tma" in (r.get("check") or {}))
+    if checked:
+        tma_diff = checked["check"][f"{OURS} bf16 tma"]["fused_vs_float32"]
+        ptr_diff = checked["check"][f"{OURS} bf16"]["fused_vs_float32"]
+        out["close"] = tma_diff <= CLOSE_TO_FLOAT32 * ptr_diff
+        out["check"] = (f"Mixer-B/16's features differ from float32 by at most {tma_diff:.3g} "
+                        f"with it and {ptr_diff:.3g} with the pointer form, bf16 "
+                        f"({_title(checked)})")
+    return out
+
+
+def current_form_timed(folder: str | Path = PERF) -> str:
+    """Whether a GPU throughput record of today's model form (:data:`MODEL_FORM`) exists: a
+    sentence naming the newest GPU record and its form."""
+    record = _latest(folder, "benchmark-perf-gpu-*.json", keep=_gpu)
+    if record is None:
+        return "No GPU has timed this model yet"
+    form = record.get("model_form", "not recorded")
+    if form == MODEL_FORM:
+        return f"The current form was timed on a GPU: {_title(record)} ({record['preset']})"
+    return (f"None of these changes has been timed on a GPU yet: the newest GPU record "
+            f"({_title(record)}) is of the earlier form {form}")
+
+
+def status(folder: str | Path = PERF) -> dict[str, str]:
+    """The sentences the Claims chapter glues: ``fp_form`` (is today's form timed on a GPU),
+    ``fp_gelu`` (the one-call GELU: check and speed), ``fp_tma`` (the TMA form: alone, in the
+    model, its check and the default)."""
+    gelu, tma = gelu_epilogue(folder), tma_form(folder)
+    default = _default("token_kernel_form")
+    return {"fp_form": current_form_timed(folder),
+            "fp_gelu": f"Checked on a GPU: {gelu['check']}. Timed on a GPU in the whole "
+                       f"model, with it against without it: {gelu['speed']}",
+            "fp_tma": f"Timed alone on a GPU: {tma['alone']}. Timed on a GPU in the whole "
+                      f"model against the pointer form: {tma['model']}. Checked against "
+                      f"float32 on a GPU: {tma['check']}. The default is the {default} form "
+                      f"(MixerConfig.token_kernel_form)"}
+
+
+def recommendations(folder: str | Path = PERF) -> list[str]:
+    """What the records support for the two defaults, a line each (printed by ``python -m
+    mixer_lib.fused_paths`` and at the end of ``scripts/perf-on-gpu.sh``)."""
+    gelu, tma = gelu_epilogue(folder), tma_form(folder)
+    lines = [f"dense layer + GELU in one call, checked: {gelu['check']}",
+             f"  in the model: {gelu['speed']}"]
+    on = _default("fused_dense_gelu")
+    if gelu["failed"]:
+        lines.append(f"  -> not supported (it failed on the GPU): fused_dense_gelu=False "
+                     f"(now {on})")
+    elif gelu["agrees"] is None or gelu["ratio"] is None:
+        lines.append(f"  -> not decided (fused_dense_gelu stays {on}): measure on a GPU")
+    elif gelu["agrees"] and gelu["ratio"] >= 1 - SAME_SPEED:
+        lines.append(f"  -> supported: fused_dense_gelu=True (now {on})")
+    else:
+        lines.append(f"  -> not supported: set fused_dense_gelu=False (now {on})")
+    lines += [f"token kernel, TMA form, timed alone: {tma['alone']}",
+              f"  in the model: {tma['model']}", f"  checked: {tma['check']}"]
+    form = _default("token_kernel_form")
+    if tma["failed"]:
+        lines.append(f"  -> not supported (it failed on the GPU): token_kernel_form='pointers' "
+                     f"(now {form!r})")
+    elif tma["ratio"] is None or tma["close"] is None:
+        lines.append(f"  -> not decided (token_kernel_form stays {form!r}): measure on a GPU")
+    elif tma["ratio"] > 1 + SAME_SPEED and tma["close"]:
+        lines.append(f"  -> supported: token_kernel_form='tma' (now {form!r})")
+    else:
+        lines.append(f"  -> not supported: token_kernel_form='pointers' (now {form!r})")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="What the GPU records support for the "
+                                     "fused inference paths' defaults.")
+    parser.add_argument("folder", nargs="?", default=str(PERF), help="records (results/perf)")
+    print("\n".join(recommendations(parser.parse_args(argv).folder)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
