@@ -159,35 +159,36 @@ def status(folder: str | Path = PERF) -> dict[str, str]:
                       f"(MixerConfig.token_kernel_form)"}
 
 
+def _decision(field: str, failed: bool, undecided: bool, supported: bool, yes, no) -> str:
+    """A recommendation line for the :class:`MixerConfig` default ``field``: ``yes`` where
+    the records support the fused path, ``no`` where it failed or they do not."""
+    now = _default(field)
+    if failed:
+        return f"  -> not supported (it failed on the GPU): {field}={no!r} (now {now!r})"
+    if undecided:
+        return f"  -> not decided ({field} stays {now!r}): measure on a GPU"
+    return (f"  -> {'supported' if supported else 'not supported'}: "
+            f"{field}={yes if supported else no!r} (now {now!r})")
+
+
 def recommendations(folder: str | Path = PERF) -> list[str]:
     """What the records support for the two defaults, a line each (printed by ``python -m
-    mixer_lib.fused_paths`` and at the end of ``scripts/perf-on-gpu.sh``)."""
+    mixer_lib.fused_paths`` and at the end of ``scripts/perf-on-gpu.sh``): the dense layer's
+    GELU epilogue where it computes the tanh GELU and does not slow the model; the TMA form
+    where it is faster in the model beyond noise and as close to float32."""
     gelu, tma = gelu_epilogue(folder), tma_form(folder)
-    lines = [f"dense layer + GELU in one call, checked: {gelu['check']}",
-             f"  in the model: {gelu['speed']}"]
-    on = _default("fused_dense_gelu")
-    if gelu["failed"]:
-        lines.append(f"  -> not supported (it failed on the GPU): fused_dense_gelu=False "
-                     f"(now {on})")
-    elif gelu["agrees"] is None or gelu["ratio"] is None:
-        lines.append(f"  -> not decided (fused_dense_gelu stays {on}): measure on a GPU")
-    elif gelu["agrees"] and gelu["ratio"] >= 1 - SAME_SPEED:
-        lines.append(f"  -> supported: fused_dense_gelu=True (now {on})")
-    else:
-        lines.append(f"  -> not supported: set fused_dense_gelu=False (now {on})")
-    lines += [f"token kernel, TMA form, timed alone: {tma['alone']}",
-              f"  in the model: {tma['model']}", f"  checked: {tma['check']}"]
-    form = _default("token_kernel_form")
-    if tma["failed"]:
-        lines.append(f"  -> not supported (it failed on the GPU): token_kernel_form='pointers' "
-                     f"(now {form!r})")
-    elif tma["ratio"] is None or tma["close"] is None:
-        lines.append(f"  -> not decided (token_kernel_form stays {form!r}): measure on a GPU")
-    elif tma["ratio"] > 1 + SAME_SPEED and tma["close"]:
-        lines.append(f"  -> supported: token_kernel_form='tma' (now {form!r})")
-    else:
-        lines.append(f"  -> not supported: token_kernel_form='pointers' (now {form!r})")
-    return lines
+    return [f"dense layer + GELU in one call, checked: {gelu['check']}",
+            f"  in the model: {gelu['speed']}",
+            _decision("fused_dense_gelu", gelu["failed"],
+                      gelu["agrees"] is None or gelu["ratio"] is None,
+                      bool(gelu["agrees"]) and (gelu["ratio"] or 0) >= 1 - SAME_SPEED,
+                      True, False),
+            f"token kernel, TMA form, timed alone: {tma['alone']}",
+            f"  in the model: {tma['model']}", f"  checked: {tma['check']}",
+            _decision("token_kernel_form", tma["failed"],
+                      tma["ratio"] is None or tma["close"] is None,
+                      bool(tma["close"]) and (tma["ratio"] or 0) > 1 + SAME_SPEED,
+                      "tma", "pointers")]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -107,7 +107,7 @@ def test_a_gelu_that_is_not_tanh_to_rounding_is_not_supported(tmp_path, vs_tanh,
     write(tmp_path, "benchmark-token-mixing-NVIDIA-H200.json",
           token_record(GPU, vs_tanh=vs_tanh, vs_exact=4.5e-4))
     assert gelu_epilogue(tmp_path)["check"].startswith(words + ":")
-    assert "-> not supported: set fused_dense_gelu=False" in recommendations(tmp_path)[2]
+    assert "-> not supported: fused_dense_gelu=False (now True)" in recommendations(tmp_path)[2]
 
 
 def test_a_gelu_epilogue_that_slows_the_model_is_not_supported(tmp_path):
