@@ -68,7 +68,8 @@ class MixerConfig:
     # inference on a GPU: each block's token mixing in one Triton kernel where it applies
     # (mixer_lib.token_kernel); training always takes TokenMixingMlp
     fused_token_mixing: bool = True
-    # that kernel's form: "pointers" (any GPU) or "tma" (sm_90+, not yet timed on a GPU)
+    # that kernel's form: "pointers" (any GPU) or "tma" (sm_90+; opt-in until GPU records
+    # support it: python -m mixer_lib.fused_paths)
     token_kernel_form: str = "pointers"
     # inference on a GPU: the channel MLP's first dense layer, bias and tanh GELU in one
     # cuBLASLt call (mixer_lib.dense_gelu); otherwise fc1 then GELU

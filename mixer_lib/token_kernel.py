@@ -40,9 +40,10 @@ Two forms of the kernel (``MixerConfig.token_kernel_form``):
   the padding needs no masks), ``W1`` passed transposed so its rows are 16-byte aligned. Its
   tile shapes in :data:`CONFIGS` compile with no spills and a pipelined loop (the stream in
   bf16, as the model hands it to the kernel). It needs rows of 16-byte multiples (C and D_S
-  multiples of 8 in bf16) and 16-byte aligned tensors, else the pointer form runs. Not yet
-  timed on a GPU: it stays opt-in until ``benchmarks/token_kernel_configs.py`` has measured
-  both forms on one (``scripts/perf-on-gpu.sh``).
+  multiples of 8 in bf16) and 16-byte aligned tensors, else the pointer form runs. Opt-in
+  until GPU records show it faster in the whole model and as close to float32 as the
+  pointer form (``scripts/perf-on-gpu.sh`` measures both; :mod:`mixer_lib.fused_paths` says
+  what the records support).
 
 Tests run the kernel on the CPU through Triton's interpreter (``TRITON_INTERPRET=1`` set before
 this module is imported; fp16 only, its bf16 products are wrong there), which :func:`applies`
