@@ -192,10 +192,15 @@ def recommendations(folder: str | Path = PERF) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="What the GPU records support for the "
+    parser = argparse.ArgumentParser(prog="python -m mixer_lib.fused_paths",
+                                     description="What the GPU records support for the "
                                      "fused inference paths' defaults.")
     parser.add_argument("folder", nargs="?", default=str(PERF), help="records (results/perf)")
-    print("\n".join(recommendations(parser.parse_args(argv).folder)))
+    folder = Path(parser.parse_args(argv).folder)
+    if not folder.is_dir():
+        parser.error(f"{folder} is not a folder of records (the benchmarks write them to "
+                     f"results/perf)")
+    print("\n".join(recommendations(folder)))
     return 0
 
 

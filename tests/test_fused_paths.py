@@ -162,3 +162,10 @@ def test_the_committed_records_give_a_line_per_default_and_the_command_prints_th
     assert sum("->" in line for line in lines) == 2
     assert main([]) == 0 and capsys.readouterr().out.splitlines() == lines
     assert set(status()) == {"fp_form", "fp_gelu", "fp_tma"}
+
+
+def test_the_command_refuses_a_folder_that_is_not_there(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main([str(tmp_path / "nowhere")])
+    assert stop.value.code == 2
+    assert "nowhere is not a folder of records" in capsys.readouterr().err
