@@ -52,12 +52,15 @@ def _forms_record(folder: str | Path) -> dict | None:
     return _latest(folder, "benchmark-perf-gpu-forms-*.json", "perf-gpu-forms", _gpu)
 
 
-def _model_ratios(record: dict, model: str, base: str) -> dict[str, float]:
-    """``model``'s inference images/s over ``base``'s per dtype, eager, in ``record``."""
-    rows = {(r["model"], r["dtype"]): r["infer_img_s"] for r in record["rows"]
+def _model_ratios(record: dict, model: str, base: str) -> tuple[dict[str, float], int | None]:
+    """``model``'s inference images/s over ``base``'s per dtype, eager, at the smallest batch
+    of ``record``'s rows (the preset measures one), and that batch."""
+    rows = {(r["model"], r["dtype"], r["batch"]): r["infer_img_s"] for r in record["rows"]
             if r["mode"] == "eager" and r.get("infer_img_s")}
-    return {dtype: rows[(model, dtype)] / rows[(base, dtype)]
-            for (name, dtype) in rows if name == model and (base, dtype) in rows}
+    batch = min((b for _, _, b in rows), default=None)
+    return {dtype: rows[(model, dtype, b)] / rows[(base, dtype, b)]
+            for (name, dtype, b) in rows if name == model and b == batch
+            and (base, dtype, b) in rows}, batch
 
 
 def _in_model(folder: str | Path, model: str, base: str) -> tuple[str, float | None, bool]:
@@ -67,15 +70,15 @@ def _in_model(folder: str | Path, model: str, base: str) -> tuple[str, float | N
     record = _forms_record(folder)
     if record is None:
         return NOT_YET, None, False
-    ratios = _model_ratios(record, model, base)
+    ratios, batch = _model_ratios(record, model, base)
     failed = [f["error"] for f in record.get("failed", []) if f" {model} " in f"{f['what']} "]
     names = {"bf16": "bf16 autocast", "bf16w": "bf16 weights"}
     words = [f"{names.get(d, d)} {_speed(q)}" for d, q in ratios.items()]
     words += [f"{len(failed)} measurement(s) failed (first: {failed[0]})"] if failed else []
     if not words:
         return NOT_YET, None, False
-    return (f"{', '.join(words)} ({_title(record)}, batch {record.get('batch', '?')})",
-            ratios.get("bf16"), bool(failed))
+    where = _title(record) + (f", batch {batch}" if ratios else "")
+    return f"{', '.join(words)} ({where})", ratios.get("bf16"), bool(failed)
 
 
 def gelu_epilogue(folder: str | Path = PERF) -> dict:
