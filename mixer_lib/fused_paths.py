@@ -22,8 +22,9 @@ import dataclasses
 from pathlib import Path
 
 from mixer_lib.kernelbench import _form
-from mixer_lib.model import MODEL_FORM, MixerConfig
+from mixer_lib.model import MixerConfig
 from mixer_lib.products import OURS, PERF, _latest, _title
+from mixer_lib.throughputs import of_current_form
 
 TMA_MODEL = f"{OURS}@token_kernel_form=tma"
 UNFUSED_GELU = f"{OURS}@fused_dense_gelu=false"
@@ -109,11 +110,10 @@ def tma_form(folder: str | Path = PERF) -> dict:
     record = _latest(folder, "benchmark-token-kernel-configs-*.json", keep=_gpu)
     results = (record or {}).get("results", [])
     tma = [r for r in results if _form(r["config"][0]) == "tma"]
-    timed = {form: max((r for r in results if "tflops" in r and (_form(r["config"][0]) == "tma")
-                        == (form == "tma")), key=lambda r: r["tflops"], default=None)
-             for form in ("tma", "pointers")}
-    if timed["tma"] and timed["pointers"]:
-        t, p = timed["tma"], timed["pointers"]
+    pointers = [r for r in results if _form(r["config"][0]) != "tma"]
+    t, p = (max((r for r in rs if "tflops" in r), key=lambda r: r["tflops"], default=None)
+            for rs in (tma, pointers))  # each form's fastest timed shape
+    if t and p:
         out["alone"] = (f"its fastest shape {tuple(t['config'][1:])} ran at {t['tflops']:.0f} "
                         f"TFLOP/s against the pointer form's {p['tflops']:.0f} "
                         f"({_speed(t['tflops'] / p['tflops'])}; {_title(record)})")
@@ -135,16 +135,17 @@ def tma_form(folder: str | Path = PERF) -> dict:
 
 
 def current_form_timed(folder: str | Path = PERF) -> str:
-    """Whether a GPU throughput record of today's model form (:data:`MODEL_FORM`) exists: a
-    sentence naming the newest GPU record and its form."""
+    """Whether a GPU throughput record of today's model form
+    (:func:`~mixer_lib.throughputs.of_current_form`) exists: a sentence naming the newest GPU
+    record and its form."""
     record = _latest(folder, "benchmark-perf-gpu-*.json", keep=_gpu)
     if record is None:
         return "No GPU has timed this model yet"
-    form = record.get("model_form", "not recorded")
-    if form == MODEL_FORM:
+    if of_current_form(record):
         return f"The current form was timed on a GPU: {_title(record)} ({record['preset']})"
     return (f"None of these changes has been timed on a GPU yet: the newest GPU record "
-            f"({_title(record)}) is of the earlier form {form}")
+            f"({_title(record)}) is of the earlier form "
+            f"{record.get('model_form', 'not recorded')}")
 
 
 def status(folder: str | Path = PERF) -> dict[str, str]:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mixer_lib.provenance import latest_record
-from mixer_lib.throughputs import MODEL_FORMS, PEERS, short_device
+from mixer_lib.throughputs import PEERS, of_current_form, short_device
 
 REPO = Path(__file__).resolve().parents[1]
 PERF = REPO / "results" / "perf"
@@ -284,8 +284,8 @@ def targets_table(folder: str | Path = PERF, batch: int = 128
             out.append([f"Mixer-B/16 inference ({what}), share of the bf16 matmul peak",
                         ">= 55 %", *(f"{100 * m:.0f} %" if m is not None else "-" for m in mfu),
                         "-" if best is None else "yes" if best >= 0.55 else "no"])
-    form = record.get("model_form", "not recorded")
-    earlier = "" if form == list(MODEL_FORMS)[-1] else f", earlier model form: {form}"
+    earlier = ("" if of_current_form(record)
+               else f", earlier model form: {record.get('model_form', 'not recorded')}")
     return [*headers[:-1], f"met ({_title(record)}, batch {batch}{earlier})"], out
 
 

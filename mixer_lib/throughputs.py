@@ -59,6 +59,12 @@ def form_rank(bench: dict) -> int:
     return forms.index(form) if form in forms else -1
 
 
+def of_current_form(bench: dict) -> bool:
+    """Whether the record was made with today's model form (the last of :data:`MODEL_FORMS`,
+    ``model.MODEL_FORM``)."""
+    return form_rank(bench) == len(MODEL_FORMS) - 1
+
+
 @dataclass(frozen=True)
 class Measurement:
     """One device, dtype, mode and batch of one record: its rows by model."""
@@ -78,8 +84,7 @@ class Measurement:
     @property
     def title(self) -> str:
         """The label, with "(earlier form)" when the record's model form is not today's."""
-        return self.label + ("" if form_rank(self.bench) == len(MODEL_FORMS) - 1
-                             else " (earlier form)")
+        return self.label + ("" if of_current_form(self.bench) else " (earlier form)")
 
     def ratio(self, model: str, peer: str) -> float:
         return self.rows[model]["infer_img_s"] / self.rows[peer]["infer_img_s"]
