@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import json
 import os
 import shutil
 import statistics
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import time
 from dataclasses import MISSING, asdict, dataclass, fields
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
@@ -42,7 +44,13 @@ from mixer_lib import VARIANTS, MixerConfig, create_model  # noqa: E402
 from mixer_lib.flops import analytic_flops  # noqa: E402
 from mixer_lib.matmuls import record_matmuls, replay_groups, replay_seconds  # noqa: E402
 from mixer_lib.model import MODEL_FORM  # noqa: E402
-from mixer_lib.provenance import device_name, device_tag, environment, write_json  # noqa: E402
+from mixer_lib.provenance import (  # noqa: E402
+    device_name,
+    device_tag,
+    environment,
+    git_commit,
+    write_json,
+)
 from mixer_lib.records import timm_peer  # noqa: E402
 from mixer_lib.rundir import set_aside_record  # noqa: E402
 from mixer_lib.timing import attempt, exit_if_failed  # noqa: E402
@@ -87,14 +95,16 @@ PRESETS = {
     # Our Mixer against its earlier form, timm's Mixer and timm's ViT (fused attention):
     # inference and a training step of the fine-tuning recipe (forward, backward, clipping,
     # momentum SGD), eager and compiled, bf16 and float32, batch 128 and 512 (training at
-    # 512 in micro-batches of 128). scripts/perf-on-gpu.sh runs it.
-    "perf-gpu": dict(models=["Mixer-B/16", "Mixer-B/16@fused_token_mixing=false",
-                             "legacy:Mixer-B/16", "timm:mixer_b16_224",
+    # 512 in micro-batches of 128), and inference with bf16 weights (eager and compiled).
+    # Each batch eager first (every model, bf16, bf16 weights, then float32), its compiled
+    # runs last (about ten times an eager one's cost). scripts/perf-on-gpu.sh runs it, and
+    # resumes it (--resume) with the time its other stages leave.
+    "perf-gpu": dict(models=["Mixer-B/16", "legacy:Mixer-B/16", "timm:mixer_b16_224",
                              "timm:vit_base_patch16_224"], batch=128, batches=[128, 512],
-                     train_micro=128, img_size=224, dtypes=["bf16", "fp32", "bf16w"],
+                     train_micro=128, img_size=224, dtypes=["bf16", "bf16w", "fp32"],
                      modes=["eager", "compile"], repeats=8, warmup=3,
                      compile_models=["Mixer-B/16", "timm:vit_base_patch16_224"],
-                     compile_dtypes=["bf16"], out="results/perf"),
+                     compile_dtypes=["bf16", "bf16w"], out="results/perf"),
     # Where the time of the bf16 products goes (issue 17's inference target): the three
     # models eager, each distinct product of an inference call and a training step replayed
     # alone, with aligned rows too (mixer_lib.matmuls.replay_groups); ours without the fused
@@ -107,13 +117,15 @@ PRESETS = {
                               modes=["eager"], repeats=8, warmup=3, compile_models=[],
                               out="results/perf"),
     # The fused inference paths in the whole model, each against the model without it:
-    # the token-mixing kernel's two forms (mixer_lib.token_kernel: "pointers", the default,
-    # against "tma", Hopper's tensor-memory copies) and the channel MLP's dense layer without
-    # its GELU epilogue (mixer_lib.dense_gelu); inference only (neither has a backward),
-    # eager, bf16 autocast and bf16 weights, batch 128, with ViT-B/16 in the same run. A
-    # preset of its own: a fault in the newer kernel form loses only this record.
-    # scripts/perf-on-gpu.sh runs it before perf-gpu.
-    "perf-gpu-forms": dict(models=["Mixer-B/16", "Mixer-B/16@token_kernel_form=tma",
+    # the token-mixing kernel (mixer_lib.token_kernel) off, its two forms ("pointers", the
+    # default, against "tma", Hopper's tensor-memory copies), and the channel MLP's dense
+    # layer without its GELU epilogue (mixer_lib.dense_gelu); inference only (none has a
+    # backward: training is the same with and without them), eager, bf16 autocast and bf16
+    # weights, batch 128, with ViT-B/16 in the same run. A preset of its own: a fault in the
+    # newer kernel form loses only this record. scripts/perf-on-gpu.sh runs it before
+    # perf-gpu.
+    "perf-gpu-forms": dict(models=["Mixer-B/16", "Mixer-B/16@fused_token_mixing=false",
+                                   "Mixer-B/16@token_kernel_form=tma",
                                    "Mixer-B/16@fused_dense_gelu=false",
                                    "timm:vit_base_patch16_224"], batch=128,
                            img_size=224, dtypes=["bf16", "bf16w"], modes=["eager"],
@@ -414,18 +426,80 @@ def perf_ratios(rows: list[dict]) -> list[dict]:
 
 
 def write_record(path: Path, args, device, peak, peaks, by_config, done: int,
-                 total: int, failures: list[dict]) -> None:
+                 total: int, failures: list[dict], configs: list[tuple],
+                 resumed: list[dict]) -> None:
     """The record of the configurations measured so far (``complete`` once all of them
-    are: ``done`` of ``total`` measurements) and of those that failed (``failed``: what and
-    the error)."""
+    are: ``done`` of ``total`` measurements), of those that failed (``failed``: what, the
+    error and the configuration), the plan (``configurations``: model, dtype, mode, batch)
+    and, where ``--resume`` continued it, when (``resumed``)."""
     rows = [asdict(median_row(measured)) for measured in by_config.values()]
+    if resumed:
+        resumed[-1]["measured_after"] = f"{done} of {total}"
     write_json(path, {"preset": args.preset, "img_size": args.img_size,
                       "model_form": MODEL_FORM, "complete": done == total,
                       "measured": f"{done} of {total}", "failed": failures,
                       "matmul_peak_tflops": peak, "matmul_peak_tflops_by_dtype": peaks,
                       "train_micro_batch": getattr(args, "train_micro", None),
                       "environment": environment(device), "rows": rows,
-                      "ratios": perf_ratios(rows)})
+                      "ratios": perf_ratios(rows),
+                      "configurations": [list(c) for c in configs],
+                      **({"resumed": resumed} if resumed else {})})
+
+
+def plan(args: argparse.Namespace) -> list[tuple[str, str, str, int]]:
+    """The configurations to measure, (model, dtype, mode, batch), in order: every model at
+    one batch, mode and dtype before the next (the first batch, mode and dtype first; eager
+    before compile), so that a run cut short by its time limit keeps whole comparisons, and
+    the costly compiled runs of a batch come last; compiled only the ``compile_models`` (all
+    where None) in the ``compile_dtypes`` (all where absent)."""
+    return [(name, dtype, mode, batch)
+            for batch in getattr(args, "batches", None) or [args.batch]
+            for mode in args.modes for dtype in args.dtypes for name in args.models
+            if not (mode == "compile" and args.compile_models is not None
+                    and name not in args.compile_models)
+            and not (mode == "compile" and dtype not in getattr(args, "compile_dtypes",
+                                                                [dtype]))]
+
+
+def _key(row: dict) -> tuple:
+    """A record row's configuration: model, dtype, mode, batch."""
+    return row["model"], row["dtype"], row["mode"], row["batch"]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def resumable(path: Path, preset: str, device: torch.device, configs: list[tuple],
+              rounds: int) -> dict | None:
+    """The record at ``path`` that ``--resume`` continues: of ``preset``, made on this device
+    by this commit (a known one, not a modified tree), with the same plan (``configs``) and
+    one round; else None, with the reason on stderr (the caller then sets it aside and
+    starts anew). A complete one comes back too: nothing is left to measure."""
+    if not path.exists():
+        print(f"nothing to resume: no record at {path}; measuring anew", file=sys.stderr,
+              flush=True)
+        return None
+    try:
+        record = json.loads(path.read_text())
+        env = record["environment"]
+    except (ValueError, KeyError, TypeError):
+        record, env = None, {}
+    commit = git_commit()
+    why = ("it is unreadable" if record is None
+           else f"it is of preset {record.get('preset')!r}" if record.get("preset") != preset
+           else f"it was made on {env.get('device')}" if env.get("device") != device_name(device)
+           else "this tree's commit is unknown or modified"
+           if commit is None or commit.endswith("-dirty")
+           else f"it was made by commit {env.get('git_commit')}, this is {commit}"
+           if env.get("git_commit") != commit
+           else "its plan of configurations differs"
+           if [tuple(c) for c in record.get("configurations", [])] != configs
+           else "resuming needs one round" if rounds != 1 else None)
+    if why:
+        print(f"not resuming {path.name}: {why}", file=sys.stderr, flush=True)
+        return None
+    return record
 
 
 def main(argv: list[str] | None = None) -> list[Row]:
@@ -441,6 +515,10 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--out", default=None,
                         help="folder for the JSON record (default results/, or the preset's; "
                              "'' = do not write)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue this preset's record of this device and commit where a "
+                             "time limit cut it: measure only the configurations it lacks "
+                             "(else, as without it, set the record aside and start anew)")
     args = parser.parse_args(argv)
     preset = dict(PRESETS[args.preset])
     for key in ("models", "batch", "repeats", "modes", "dtypes", "rounds"):
@@ -458,48 +536,61 @@ def main(argv: list[str] | None = None) -> list[Row]:
         cold = tempfile.mkdtemp(prefix="compile-cache-")
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.environ["TRITON_CACHE_DIR"] = cold
         atexit.register(shutil.rmtree, cold, True)
-    # Warm the device up (clocks, thread pool, allocator) so the first model measured is not
-    # penalised; on GPU this also measures the bf16 matmul peak used for MFU.
-    peak = matmul_peak_tflops(device) if device.type == "cuda" else None
-    if device.type == "cpu":
-        matmul_seconds(device, seconds=3.0)
-    peaks: dict[str, float] = {}  # per dtype, for the perf presets' MFU
-    if args.preset.startswith("perf"):
-        peaks = {d: matmul_peak_tflops(device, 8192 if device.type == "cuda" else 1024,
-                                       10, torch.bfloat16 if d.startswith("bf16")
-                                       else torch.float32)
-                 for d in args.dtypes}
-    # every model at one batch, dtype and mode before the next (the first batch, dtype and
-    # mode first), so that a run cut short by its time limit keeps whole comparisons
-    configs = [(name, dtype, mode, batch)
-               for batch in getattr(args, "batches", None) or [args.batch]
-               for dtype in args.dtypes for mode in args.modes for name in args.models
-               if not (mode == "compile" and args.compile_models is not None
-                       and name not in args.compile_models)
-               and not (mode == "compile" and dtype not in getattr(args, "compile_dtypes",
-                                                                   [dtype]))]
-    # rounds: the whole sweep again, models interleaved, the median per configuration (a
-    # noisy machine's drift then spreads over every model instead of favouring one)
-    by_config: dict[tuple, list[Row]] = {}
+    configs = plan(args)
+    rounds = getattr(args, "rounds", None) or 1
     path = None
     if args.out:
         path = Path(args.out) / f"benchmark-{args.preset}-{device_tag(device_name(device))}.json"
+    earlier = resumable(path, args.preset, device, configs, rounds) \
+        if path and args.resume else None
+    if path and earlier is None:
         set_aside_record(path)
-    total = len(configs) * (getattr(args, "rounds", None) or 1)
+    # rounds: the whole sweep again, models interleaved, the median per configuration (a
+    # noisy machine's drift then spreads over every model instead of favouring one)
+    by_config: dict[tuple, list[Row]] = {}
     failures: list[dict] = []  # configurations that raised: recorded, and the rest go on
-    for round_ in range(getattr(args, "rounds", None) or 1):
+    resumed: list[dict] = []
+    if earlier is not None:  # the same plan: its peaks, rows and failures stand
+        peak, peaks = earlier["matmul_peak_tflops"], earlier["matmul_peak_tflops_by_dtype"]
+        by_config = {_key(row): [Row(**row)] for row in earlier["rows"]}
+        failures = earlier.get("failed") or []
+        resumed = [*earlier.get("resumed", []), {"date": _now(),
+                                                 "measured_before": earlier["measured"]}]
+        print(f"resuming {path.name}: {earlier['measured']} measured, "
+              f"{len(failures)} failed", file=sys.stderr, flush=True)
+        matmul_seconds(device, seconds=2.0)  # warm-up only: the record's peaks stand
+    else:
+        # Warm the device up (clocks, thread pool, allocator) so the first model measured is
+        # not penalised; on GPU this also measures the bf16 matmul peak used for MFU.
+        peak = matmul_peak_tflops(device) if device.type == "cuda" else None
+        if device.type == "cpu":
+            matmul_seconds(device, seconds=3.0)
+        peaks: dict[str, float] = {}  # per dtype, for the perf presets' MFU
+        if args.preset.startswith("perf"):
+            peaks = {d: matmul_peak_tflops(device, 8192 if device.type == "cuda" else 1024,
+                                           10, torch.bfloat16 if d.startswith("bf16")
+                                           else torch.float32)
+                     for d in args.dtypes}
+    # what the record already holds, measured or failed, is not measured again
+    settled = set(by_config) | {tuple(f["config"]) for f in failures if "config" in f}
+    total = len(configs) * rounds
+    for round_ in range(rounds):
         for name, dtype, mode, batch in configs:
+            if (name, dtype, mode, batch) in settled:
+                continue
             args.batch = batch
             what = f"round {round_ + 1}: {name} {dtype} {mode} batch {batch}"
             print(f"... {what}", file=sys.stderr, flush=True)
             row = attempt(what, partial(measure, name, dtype, mode, args, device,
                                         peaks.get(dtype) or peak), failures)
-            if row is not None:
+            if row is None:
+                failures[-1]["config"] = [name, dtype, mode, batch]
+            else:
                 by_config.setdefault((name, dtype, mode, batch), []).append(row)
             if path:  # after each configuration, so a run cut short keeps what it measured
                 done = sum(map(len, by_config.values()))
                 write_record(path, args, device, peak, peaks, by_config, done, total,
-                             failures)
+                             failures, configs, resumed)
     rows = [median_row(measured) for measured in by_config.values()]
     print_table(rows, peak)
     for q in perf_ratios([asdict(r) for r in rows]):

@@ -6,8 +6,9 @@ chapter:
   its agreement with the float32 reference and its time;
 * ``results/perf/benchmark-token-mixing-*.json`` (``benchmarks/token_mixing.py``): its
   ``check`` section, the kernel against the reference in whole models;
-* ``results/perf/benchmark-perf-gpu-*.json`` (``benchmarks/throughput.py --preset perf-gpu``
-  with ``Mixer-B/16@fused_token_mixing=false`` among the models): the whole model with and
+* ``results/perf/benchmark-perf-gpu-forms-*.json`` (``benchmarks/throughput.py --preset
+  perf-gpu-forms``; before 2026-11-28 ``--preset perf-gpu``, ``benchmark-perf-gpu-*.json``),
+  with ``Mixer-B/16@fused_token_mixing=false`` among the models: the whole model with and
   without the kernel, measured in one run;
 * ``results/perf/benchmark-token-kernel-compiled-*.json``
   (``benchmarks/token_kernel_compiled.py``, no GPU needed): each tile shape compiled for an
@@ -39,9 +40,10 @@ def _form(first: str | bool) -> str:
 
 
 def _perf_gpu(folder: str | Path) -> list[dict]:
-    """The ``perf-gpu`` throughput records in ``folder``, oldest first."""
+    """The ``perf-gpu`` and ``perf-gpu-forms`` throughput records in ``folder``, oldest
+    first (both measure the bf16 matmul peak; either may hold ours without the kernel)."""
     return read_records(folder, "benchmark-perf-gpu-*.json",
-                        lambda r: r.get("preset") == "perf-gpu")
+                        lambda r: r.get("preset") in ("perf-gpu", "perf-gpu-forms"))
 
 
 def shapes_table(folder: str | Path = PERF) -> tuple[list[str], list[list[str]]]:
@@ -86,10 +88,10 @@ def kernel_summary(folder: str | Path = PERF) -> dict[str, str]:
     """The figures the Claims chapter quotes: where the configs record was made
     (``tk_where``), its fastest shape's time and TFLOP/s (``tk_best_ms``, ``tk_best_tflops``)
     and share of the bf16 matmul peak measured by the throughput record of the same commit
-    (``tk_best_share``); and from the latest ``perf-gpu`` record that measured the model
-    without the kernel too, ours with the kernel over ours without, inference, eager
-    (``tk_model``, with its record in ``tk_model_where``). "not measured" where a record
-    is missing."""
+    (``tk_best_share``); and from the latest ``perf-gpu`` or ``perf-gpu-forms`` record that
+    measured the model without the kernel too, ours with the kernel over ours without,
+    inference, eager (``tk_model``, with its record in ``tk_model_where``). "not measured"
+    where a record is missing."""
     out = dict.fromkeys(("tk_where", "tk_best_ms", "tk_best_tflops", "tk_best_share",
                          "tk_model", "tk_model_where"), "not measured")
     record = _latest(folder, "benchmark-token-kernel-configs-*.json")

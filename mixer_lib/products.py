@@ -253,28 +253,17 @@ def targets_table(folder: str | Path = PERF, batch: int = 128
     each ratio eager and compiled (ours compiled against the peer compiled where the record
     compiled it, else against the peer eager, marked), and inference's share of the bf16
     matmul peak measured in the same run; met when a ratio of ours and the peer in the same
-    mode reaches what was asked; the same share with bf16 weights where the record measured
-    them. The header names the record, and its model form where it is not today's."""
+    mode reaches what was asked; the inference ratios and the share again with bf16 weights
+    where the record measured them. The header names the record, and its model form where
+    it is not today's."""
     record = _latest(folder, "benchmark-perf-gpu-*.json", "perf-gpu")
     headers = ["target", "asked", "eager", "compiled", "met"]
     if record is None:
         return headers, []
-    ratios = {(q["peer"], q["mode"]): q for q in record["ratios"]
-              if q["dtype"] == "bf16" and q["batch"] == batch}
-    out = []
-    for what, peer, measure, asked in GPU_TARGETS:
-        cells, like = [], []  # like: ratios of ours and the peer in the same mode
-        for mode in ("eager", "compile"):
-            q = ratios.get((peer, mode)) or {}
-            if q.get(measure) is None:
-                cells.append("-")
-                continue
-            same = q["peer_mode"] == mode
-            cells.append(f"{q[measure]:.2f}x" + ("" if same else " (peer eager)"))
-            like += [q[measure]] if same else []
-        best = max(like, default=None)
-        out.append([what, f">= {asked:g}x", *cells,
-                    "-" if best is None else "yes" if best >= asked else "no"])
+    out = [_target_row(record, batch, "bf16", *target) for target in GPU_TARGETS]
+    out += [_target_row(record, batch, "bf16w", f"{what} (bf16 weights)", peer, measure, asked)
+            for what, peer, measure, asked in GPU_TARGETS if measure == "inference"
+            and any(q["dtype"] == "bf16w" and q["batch"] == batch for q in record["ratios"])]
     for dtype, what in (("bf16", "bf16 autocast"), ("bf16w", "bf16 weights")):
         rows = {r["mode"]: r for r in record["rows"] if r["model"] == OURS
                 and r["dtype"] == dtype and r["batch"] == batch}
@@ -287,6 +276,27 @@ def targets_table(folder: str | Path = PERF, batch: int = 128
     earlier = ("" if of_current_form(record)
                else f", earlier model form: {record.get('model_form', 'not recorded')}")
     return [*headers[:-1], f"met ({_title(record)}, batch {batch}{earlier})"], out
+
+
+def _target_row(record: dict, batch: int, dtype: str, what: str, peer: str, measure: str,
+                asked: float) -> list[str]:
+    """One row of :func:`targets_table`: ``what``, what was asked, the ratio of ours to
+    ``peer`` (``measure``: inference or training) eager and compiled in ``dtype`` at
+    ``batch``, and whether a ratio in like modes reaches ``asked``."""
+    ratios = {q["mode"]: q for q in record["ratios"]
+              if q["dtype"] == dtype and q["batch"] == batch and q["peer"] == peer}
+    cells, like = [], []  # like: ratios of ours and the peer in the same mode
+    for mode in ("eager", "compile"):
+        q = ratios.get(mode) or {}
+        if q.get(measure) is None:
+            cells.append("-")
+            continue
+        same = q["peer_mode"] == mode
+        cells.append(f"{q[measure]:.2f}x" + ("" if same else " (peer eager)"))
+        like += [q[measure]] if same else []
+    best = max(like, default=None)
+    return [what, f">= {asked:g}x", *cells,
+            "-" if best is None else "yes" if best >= asked else "no"]
 
 
 def targets_verdict(folder: str | Path = PERF, batch: int = 128) -> str:

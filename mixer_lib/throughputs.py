@@ -346,15 +346,18 @@ def incomplete_note(bench: dict) -> str:
 
 def provenance_lines(benches: list[dict]) -> list[str]:
     """One line per benchmark record: preset, device (and host processor, where recorded),
-    batches, model form, torch, commit, date."""
+    batches, model form, torch, commit, date (of its last write), and when a later run of
+    the same commit resumed it (``--resume``)."""
     lines = []
     for b in benches:
         env, batches = b["environment"], sorted({r["batch"] for r in b["rows"]})
         host = f" on {env['processor']}" if env.get("processor") else ""
+        resumed = "".join(f", resumed {str(r['date'])[:16]} after {r['measured_before']}"
+                          for r in b.get("resumed") or [])
         lines.append(f"[{b['preset']}] {env['device']}{host}, batch "
                      f"{', '.join(map(str, batches))}, model form "
                      f"{b.get('model_form', 'not recorded')}, torch {env['torch']}, commit "
-                     f"{str(env['git_commit'])[:12]}, {env['date']}"
+                     f"{str(env['git_commit'])[:12]}, {env['date']}{resumed}"
                      + incomplete_note(b))
     return lines
 

@@ -7,6 +7,7 @@ import json
 import re
 import statistics
 import sys
+from functools import partial
 
 import pytest
 
@@ -67,6 +68,131 @@ def test_throughput_record_is_written_as_it_goes_and_never_overwritten(bench, tm
     kept = path.with_name(f"{path.stem}-{commit}.json")
     assert json.loads(kept.read_text()) == cut  # the cut-short record, as it was
     assert json.loads(path.read_text())["complete"]
+
+
+def test_resume_measures_only_what_a_cut_record_lacks(bench, tmp_path, monkeypatch, capsys):
+    """``--resume`` continues a record a time limit cut (same preset, device, commit and
+    plan): only the configurations it lacks are measured, its rows and peaks stand, it
+    says when it was resumed; a configuration that failed stays failed, not measured again;
+    a complete record is left as it is."""
+    from mixer_lib.throughputs import provenance_lines
+
+    monkeypatch.setenv("MIXER_GIT_COMMIT", "0123456789abcdef")
+    real, calls = bench.measure, []
+
+    def counted(name, *args, cut=None):
+        calls.append(name)
+        if name == cut:
+            raise KeyboardInterrupt  # as the time limit's signal would stop it
+        return real(name, *args)
+
+    tiny = ["--preset", "tiny", "--device", "cpu", "--out", str(tmp_path)]
+    monkeypatch.setattr(bench, "measure", partial(counted, cut="timm:mixer_s32_224"))
+    with pytest.raises(KeyboardInterrupt):
+        bench.main(tiny)
+    [path] = tmp_path.glob("benchmark-tiny-*.json")
+    cut = json.loads(path.read_text())
+    assert cut["measured"] == "1 of 2" and cut["configurations"] == [
+        ["Mixer-S/32", "fp32", "eager", 2], ["timm:mixer_s32_224", "fp32", "eager", 2]]
+    calls.clear()
+    monkeypatch.setattr(bench, "measure", counted)
+    bench.main([*tiny, "--resume"])
+    assert calls == ["timm:mixer_s32_224"]
+    assert list(tmp_path.iterdir()) == [path]  # continued in place, nothing set aside
+    done = json.loads(path.read_text())
+    assert done["complete"] and done["rows"][0] == cut["rows"][0]
+    assert [r["model"] for r in done["rows"]] == ["Mixer-S/32", "timm:mixer_s32_224"]
+    [when] = done["resumed"]
+    assert (when["measured_before"], when["measured_after"]) == ("1 of 2", "2 of 2")
+    [line] = provenance_lines([done])
+    assert line.endswith(f", resumed {when['date'][:16]} after 1 of 2")
+    calls.clear()
+    bench.main([*tiny, "--resume"])  # complete: nothing left to measure, nothing rewritten
+    assert calls == [] and json.loads(path.read_text()) == done
+    # another commit's record is set aside and the run starts anew, saying why
+    monkeypatch.setenv("MIXER_GIT_COMMIT", "fedcba9876543210")
+    bench.main([*tiny, "--resume"])
+    assert calls == ["Mixer-S/32", "timm:mixer_s32_224"]
+    assert "not resuming" in capsys.readouterr().err
+    assert json.loads(path.with_name(f"{path.stem}-0123456.json").read_text()) == done
+
+
+def test_resume_keeps_a_failed_configuration_failed(bench, tmp_path, monkeypatch):
+    """A configuration that raised in the cut run is not measured again on resume: its
+    failure stays in the record, and the run still ends with a status that names it."""
+    monkeypatch.setenv("MIXER_GIT_COMMIT", "0123456789abcdef")
+    real, calls = bench.measure, []
+
+    def first_fails_second_cut(name, *args):
+        calls.append(name)
+        if name == "Mixer-S/32":
+            raise RuntimeError("CUDA out of memory")
+        raise KeyboardInterrupt
+
+    tiny = ["--preset", "tiny", "--device", "cpu", "--out", str(tmp_path)]
+    monkeypatch.setattr(bench, "measure", first_fails_second_cut)
+    with pytest.raises(KeyboardInterrupt):
+        bench.main(tiny)
+    calls.clear()
+    monkeypatch.setattr(bench, "measure", lambda name, *a: calls.append(name) or real(name, *a))
+    with pytest.raises(SystemExit, match="1 of 2 measurements failed.*Mixer-S/32"):
+        bench.main([*tiny, "--resume"])
+    assert calls == ["timm:mixer_s32_224"]
+    record = json.loads(next(tmp_path.glob("benchmark-tiny-*.json")).read_text())
+    [failed] = record["failed"]
+    assert failed["config"] == ["Mixer-S/32", "fp32", "eager", 2]
+    assert [r["model"] for r in record["rows"]] == ["timm:mixer_s32_224"]
+    assert not record["complete"]
+
+
+@pytest.mark.parametrize("change, reason", [
+    (["--models", "Mixer-S/32"], "its plan of configurations differs"),
+    (["--rounds", "2"], "resuming needs one round"),
+    (["--preset", "cpu-small"], None),  # another preset: another file, nothing to resume
+])
+def test_resume_refuses_a_record_of_another_plan(bench, tmp_path, monkeypatch, capsys,
+                                                  change, reason):
+    """A record whose plan differs from this run's, or a run of several rounds, is not
+    continued: the earlier record is set aside and the run starts anew."""
+    monkeypatch.setenv("MIXER_GIT_COMMIT", "0123456789abcdef")
+    real = bench.measure
+
+    def cut(name, *args):
+        if name == "timm:mixer_s32_224":
+            raise KeyboardInterrupt
+        return real(name, *args)
+
+    monkeypatch.setattr(bench, "measure", cut)
+    with pytest.raises(KeyboardInterrupt):
+        bench.main(["--preset", "tiny", "--device", "cpu", "--out", str(tmp_path)])
+    [path] = tmp_path.glob("benchmark-tiny-*.json")
+    args = bench.argparse.Namespace(**{**bench.PRESETS["tiny"], "batch": 2})
+    if reason is None:
+        assert bench.resumable(path, "cpu-small", bench.torch.device("cpu"),
+                               bench.plan(args), 1) is None
+        assert "of preset 'tiny'" in capsys.readouterr().err
+        return
+    monkeypatch.setattr(bench, "measure", lambda name, *a: real(name, *a))
+    bench.main(["--preset", "tiny", "--device", "cpu", "--out", str(tmp_path), "--resume",
+                "--repeats", "1", *change])
+    assert f"not resuming {path.name}: {reason}" in capsys.readouterr().err
+    assert path.with_name(f"{path.stem}-0123456.json").exists()
+
+
+def test_perf_gpu_plan_measures_each_batch_eager_first_and_compiles_last(bench):
+    """The GPU preset's order: at each batch, every model eager (bf16, bf16 weights, then
+    float32) before the compiled runs (ours and ViT, bf16 and bf16 weights); batch 128
+    whole before 512."""
+    args = bench.argparse.Namespace(**{**bench.PRESETS["perf-gpu"]})
+    configs = bench.plan(args)
+    assert len(configs) == len(set(configs)) == 2 * (4 * 3 + 2 * 2)
+    first = [c for c in configs if c[3] == 128]
+    assert configs[:len(first)] == first  # batch 128 whole first
+    modes = [c[2] for c in first]
+    assert modes == sorted(modes, key=["eager", "compile"].index)
+    assert [c[1] for c in first if c[2] == "eager"][::4] == ["bf16", "bf16w", "fp32"]
+    assert {(c[0], c[1]) for c in first if c[2] == "compile"} == {
+        (m, d) for m in ("Mixer-B/16", "timm:vit_base_patch16_224") for d in ("bf16", "bf16w")}
 
 
 def test_a_configuration_that_fails_is_recorded_and_the_rest_still_run(bench, tmp_path,
@@ -279,6 +405,17 @@ def test_bf16_weights_are_measured_for_inference_only(bench, tmp_path):
     assert record["matmul_peak_tflops_by_dtype"]["bf16w"] > 0
 
 
+def test_perf_on_gpu_script_fits_in_eight_minutes_by_default():
+    """The issue's bound: the default stages' limits add up to at most the whole script's
+    limit (TOTAL_LIMIT), which is at most 8 minutes; the resumed presets only get what the
+    stages before them left of it."""
+    text = (REPO / "scripts" / "perf-on-gpu.sh").read_text()
+    limits = {k: int(v) for k, v in re.findall(r"\$\{(\w+_LIMIT):-(\d+)\}", text)}
+    stages = ("CONFIGS_LIMIT", "TOKEN_LIMIT", "FORMS_LIMIT", "PERF_LIMIT", "INPUT_LIMIT")
+    assert sum(limits[k] for k in stages) <= limits["TOTAL_LIMIT"] <= 8 * 60
+    assert "deadline - SECONDS" in text and "--resume" in text
+
+
 def test_perf_on_gpu_script_runs_whole_on_the_cpu(cifar_root, tmp_path):
     """scripts/perf-on-gpu.sh as the GPU machine runs it (in a copy of the repository, so
     its records land there), here on the CPU at tiny sizes through PERF_ARGS and INPUT_ARGS:
@@ -296,6 +433,7 @@ def test_perf_on_gpu_script_runs_whole_on_the_cpu(cifar_root, tmp_path):
     out.mkdir()
     env = {**os.environ, "PY": sys.executable, "OUT": str(out), "TMPDIR": str(tmp_path),
            "MIXER_DATA_ROOT": str(cifar_root), "PYTHONPATH": "", "TRITON_INTERPRET": "1",
+           "MIXER_GIT_COMMIT": "0123456789abcdef",
            "CONFIGS_ARGS": "--device cpu --dtype fp16 --variant Mixer-T/4 --batch 1 "
                            "--configs 2",
            "TOKEN_ARGS": "--device cpu --variant Mixer-T/4 --img-size 24 --batch 2 "
@@ -339,10 +477,24 @@ def test_perf_on_gpu_script_runs_whole_on_the_cpu(cifar_root, tmp_path):
     cut.mkdir()
     done = subprocess.run(["bash", script], capture_output=True, text=True, timeout=120,
                           env={**env, "OUT": str(cut), "CONFIGS_LIMIT": "1", "TOKEN_LIMIT": "1",
-                               "FORMS_LIMIT": "1", "PERF_LIMIT": "1", "INPUT_LIMIT": "1"})
+                               "FORMS_LIMIT": "1", "PERF_LIMIT": "1", "INPUT_LIMIT": "1",
+                               "TOTAL_LIMIT": "5"})
     assert done.returncode == 124  # timeout's status: the first limit reached
     assert {"token-kernel-configs.log", "token-mixing.log", "perf-gpu-forms.log", "perf-gpu.log",
             "input-on-gpu.log"} <= {p.name for p in cut.iterdir()}
+    assert "== perf-gpu-forms stays cut short" in done.stdout  # no time left to resume
+    # a preset cut by its limit runs again (--resume) with what the whole limit leaves,
+    # and completed there it no longer counts as cut
+    again = tmp_path / "again"
+    again.mkdir()
+    (root / "results" / "perf" / "benchmark-perf-gpu-cpu.json").unlink()  # the first run's
+    done = subprocess.run(["bash", script], capture_output=True, text=True, timeout=300,
+                          env={**env, "OUT": str(again), "PERF_STAGES": "perf",
+                               "PERF_PRESETS": "perf-gpu", "PERF_LIMIT": "1"})
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert "== perf-gpu resumed with" in done.stdout
+    assert "nothing to resume" in (again / "perf-gpu-resumed.log").read_text()
+    assert json.loads((again / "benchmark-perf-gpu-cpu.json").read_text())["complete"]
     products = tmp_path / "products"  # the preset left out by default, asked for by name
     products.mkdir()
     done = subprocess.run(["bash", script], capture_output=True, text=True, timeout=300,

@@ -44,6 +44,26 @@ def test_shapes_the_best_one_and_its_share_of_the_same_commits_peak(tmp_path):
     assert summary["tk_where"] == summary["tk_model_where"] == "H200, 2026-11-27, commit ccccccc"
 
 
+def test_the_kernels_whole_model_ratio_comes_from_the_newest_record_of_either_preset(tmp_path):
+    """Since 2026-11-28 the forms preset measures ours without the kernel (inference only);
+    the newest of it and the older perf-gpu records gives the ratio, each dtype it has."""
+    def perf(name, preset, date, pairs):
+        write(tmp_path, name, {
+            "preset": preset, "environment": dict(ENV, date=date),
+            "rows": [{"model": m, "dtype": d, "mode": "eager", "batch": 128, "infer_img_s": v}
+                     for d, ours, off in pairs for m, v in (("Mixer-B/16", ours),
+                                                            (UNFUSED, off))]})
+
+    perf("benchmark-perf-gpu-NVIDIA-H200.json", "perf-gpu", "2026-11-27T10:00:00+00:00",
+         [("bf16", 1000.0, 800.0)])
+    perf("benchmark-perf-gpu-forms-NVIDIA-H200.json", "perf-gpu-forms",
+         "2026-11-28T10:00:00+00:00", [("bf16", 1100.0, 1000.0), ("bf16w", 1500.0, 1200.0)])
+    summary = kernel_summary(tmp_path)
+    assert summary["tk_model"] == ("1.10x (bf16 autocast, batch 128), "
+                                   "1.25x (bf16 weights, batch 128)")
+    assert summary["tk_model_where"] == "H200, 2026-11-28, commit ccccccc"
+
+
 def test_shapes_written_by_form_name_and_by_the_older_flag_read_alike(tmp_path):
     write(tmp_path, "benchmark-token-kernel-configs-NVIDIA-H200.json", {
         "environment": ENV, "results": [

@@ -172,6 +172,17 @@ def test_gpu_targets_read_the_latest_perf_record_in_like_modes(tmp_path):
     assert headers[-1] == ("met (H100 80GB HBM3, 2026-12-01, commit feedbee, batch 128, "
                            "earlier model form: bsc-token-kernel)")
     assert [r[0] for r in rows][-1].startswith("Mixer-B/16 inference (bf16 autocast)")
+    # with bf16 weights too: the inference ratios again (training has none), after bf16's
+    record["ratios"] += [{**ratio(vit, "eager", "eager", 1.32, None), "dtype": "bf16w"},
+                         {**ratio(timm, "compile", "compile", 1.1, None), "dtype": "bf16w"},
+                         {**ratio(vit, "eager", "eager", 2.0, None), "dtype": "bf16w",
+                          "batch": 512}]
+    (tmp_path / "benchmark-perf-gpu-NVIDIA-H100.json").write_text(json.dumps(record))
+    rows = targets_table(tmp_path)[1]
+    assert rows[4:6] == [
+        ["Mixer-B/16 / ViT-B/16, inference (bf16 weights)", ">= 1.3x", "1.32x", "-", "yes"],
+        ["ours / timm's Mixer-B/16, inference (bf16 weights)", ">= 1.15x", "-", "1.10x", "no"]]
+    assert len(rows) == 7
 
 
 def test_bf16_weights_speedup_reads_ours_eager_rows(tmp_path):
