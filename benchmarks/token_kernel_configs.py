@@ -19,12 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from mixer_lib.signals import run_child  # noqa: E402
 
 DTYPES = ("bf16", "fp16")
 
@@ -107,10 +108,9 @@ def main(argv: list[str] | None = None) -> dict:
                                  f"{device_tag(device_name(torch.device(args.device)))}.json")
         set_aside_record(path)
     for index in chosen:
-        done = subprocess.run([sys.executable, __file__, "--one", str(index), "--batch",
-                               str(args.batch), "--variant", args.variant, "--device",
-                               args.device, "--dtype", args.dtype],
-                              capture_output=True, text=True, timeout=300)
+        done = run_child([sys.executable, __file__, "--one", str(index), "--batch",
+                          str(args.batch), "--variant", args.variant, "--device", args.device,
+                          "--dtype", args.dtype], timeout=300)
         if done.returncode == 0:
             result = json.loads(done.stdout.strip().splitlines()[-1])
         else:

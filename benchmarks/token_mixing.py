@@ -32,7 +32,10 @@ training step, images/s; the model's own with and without the fused kernel, whic
 inference where it applies). Every form's output is checked against ``left`` first; before
 that, the channel MLP's dense layer with its GELU in one call (:mod:`mixer_lib.dense_gelu`)
 against the tanh and the exact GELU in float32 (``dense_gelu_float32``: the tanh GELU on a
-GPU, where the library takes that call; the exact one on a CPU, where it does not).
+GPU, where the library takes that call; the exact one on a CPU, where it does not), and,
+where the fused kernel runs, the kernel against the reference in whole models (``check``:
+the pointer form in bf16 and fp16, then the TMA form in bf16 in a child process, whose
+fault could not end this one's measurements).
 
     python benchmarks/token_mixing.py                      # on a GPU: Mixer-B/16, bf16, 128
     python benchmarks/token_mixing.py --device cpu --variant Mixer-T/4 --batch 2 --img-size 32
@@ -44,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -60,6 +64,7 @@ from mixer_lib import create_model, dense_gelu, token_kernel  # noqa: E402
 from mixer_lib.model import TokenDense, TokenMixingMlp  # noqa: E402
 from mixer_lib.provenance import device_name, device_tag, environment, write_json  # noqa: E402
 from mixer_lib.rundir import set_aside_record  # noqa: E402
+from mixer_lib.signals import run_child  # noqa: E402
 from mixer_lib.timing import attempt, exit_if_failed, median_seconds  # noqa: E402
 
 Form = Callable[..., torch.Tensor]  # (x, w1, b1, w2, b2, act) -> (B, S, C)
@@ -219,7 +224,10 @@ def model_case(form: Form | None, variant: str, img_size: int, batch: int,
 
 
 CHECKED = ("Mixer-S/32", "Mixer-B/16", "Mixer-B/16@gelu=exact", "Mixer-H/14")
-CHECKED_TMA = ("Mixer-S/32", "Mixer-B/16", "Mixer-H/14")  # bf16, after the timings
+# the TMA form, bf16, in a process of its own before the timings (B/16 first: the one
+# mixer_lib.fused_paths reads)
+CHECKED_TMA = ("Mixer-B/16", "Mixer-S/32", "Mixer-H/14")
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def check_case(spec: str, device: torch.device, dtype: torch.dtype, batch: int = 4,
@@ -239,6 +247,48 @@ def check_case(spec: str, device: torch.device, dtype: torch.dtype, batch: int =
     return token_kernel.compare_with_reference(model, images, dtype)
 
 
+def check_name(spec: str, dtype: str, form: str) -> str:
+    """A check's key in the record: ``"Mixer-B/16 bf16"``, ``"Mixer-B/16 bf16 tma"``."""
+    return f"{spec} {dtype}" + ("" if form == "pointers" else f" {form}")
+
+
+def checks_here(specs: list[str], form: str, dtypes: list[str], device: torch.device) -> None:
+    """Each of ``specs`` in ``form`` and each of ``dtypes`` checked (:func:`check_case`),
+    one JSON line per check on stdout: ``{"name": ..., "case": {...}}``, or ``"error"``
+    where it raised (the next ones still run)."""
+    for spec in specs:
+        for dtype in dtypes:
+            name = check_name(spec, dtype, form)
+            try:
+                line = {"name": name, "case": check_case(spec, device, DTYPES[dtype],
+                                                         form=form)}
+            except Exception as err:  # noqa: BLE001 - the parent records it as failed
+                message = (str(err).strip().splitlines() or [""])[0][:300]
+                line = {"name": name, "error": f"{type(err).__name__}: {message}"}
+            print(json.dumps(line), flush=True)
+
+
+def checks_in_child(specs: list[str], form: str, dtypes: list[str], device: torch.device,
+                    timeout: float = 300) -> tuple[dict[str, dict], list[dict]]:
+    """:func:`checks_here` in a child process (:func:`mixer_lib.signals.run_child`), so that
+    a fault of the kernel (an illegal memory access ends a CUDA context) cannot end this
+    process's measurements: the cases by name, and a failure (``what``, ``error``) for each
+    check that raised or that the child did not reach (with its last line of stderr)."""
+    cmd = [sys.executable, __file__, "--device", str(device), "--check-specs", ",".join(specs),
+           "--check-form", form, "--check-dtypes", ",".join(dtypes)]
+    done = run_child(cmd, timeout)
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    cases = {line["name"]: line["case"] for line in lines if "case" in line}
+    failures = [{"what": f"check {line['name']}", "error": line["error"]}
+                for line in lines if "error" in line]
+    last = (done.stderr.strip().splitlines() or [f"the child ended with status "
+                                                 f"{done.returncode}"])[-1][:300]
+    failures += [{"what": f"check {name}", "error": f"not reached: {last}"}
+                 for name in (check_name(spec, dtype, form) for spec in specs for dtype in dtypes)
+                 if name not in cases and f"check {name}" not in {f["what"] for f in failures}]
+    return cases, failures
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variant", default="Mixer-B/16")
@@ -251,7 +301,16 @@ def main(argv: list[str] | None = None) -> dict:
                         help="also compile with mode='max-autotune-no-cudagraphs' (minutes)")
     parser.add_argument("--no-compile", action="store_true", help="leave compiled forms out")
     parser.add_argument("--out", default=str(REPO / "results" / "perf"))
+    # only the whole-model checks of these variants, one JSON line each (checks_in_child)
+    parser.add_argument("--check-specs", help=argparse.SUPPRESS)
+    parser.add_argument("--check-form", default="pointers", choices=token_kernel.FORMS,
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--check-dtypes", default="bf16", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.check_specs:
+        checks_here(args.check_specs.split(","), args.check_form,
+                    args.check_dtypes.split(","), torch.device(args.device))
+        return {}
     if args.batch < 1 or args.repeats < 1 or args.warmup < 0:
         parser.error("need --batch >= 1, --repeats >= 1 and --warmup >= 0")
     device = torch.device(args.device)
@@ -294,9 +353,9 @@ def main(argv: list[str] | None = None) -> dict:
               f"({case['forward_tflops']:6.1f} TFLOP/s), forward+backward {both}, max |diff| "
               f"{case['max_abs_diff_from_left']:.2e}", flush=True)
 
-    def check(spec: str, name: str, kind: torch.dtype, form: str = "pointers") -> None:
-        case = check_case(spec, device, kind, form=form)
-        record["check"][f"{spec} {name}"] = case
+    def check(spec: str, name: str, kind: torch.dtype) -> None:
+        case = check_case(spec, device, kind)
+        record["check"][check_name(spec, name, "pointers")] = case
         print(f"  check {spec:22s} {name}: " + ", ".join(
             f"{k} {v:.3g}" for k, v in case.items()), flush=True)
 
@@ -314,8 +373,16 @@ def main(argv: list[str] | None = None) -> dict:
     if fused:  # first: the kernel must agree with the reference before it is timed
         record["check"] = {}
         for spec in CHECKED:
-            for name, kind in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+            for name, kind in DTYPES.items():
                 attempted(f"check {spec} {name}", partial(check, spec, name, kind))
+        if token_kernel.tma_device(device):  # the newer form, in a process of its own
+            cases, failed = checks_in_child(list(CHECKED_TMA), "tma", ["bf16"], device)
+            record["check"] |= cases
+            failures += failed
+            for name, case in cases.items():
+                print(f"  check {name}: " + ", ".join(f"{k} {v:.3g}" for k, v in case.items()),
+                      flush=True)
+            write_json(out, record)
     for name, form in forms.items():  # "left" first, unguarded: the others' reference
         if reference:
             attempted(f"MLP {name}", partial(mlp, name, form))
@@ -334,10 +401,6 @@ def main(argv: list[str] | None = None) -> dict:
 
     for name, (form, with_kernel) in models.items():
         attempted(f"{args.variant} with {name}", partial(whole_model, name, form, with_kernel))
-    if fused and token_kernel.tma_device(device):  # after the timings: the newer form, bf16
-        for spec in CHECKED_TMA:
-            attempted(f"check {spec} bf16 tma",
-                      partial(check, spec, "bf16 tma", torch.bfloat16, form="tma"))
     if args.max_autotune and not args.no_compile:  # last: it may take minutes
         attempted("MLP compiled-max-autotune", partial(
             mlp, "compiled-max-autotune", torch.compile(left, mode="max-autotune-no-cudagraphs")))

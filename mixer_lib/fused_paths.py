@@ -104,8 +104,9 @@ def gelu_epilogue(folder: str | Path = PERF) -> dict:
 def tma_form(folder: str | Path = PERF) -> dict:
     """The finding on the kernel's TMA form against the pointer form: ``alone``, ``model``
     and ``check`` (sentences), ``ratio`` (whole model, bf16 autocast, or None), ``failed``
-    (a measurement of the model with it failed), ``close`` (its features as close to float32
-    as the pointer form's: True, False or None)."""
+    (a measurement of the model with it failed, or the newest GPU check of Mixer-B/16 with
+    it), ``close`` (its features as close to float32 as the pointer form's: True, False or
+    None)."""
     out = {"alone": NOT_YET, "check": NOT_YET, "close": None}
     record = _latest(folder, "benchmark-token-kernel-configs-*.json", keep=_gpu)
     results = (record or {}).get("results", [])
@@ -122,9 +123,15 @@ def tma_form(folder: str | Path = PERF) -> dict:
         out["alone"] += (f"; {len(failed)} of {len(tma)} TMA shapes failed "
                          f"(first: {failed[0]['error']})")
     out["model"], out["ratio"], out["failed"] = _in_model(folder, TMA_MODEL, OURS)
+    newest = _latest(folder, "benchmark-token-mixing-*.json", keep=_gpu)
+    broke = [f["error"] for f in (newest or {}).get("failed") or []
+             if f["what"] == f"check {OURS} bf16 tma"]
     checked = _latest(folder, "benchmark-token-mixing-*.json",
                       keep=lambda r: _gpu(r) and f"{OURS} bf16 tma" in (r.get("check") or {}))
-    if checked:
+    if broke:  # the newest GPU check of the form failed: whatever an older one said
+        out["failed"] = True
+        out["check"] = f"Mixer-B/16's check failed: {broke[0]} ({_title(newest)})"
+    elif checked:
         tma_diff = checked["check"][f"{OURS} bf16 tma"]["fused_vs_float32"]
         ptr_diff = checked["check"][f"{OURS} bf16"]["fused_vs_float32"]
         out["close"] = tma_diff <= CLOSE_TO_FLOAT32 * ptr_diff

@@ -20,9 +20,10 @@
 #    checked against float32 and timed (results/perf/benchmark-token-kernel-configs-*.json).
 # 1. (at most 70 s) The channel MLP's dense layer with its GELU in one cuBLASLt call against
 #    the tanh and the exact GELU (float32), the kernel against the reference in whole
-#    models (S/32, B/16 tanh and exact GELU, H/14; bf16 and fp16; then S/32, B/16 and H/14
-#    in the TMA form, bf16), then Mixer-B/16's token-mixing MLP in each form, alone and in
-#    the model (benchmarks/token_mixing.py --no-compile;
+#    models (S/32, B/16 tanh and exact GELU, H/14; bf16 and fp16; then B/16, S/32 and H/14
+#    in the TMA form, bf16, in a child process, whose fault could not end the stage), then
+#    Mixer-B/16's token-mixing MLP in each form, alone and in the model, as far as the limit
+#    allows (benchmarks/token_mixing.py --no-compile;
 #    results/perf/benchmark-token-mixing-*.json).
 # 2. (at most 80 s) The fused inference paths in the whole model, each against ours without
 #    it: the token-mixing kernel off, its two forms ("pointers", "tma"), and the dense layer

@@ -566,6 +566,32 @@ def test_token_mixing_goes_on_past_a_step_that_fails(tmp_path, monkeypatch):
     assert "dense_gelu_float32" in record
 
 
+def test_the_tma_forms_whole_model_checks_run_in_a_child_process(monkeypatch):
+    """token_mixing.checks_in_child (here through Triton's interpreter, fp16): each check's
+    case comes back by name; one that raises is a failure with its error and the next ones
+    still run; a child that ends before a check leaves that check failed as "not reached"."""
+    import torch
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    script = load_script("token_mixing")
+    try:
+        cases, failures = script.checks_in_child(["Mixer-Q/9", "Mixer-T/4"], "tma", ["fp16"],
+                                                 torch.device("cpu"))
+        assert list(cases) == ["Mixer-T/4 fp16 tma"]
+        case = cases["Mixer-T/4 fp16 tma"]
+        assert case["blocks_tma"] == case["blocks"] == 4 and case["fused_vs_reference"] < 0.02
+        [failed] = failures
+        assert failed["what"] == "check Mixer-Q/9 fp16 tma"
+        assert failed["error"].startswith("ValueError: unknown Mixer variant 'Mixer-Q/9'")
+        cases, failures = script.checks_in_child(["Mixer-T/4"], "tma", ["fp16"],
+                                                 torch.device("cpu"), timeout=0.01)
+        assert cases == {} and failures == [{
+            "what": "check Mixer-T/4 fp16 tma",
+            "error": "not reached: killed after 0.01 s (its time limit)"}]
+    finally:
+        sys.modules.pop("token_mixing", None)
+
+
 def test_token_kernel_configs_runs_every_tile_shape_in_its_own_process(tmp_path, monkeypatch,
                                                                        capsys):
     """benchmarks/token_kernel_configs.py under Triton's interpreter: one result per entry

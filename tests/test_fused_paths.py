@@ -142,6 +142,30 @@ def test_a_form_that_failed_in_the_model_on_the_gpu_is_not_supported(tmp_path):
         recommendations(tmp_path)[-1]
 
 
+def test_a_tma_check_that_failed_on_the_gpu_is_not_supported_whatever_older_ones_said(
+        tmp_path):
+    """The newest GPU token-mixing record lists Mixer-B/16's TMA check under ``failed`` (its
+    child process faulted): the form is not supported, though an older record checked it
+    close and the model with it was faster."""
+    write(tmp_path, "benchmark-perf-gpu-forms-NVIDIA-H200.json",
+          forms_record(GPU, {"Mixer-B/16": 1000.0, TMA_MODEL: 1200.0}))
+    write(tmp_path, "benchmark-token-mixing-NVIDIA-H200-old.json",
+          token_record(dict(GPU, date="2026-11-30T10:00:00+00:00"), tma_diff=0.08))
+    newer = token_record(GPU)
+    newer["failed"] = [{"what": "check Mixer-B/16 bf16 tma",
+                        "error": "not reached: RuntimeError: CUDA error: an illegal memory "
+                                 "access was encountered"}]
+    write(tmp_path, "benchmark-token-mixing-NVIDIA-H200.json", newer)
+    tma = tma_form(tmp_path)
+    assert tma["failed"] and tma["check"].startswith(
+        "Mixer-B/16's check failed: not reached: RuntimeError: CUDA error")
+    assert "-> not supported (it failed on the GPU): token_kernel_form='pointers'" in \
+        recommendations(tmp_path)[-1]
+    newer["failed"] = []  # without the failure, the older check stands
+    write(tmp_path, "benchmark-token-mixing-NVIDIA-H200.json", newer)
+    assert "-> supported: token_kernel_form='tma'" in recommendations(tmp_path)[-1]
+
+
 def test_whether_todays_form_was_timed_reads_the_newest_gpu_record(tmp_path):
     earlier = {"preset": "perf-gpu", "model_form": "bsc-token-kernel", "environment": GPU,
                "rows": []}
