@@ -13,9 +13,13 @@ also measures the bf16 matmul peak and reports achieved TFLOP/s and MFU.
     python benchmarks/throughput.py --preset cpu-small     # a few minutes on a laptop CPU
     python benchmarks/throughput.py --preset gpu            # the full table on a GPU
 
-Prints a table and writes a JSON record (environment, device, commit) to ``results/``. A
-configuration that raises (out of memory, a kernel this machine's compiler rejects) is listed
-under ``failed`` in the record with its error, the others still run, and the exit status is 1.
+Prints a table and writes a JSON record (environment, device, commit, the plan of
+configurations) to ``results/``, rewritten after each configuration. A configuration that
+raises (out of memory, a kernel this machine's compiler rejects) is listed under ``failed`` in
+the record with its error, the others still run, and the exit status is 1. ``--resume``
+continues a record of the same preset, device, commit and plan that a time limit cut,
+measuring only the configurations it lacks (``scripts/perf-on-gpu.sh`` does, with the time
+its stages leave).
 """
 
 from __future__ import annotations
