@@ -252,19 +252,22 @@ def check_name(spec: str, dtype: str, form: str) -> str:
     return f"{spec} {dtype}" + ("" if form == "pointers" else f" {form}")
 
 
+def check_line(name: str, case: dict) -> str:
+    """A check's result as the run prints it."""
+    return f"  check {name}: " + ", ".join(f"{k} {v:.3g}" for k, v in case.items())
+
+
 def checks_here(specs: list[str], form: str, dtypes: list[str], device: torch.device) -> None:
     """Each of ``specs`` in ``form`` and each of ``dtypes`` checked (:func:`check_case`),
     one JSON line per check on stdout: ``{"name": ..., "case": {...}}``, or ``"error"``
-    where it raised (the next ones still run)."""
+    where it raised (:func:`~mixer_lib.timing.attempt`; the next ones still run)."""
     for spec in specs:
         for dtype in dtypes:
-            name = check_name(spec, dtype, form)
-            try:
-                line = {"name": name, "case": check_case(spec, device, DTYPES[dtype],
-                                                         form=form)}
-            except Exception as err:  # noqa: BLE001 - the parent records it as failed
-                message = (str(err).strip().splitlines() or [""])[0][:300]
-                line = {"name": name, "error": f"{type(err).__name__}: {message}"}
+            name, failed = check_name(spec, dtype, form), []
+            case = attempt(f"check {name}", partial(check_case, spec, device, DTYPES[dtype],
+                                                    form=form), failed)
+            line = {"name": name, "error": failed[0]["error"]} if failed else \
+                {"name": name, "case": case}
             print(json.dumps(line), flush=True)
 
 
@@ -279,13 +282,12 @@ def checks_in_child(specs: list[str], form: str, dtypes: list[str], device: torc
     done = run_child(cmd, timeout)
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     cases = {line["name"]: line["case"] for line in lines if "case" in line}
-    failures = [{"what": f"check {line['name']}", "error": line["error"]}
-                for line in lines if "error" in line]
     last = (done.stderr.strip().splitlines() or [f"the child ended with status "
                                                  f"{done.returncode}"])[-1][:300]
-    failures += [{"what": f"check {name}", "error": f"not reached: {last}"}
-                 for name in (check_name(spec, dtype, form) for spec in specs for dtype in dtypes)
-                 if name not in cases and f"check {name}" not in {f["what"] for f in failures}]
+    reported = {line["name"]: line.get("error") for line in lines}
+    failures = [{"what": f"check {name}", "error": reported.get(name) or f"not reached: {last}"}
+                for name in (check_name(spec, dtype, form) for spec in specs for dtype in dtypes)
+                if name not in cases]
     return cases, failures
 
 
@@ -356,8 +358,7 @@ def main(argv: list[str] | None = None) -> dict:
     def check(spec: str, name: str, kind: torch.dtype) -> None:
         case = check_case(spec, device, kind)
         record["check"][check_name(spec, name, "pointers")] = case
-        print(f"  check {spec:22s} {name}: " + ", ".join(
-            f"{k} {v:.3g}" for k, v in case.items()), flush=True)
+        print(check_line(f"{spec:22s} {name}", case), flush=True)
 
     # the channel MLP's dense layer and GELU in one call: the tanh GELU (CUDA) or exact?
     torch.manual_seed(0)
@@ -380,8 +381,7 @@ def main(argv: list[str] | None = None) -> dict:
             record["check"] |= cases
             failures += failed
             for name, case in cases.items():
-                print(f"  check {name}: " + ", ".join(f"{k} {v:.3g}" for k, v in case.items()),
-                      flush=True)
+                print(check_line(name, case), flush=True)
             write_json(out, record)
     for name, form in forms.items():  # "left" first, unguarded: the others' reference
         if reference:
