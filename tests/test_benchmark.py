@@ -7,7 +7,6 @@ import json
 import re
 import statistics
 import sys
-from functools import partial
 
 import pytest
 
@@ -44,25 +43,38 @@ def test_throughput_benchmark_runs_at_tiny_size(bench, tmp_path, capsys):
     assert record["complete"] and record["measured"] == "2 of 2"
 
 
+def measuring(bench, monkeypatch, calls: list | None = None, cut: str | None = None,
+              fail: str | None = None) -> None:
+    """``bench.measure`` as it is, with each model it measures appended to ``calls``,
+    stopped at model ``cut`` as the time limit's signal would stop it (KeyboardInterrupt),
+    and raising at model ``fail`` as a GPU out of memory would."""
+    real = getattr(bench.measure, "__wrapped__", bench.measure)
+
+    def measure(name, *args):
+        if calls is not None:
+            calls.append(name)
+        if name == cut:
+            raise KeyboardInterrupt
+        if name == fail:
+            raise RuntimeError("CUDA out of memory")
+        return real(name, *args)
+
+    measure.__wrapped__ = real
+    monkeypatch.setattr(bench, "measure", measure)
+
+
 def test_throughput_record_is_written_as_it_goes_and_never_overwritten(bench, tmp_path,
                                                                         monkeypatch):
     """A run cut short keeps the configurations it measured (``complete`` false); a second
     run moves the earlier record aside under its commit's name instead of replacing it."""
-    real = bench.measure
-
-    def second_fails(name, *args):
-        if name == "timm:mixer_s32_224":
-            raise KeyboardInterrupt  # as the time limit's signal would stop it
-        return real(name, *args)
-
-    monkeypatch.setattr(bench, "measure", second_fails)
+    measuring(bench, monkeypatch, cut="timm:mixer_s32_224")
     with pytest.raises(KeyboardInterrupt):
         bench.main(["--preset", "tiny", "--device", "cpu", "--out", str(tmp_path)])
     [path] = tmp_path.glob("benchmark-tiny-*.json")
     cut = json.loads(path.read_text())
     assert not cut["complete"] and cut["measured"] == "1 of 2"
     assert [r["model"] for r in cut["rows"]] == ["Mixer-S/32"]
-    monkeypatch.setattr(bench, "measure", real)
+    measuring(bench, monkeypatch)
     bench.main(["--preset", "tiny", "--device", "cpu", "--out", str(tmp_path)])
     commit = cut["environment"]["git_commit"][:7]
     kept = path.with_name(f"{path.stem}-{commit}.json")
@@ -78,16 +90,9 @@ def test_resume_measures_only_what_a_cut_record_lacks(bench, tmp_path, monkeypat
     from mixer_lib.throughputs import provenance_lines
 
     monkeypatch.setenv("MIXER_GIT_COMMIT", "0123456789abcdef")
-    real, calls = bench.measure, []
-
-    def counted(name, *args, cut=None):
-        calls.append(name)
-        if name == cut:
-            raise KeyboardInterrupt  # as the time limit's signal would stop it
-        return real(name, *args)
-
+    calls = []
     tiny = ["--preset", "tiny", "--device", "cpu", "--out", str(tmp_path)]
-    monkeypatch.setattr(bench, "measure", partial(counted, cut="timm:mixer_s32_224"))
+    measuring(bench, monkeypatch, calls, cut="timm:mixer_s32_224")
     with pytest.raises(KeyboardInterrupt):
         bench.main(tiny)
     [path] = tmp_path.glob("benchmark-tiny-*.json")
@@ -95,7 +100,7 @@ def test_resume_measures_only_what_a_cut_record_lacks(bench, tmp_path, monkeypat
     assert cut["measured"] == "1 of 2" and cut["configurations"] == [
         ["Mixer-S/32", "fp32", "eager", 2], ["timm:mixer_s32_224", "fp32", "eager", 2]]
     calls.clear()
-    monkeypatch.setattr(bench, "measure", counted)
+    measuring(bench, monkeypatch, calls)
     bench.main([*tiny, "--resume"])
     assert calls == ["timm:mixer_s32_224"]
     assert list(tmp_path.iterdir()) == [path]  # continued in place, nothing set aside
@@ -121,20 +126,13 @@ def test_resume_keeps_a_failed_configuration_failed(bench, tmp_path, monkeypatch
     """A configuration that raised in the cut run is not measured again on resume: its
     failure stays in the record, and the run still ends with a status that names it."""
     monkeypatch.setenv("MIXER_GIT_COMMIT", "0123456789abcdef")
-    real, calls = bench.measure, []
-
-    def first_fails_second_cut(name, *args):
-        calls.append(name)
-        if name == "Mixer-S/32":
-            raise RuntimeError("CUDA out of memory")
-        raise KeyboardInterrupt
-
+    calls = []
     tiny = ["--preset", "tiny", "--device", "cpu", "--out", str(tmp_path)]
-    monkeypatch.setattr(bench, "measure", first_fails_second_cut)
+    measuring(bench, monkeypatch, calls, cut="timm:mixer_s32_224", fail="Mixer-S/32")
     with pytest.raises(KeyboardInterrupt):
         bench.main(tiny)
     calls.clear()
-    monkeypatch.setattr(bench, "measure", lambda name, *a: calls.append(name) or real(name, *a))
+    measuring(bench, monkeypatch, calls)
     with pytest.raises(SystemExit, match="1 of 2 measurements failed.*Mixer-S/32"):
         bench.main([*tiny, "--resume"])
     assert calls == ["timm:mixer_s32_224"]
@@ -155,14 +153,7 @@ def test_resume_refuses_a_record_of_another_plan(bench, tmp_path, monkeypatch, c
     """A record whose plan differs from this run's, or a run of several rounds, is not
     continued: the earlier record is set aside and the run starts anew."""
     monkeypatch.setenv("MIXER_GIT_COMMIT", "0123456789abcdef")
-    real = bench.measure
-
-    def cut(name, *args):
-        if name == "timm:mixer_s32_224":
-            raise KeyboardInterrupt
-        return real(name, *args)
-
-    monkeypatch.setattr(bench, "measure", cut)
+    measuring(bench, monkeypatch, cut="timm:mixer_s32_224")
     with pytest.raises(KeyboardInterrupt):
         bench.main(["--preset", "tiny", "--device", "cpu", "--out", str(tmp_path)])
     [path] = tmp_path.glob("benchmark-tiny-*.json")
@@ -172,7 +163,7 @@ def test_resume_refuses_a_record_of_another_plan(bench, tmp_path, monkeypatch, c
                                bench.plan(args), 1) is None
         assert "of preset 'tiny'" in capsys.readouterr().err
         return
-    monkeypatch.setattr(bench, "measure", lambda name, *a: real(name, *a))
+    measuring(bench, monkeypatch)
     bench.main(["--preset", "tiny", "--device", "cpu", "--out", str(tmp_path), "--resume",
                 "--repeats", "1", *change])
     assert f"not resuming {path.name}: {reason}" in capsys.readouterr().err
