@@ -61,7 +61,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from mixer_lib import create_model, dense_gelu, token_kernel  # noqa: E402
-from mixer_lib.model import TokenDense, TokenMixingMlp  # noqa: E402
+from mixer_lib.model import VARIANTS, TokenDense, TokenMixingMlp, get_config  # noqa: E402
 from mixer_lib.provenance import device_name, device_tag, environment, write_json  # noqa: E402
 from mixer_lib.rundir import set_aside_record  # noqa: E402
 from mixer_lib.signals import run_child  # noqa: E402
@@ -230,6 +230,29 @@ CHECKED_TMA = ("Mixer-B/16", "Mixer-S/32", "Mixer-H/14")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def checked_specs(arg: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The variants checked in the pointer form and in the TMA form: :data:`CHECKED` and
+    :data:`CHECKED_TMA`, or both those of ``--checks`` (``"Mixer-B/16,Mixer-S/32@gelu=exact"``);
+    ValueError naming what is not a variant."""
+    if arg is None:
+        return CHECKED, CHECKED_TMA
+    specs = tuple(s.strip() for s in arg.split(",") if s.strip())
+
+    def known(spec: str) -> bool:
+        variant, _, option = spec.partition("@")
+        try:
+            get_config(variant)
+        except ValueError:
+            return False
+        return option in ("", "gelu=exact")
+
+    wrong = [s for s in specs if not known(s)]
+    if wrong or not specs:
+        raise ValueError(f"--checks: {', '.join(wrong) or 'nothing named'}: name variants "
+                         f"({', '.join(VARIANTS)}), each optionally with @gelu=exact")
+    return specs, specs
+
+
 def check_case(spec: str, device: torch.device, dtype: torch.dtype, batch: int = 4,
                form: str = "pointers") -> dict:
     """The fused kernel (in ``form``) against the reference in a whole model
@@ -303,6 +326,12 @@ def main(argv: list[str] | None = None) -> dict:
                         help="also compile with mode='max-autotune-no-cudagraphs' (minutes)")
     parser.add_argument("--no-compile", action="store_true", help="leave compiled forms out")
     parser.add_argument("--out", default=str(REPO / "results" / "perf"))
+    parser.add_argument("--checks", help="comma-separated variants (variant[@gelu=exact]) "
+                        "whose whole model the fused kernel is checked in, both forms "
+                        f"(default: {', '.join(CHECKED)}; the TMA form: "
+                        f"{', '.join(CHECKED_TMA)})")
+    parser.add_argument("--checks-only", action="store_true",
+                        help="stop after the checks: no timings (the record holds the checks)")
     # only the whole-model checks of these variants, one JSON line each (checks_in_child)
     parser.add_argument("--check-specs", help=argparse.SUPPRESS)
     parser.add_argument("--check-form", default="pointers", choices=token_kernel.FORMS,
@@ -315,6 +344,10 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     if args.batch < 1 or args.repeats < 1 or args.warmup < 0:
         parser.error("need --batch >= 1, --repeats >= 1 and --warmup >= 0")
+    try:
+        checked, checked_tma = checked_specs(args.checks)
+    except ValueError as err:
+        parser.error(str(err))
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no GPU")
@@ -373,16 +406,21 @@ def main(argv: list[str] | None = None) -> dict:
     attempted("check dense+GELU", check_dense_gelu)
     if fused:  # first: the kernel must agree with the reference before it is timed
         record["check"] = {}
-        for spec in CHECKED:
+        for spec in checked:
             for name, kind in DTYPES.items():
                 attempted(f"check {spec} {name}", partial(check, spec, name, kind))
         if token_kernel.tma_device(device):  # the newer form, in a process of its own
-            cases, failed = checks_in_child(list(CHECKED_TMA), "tma", ["bf16"], device)
+            cases, failed = checks_in_child(list(checked_tma), "tma", ["bf16"], device)
             record["check"] |= cases
             failures += failed
             for name, case in cases.items():
                 print(check_line(name, case), flush=True)
             write_json(out, record)
+    if args.checks_only:
+        write_json(out, record)
+        print(f"record: {out}")
+        exit_if_failed(failures, "step(s)")
+        return record
     for name, form in forms.items():  # "left" first, unguarded: the others' reference
         if reference:
             attempted(f"MLP {name}", partial(mlp, name, form))

@@ -11,14 +11,25 @@ Where it applies (:func:`applies`): on a CUDA device, with the tanh GELU, no gra
 (the op has no backward) and no active dropout; ``MixerConfig(fused_dense_gelu=False)`` turns
 it off. Not on a CPU: there the same op computes the exact (erf) GELU, which the tests check.
 Under ``torch.compile`` the op stays one call (Inductor keeps it as a fallback kernel).
+``torch.utils.flop_counter.FlopCounterMode`` counts it as the product it computes (torch
+2.11 to 2.14 count no FLOPs for it), so a model's counted FLOPs do not depend on the path.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import flop_registry, register_flop_formula
 
 from mixer_lib.token_kernel import autocast_dtype, grad_wanted
+
+if torch.ops.aten._addmm_activation not in flop_registry:  # a later torch may count it
+    @register_flop_formula(torch.ops.aten._addmm_activation)
+    def _dense_gelu_flops(bias_shape, a_shape, b_shape, *args, **kwargs) -> int:
+        """``(m, k) @ (k, n)``: 2·m·k·n, as for ``addmm`` (the GELU uncounted, like every
+        element-wise op)."""
+        return 2 * a_shape[0] * a_shape[1] * b_shape[1]
+
 
 # devices whose torch._addmm_activation applies the tanh GELU (a CPU's applies the exact one)
 DEVICES = ("cuda",)

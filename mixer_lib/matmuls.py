@@ -2,8 +2,9 @@
 everything else in it (element-wise work, normalisation, the optimiser) took no time.
 
 :func:`record_matmuls` runs a function once under a ``TorchDispatchMode`` and keeps every
-matrix product it calls (``mm``, ``addmm``, ``bmm``, ``baddbmm``, convolutions and their
-backward, fused attention), after autocast has chosen their dtype. :func:`replay_seconds`
+matrix product it calls (``mm``, ``addmm``, the one-call dense layer and GELU of
+:mod:`mixer_lib.dense_gelu`, ``bmm``, ``baddbmm``, convolutions and their backward, fused
+attention), after autocast has chosen their dtype. :func:`replay_seconds`
 runs those calls again on fresh tensors of the same shapes, strides and dtypes, and nothing
 else. A model's step at ``s`` seconds whose products alone take ``m`` seconds spends
 ``1 - m / s`` of it elsewhere; against a peer whose step takes ``p`` seconds, ``p / m`` bounds
@@ -25,7 +26,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from mixer_lib.timing import median_seconds
 
 MATMUL_OP_NAMES = (
-    "mm", "addmm", "bmm", "baddbmm", "convolution", "convolution_backward",
+    "mm", "addmm", "_addmm_activation", "bmm", "baddbmm", "convolution", "convolution_backward",
     "_scaled_dot_product_flash_attention", "_scaled_dot_product_flash_attention_backward",
     "_scaled_dot_product_efficient_attention",
     "_scaled_dot_product_efficient_attention_backward",
@@ -98,7 +99,7 @@ def _matmul_flops(call: MatmulCall) -> int:
     """Multiply-adds x 2 of an ``mm``-family call (0 for the others)."""
     tensors = [a for a in call.args if isinstance(a, TensorSpec)]
     name = call.op.__name__.split(".")[0]
-    if name in ("mm", "addmm"):
+    if name in ("mm", "addmm", "_addmm_activation"):
         (m, k), (_, n) = tensors[-2].shape, tensors[-1].shape
         return 2 * m * k * n
     if name in ("bmm", "baddbmm"):

@@ -56,6 +56,7 @@ import math
 import os
 
 import torch
+from torch.utils.flop_counter import register_flop_formula
 
 try:
     import triton
@@ -406,6 +407,15 @@ def token_mixing_residual(x: torch.Tensor, y: torch.Tensor, w1: torch.Tensor,
             _tuned_kernel[grid](x, y, w1, b1, w2, b2, out, s, c, w1.shape[0],
                                 BLOCK_S=_block_tokens(s), EXACT=exact_gelu)
     return out
+
+
+@register_flop_formula(torch.ops.mixer_lib.token_mixing_residual)
+def _token_mixing_flops(x_shape, y_shape, w1_shape, *args, **kwargs) -> int:
+    """FlopCounterMode's count for the kernel: its two products per sample,
+    ``(D_S, S) @ (S, C)`` and ``(S, D_S) @ (D_S, C)``, 4·B·S·C·D_S, as the reference's two
+    products count (the GELU, biases and residual uncounted, like every element-wise op)."""
+    bsz, s, c = x_shape
+    return 4 * bsz * s * c * w1_shape[0]
 
 
 @token_mixing_residual.register_fake

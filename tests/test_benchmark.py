@@ -634,3 +634,27 @@ def test_token_kernel_compiled_refuses_bad_selections_before_compiling(args, mes
         sys.modules.pop("token_kernel_compiled", None)
     captured = capsys.readouterr()
     assert message in captured.err and captured.out == ""  # nothing compiled
+
+
+def test_token_mixing_checks_name_the_variants_and_checks_only_stops_before_the_timings(
+        tmp_path, capsys):
+    """``--checks`` picks the whole-model checks (both forms), refusing what is not a variant
+    before any work; ``--checks-only`` writes the record of the checks without timings."""
+    script = load_script("token_mixing")
+    try:
+        assert script.checked_specs(None) == (script.CHECKED, script.CHECKED_TMA)
+        assert script.checked_specs(" Mixer-B/16, Mixer-S/32@gelu=exact") == (
+            ("Mixer-B/16", "Mixer-S/32@gelu=exact"),) * 2
+        for wrong in ("Mixer-B/17", "Mixer-B/16@gelu=fast", " , "):
+            with pytest.raises(SystemExit):
+                script.main(["--device", "cpu", "--checks", wrong, "--out", str(tmp_path)])
+            assert "--checks:" in capsys.readouterr().err
+        assert not list(tmp_path.iterdir())
+        record = script.main(["--device", "cpu", "--variant", "Mixer-T/4", "--img-size", "24",
+                              "--checks", "Mixer-T/4", "--checks-only", "--out",
+                              str(tmp_path)])
+    finally:
+        sys.modules.pop("token_mixing", None)
+    written = json.loads((tmp_path / "benchmark-token-mixing-cpu.json").read_text())
+    assert written["mlp"] == written["model"] == {} and written["failed"] == []
+    assert "dense_gelu_float32" in written and record["variant"] == "Mixer-T/4"

@@ -98,3 +98,23 @@ def test_the_fused_path_compiles_without_graph_breaks(monkeypatch):
     assert explanation.graph_break_count == 0, explanation.break_reasons
     ops = {str(node.target) for graph in explanation.graphs for node in graph.graph.nodes}
     assert any("_addmm_activation" in op for op in ops), sorted(ops)
+
+
+@pytest.mark.parametrize("variant", ["Mixer-T/4", "Mixer-S/32"])
+def test_flop_counter_counts_the_model_the_same_through_the_one_call(on_cpu, variant):
+    """The benchmarks' FLOP count (and every MFU figure) must not depend on the path: the
+    H200 run of 2026-11-28 found FlopCounterMode counting nothing for the one call, and the
+    throughput benchmark refused every configuration of the model with it."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mixer_lib.flops import analytic_flops
+
+    counted = {}
+    for fused in (True, False):
+        model = create_model(variant, num_classes=10, fused_dense_gelu=fused).eval()
+        x = torch.randn(1, 3, model.cfg.img_size, model.cfg.img_size)
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(x)
+        counted[fused] = counter.get_total_flops()
+    assert len(on_cpu) == model.cfg.num_blocks  # the one call ran in each block
+    assert counted[True] == counted[False] == analytic_flops(model.cfg)

@@ -132,3 +132,30 @@ def test_replay_groups_count_each_distinct_product_and_time_aligned_rows_where_t
         assert bool(padded) == unaligned
         assert all(g["op"] in ("mm", "bmm", "baddbmm") and 9 in sum(g["shapes"], [])
                    for g in padded)
+
+
+def test_the_one_call_dense_layer_and_gelu_is_recorded_and_counted_as_its_product(
+        monkeypatch):
+    """At inference on a GPU the channel MLP's first dense layer is one
+    ``_addmm_activation`` call (mixer_lib.dense_gelu, opened on the CPU here): the products'
+    replay and FLOPs must include it, as they include the layer taken as ``addmm``."""
+    from mixer_lib import dense_gelu
+
+    model = create_model("Mixer-T/4", num_classes=10).eval()
+    x = torch.randn(2, 3, 32, 32)
+
+    def infer() -> None:
+        with torch.no_grad():
+            model(x)
+
+    unfused = record_matmuls(infer)
+    monkeypatch.setattr(dense_gelu, "DEVICES", ("cpu",))
+    fused = record_matmuls(infer)
+    names = [c.op.__name__.split(".")[0] for c in fused]
+    assert names.count("_addmm_activation") == model.cfg.num_blocks
+    assert mm_flops(fused) == mm_flops(unfused)
+    cfg = model.cfg
+    blocks = 2 * cfg.num_blocks * (4 * cfg.hidden_dim * cfg.num_patches
+                                   * (cfg.tokens_mlp_dim + cfg.channels_mlp_dim))  # batch 2
+    assert mm_flops(fused) == mm_flops(unfused) >= blocks
+    assert replay_seconds(fused, repeats=1, warmup=0) > 0

@@ -164,3 +164,24 @@ def test_configs_are_selected_by_index_and_form():
             token_kernel.select_configs(bad, configs)
     assert token_kernel.select_configs("tma") == [
         token_kernel.CONFIGS.index(c) for c in token_kernel.configs_of("tma")]
+
+
+def test_flop_counter_counts_the_kernel_as_the_reference_products():
+    """FlopCounterMode counts the fused op (on fake tensors: no Triton needed) as the token
+    MLP's two products that it replaces, so the benchmarks' FLOPs and MFU do not depend on
+    the path."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.utils.flop_counter import FlopCounterMode
+
+    mlp = create_model("Mixer-T/4").blocks[0].mlp_tokens  # S = 64 tokens, D_S = 64
+    bsz, s, c, ds = 3, 64, 40, mlp.fc1.out_features
+    with FlopCounterMode(display=False) as reference, torch.no_grad():
+        mlp(torch.randn(bsz, s, c))
+    with FakeTensorMode():
+        x = torch.randn(bsz, s, c)
+        w = [t.to(torch.bfloat16) for t in (torch.randn(ds, s), torch.randn(ds),
+                                            torch.randn(s, ds), torch.randn(s))]
+        with FlopCounterMode(display=False) as fused:
+            out = torch.ops.mixer_lib.token_mixing_residual(x, x, *w, False)
+    assert out.shape == (bsz, s, c)
+    assert fused.get_total_flops() == reference.get_total_flops() == 4 * bsz * s * c * ds
