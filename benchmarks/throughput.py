@@ -121,14 +121,16 @@ PRESETS = {
                               modes=["eager"], repeats=8, warmup=3, compile_models=[],
                               out="results/perf"),
     # The fused inference paths in the whole model, each against the model without it:
-    # the token-mixing kernel (mixer_lib.token_kernel) off, its two forms ("pointers", the
-    # default, against "tma", Hopper's tensor-memory copies), and the channel MLP's dense
-    # layer without its GELU epilogue (mixer_lib.dense_gelu); inference only (none has a
+    # the token-mixing kernel (mixer_lib.token_kernel) off, each of its two forms named
+    # ("tma", Hopper's tensor-memory copies and the default since gemm-stem-tma, against
+    # "pointers"), and the channel MLP's dense layer without its GELU epilogue
+    # (mixer_lib.dense_gelu, which applies without autocast only); inference only (none has a
     # backward: training is the same with and without them), eager, bf16 autocast and bf16
     # weights, batch 128, with ViT-B/16 in the same run. A preset of its own: a fault in the
     # newer kernel form loses only this record. scripts/perf-on-gpu.sh runs it before
     # perf-gpu.
     "perf-gpu-forms": dict(models=["Mixer-B/16", "Mixer-B/16@fused_token_mixing=false",
+                                   "Mixer-B/16@token_kernel_form=pointers",
                                    "Mixer-B/16@token_kernel_form=tma",
                                    "Mixer-B/16@fused_dense_gelu=false",
                                    "timm:vit_base_patch16_224"], batch=128,

@@ -34,8 +34,9 @@ that, the channel MLP's dense layer with its GELU in one call (:mod:`mixer_lib.d
 against the tanh and the exact GELU in float32 (``dense_gelu_float32``: the tanh GELU on a
 GPU, where the library takes that call; the exact one on a CPU, where it does not), and,
 where the fused kernel runs, the kernel against the reference in whole models (``check``:
-the pointer form in bf16 and fp16, then the TMA form in bf16 in a child process, whose
-fault could not end this one's measurements).
+the TMA form, the default, in bf16 in a child process, whose fault could not end this one's
+measurements, then the pointer form in bf16 and fp16; ``--checks`` names the models,
+``--checks-only`` stops there).
 
     python benchmarks/token_mixing.py                      # on a GPU: Mixer-B/16, bf16, 128
     python benchmarks/token_mixing.py --device cpu --variant Mixer-T/4 --batch 2 --img-size 32
@@ -406,16 +407,16 @@ def main(argv: list[str] | None = None) -> dict:
     attempted("check dense+GELU", check_dense_gelu)
     if fused:  # first: the kernel must agree with the reference before it is timed
         record["check"] = {}
-        for spec in checked:
-            for name, kind in DTYPES.items():
-                attempted(f"check {spec} {name}", partial(check, spec, name, kind))
-        if token_kernel.tma_device(device):  # the newer form, in a process of its own
+        if token_kernel.tma_device(device):  # the default form first, in a process of its own
             cases, failed = checks_in_child(list(checked_tma), "tma", ["bf16"], device)
             record["check"] |= cases
             failures += failed
             for name, case in cases.items():
                 print(check_line(name, case), flush=True)
             write_json(out, record)
+        for spec in checked:
+            for name, kind in DTYPES.items():
+                attempted(f"check {spec} {name}", partial(check, spec, name, kind))
     if args.checks_only:
         write_json(out, record)
         print(f"record: {out}")

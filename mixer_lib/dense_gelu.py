@@ -7,9 +7,13 @@ before the product's one rounding. The hidden ``(B·S, D_C)`` activations are wr
 instead of written by the product, then read and written again by a separate GELU: for
 Mixer-B/16 at batch 128 in bf16, 154 MB each way per block.
 
-Where it applies (:func:`applies`): on a CUDA device, with the tanh GELU, no gradient wanted
-(the op has no backward) and no active dropout; ``MixerConfig(fused_dense_gelu=False)`` turns
-it off. Not on a CPU: there the same op computes the exact (erf) GELU, which the tests check.
+Where it applies (:func:`applies`): on a CUDA device, without autocast (the weights already
+in the compute dtype, as with ``model.to(torch.bfloat16)``), with the tanh GELU, no gradient
+wanted (the op has no backward) and no active dropout; ``MixerConfig(fused_dense_gelu=False)``
+turns it off. Not under autocast: on an H200 at 2f7240f, Mixer-B/16 at batch 128 ran 1.08x
+faster with it with bf16 weights but 0.92x as fast under bf16 autocast
+(``results/perf/benchmark-perf-gpu-forms-NVIDIA-H200.json``). Not on a CPU: there the same
+op computes the exact (erf) GELU, which the tests check.
 Under ``torch.compile`` the op stays one call (Inductor keeps it as a fallback kernel).
 ``torch.utils.flop_counter.FlopCounterMode`` counts it as the product it computes (torch
 2.11 to 2.14 count no FLOPs for it), so a model's counted FLOPs do not depend on the path.
@@ -40,6 +44,8 @@ def applies(mlp: nn.Module, x: torch.Tensor) -> bool:
     ``x (..., dim)`` in one call (the conditions in the module's docstring)."""
     if not (mlp.fused_dense_gelu and x.device.type in DEVICES):
         return False
+    if autocast_dtype(x) is not None:
+        return False  # slower under autocast on an H200 (the module's docstring)
     if mlp.act.approximate != "tanh":
         return False
     if grad_wanted(x, *mlp.fc1.parameters()):

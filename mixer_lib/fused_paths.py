@@ -2,13 +2,18 @@
 the decisions they are for (issue 17; ``scripts/perf-on-gpu.sh`` prints them last):
 
 * the channel MLP's dense layer with its bias and GELU in one cuBLASLt call
-  (:mod:`mixer_lib.dense_gelu`, ``MixerConfig.fused_dense_gelu``, on by default on CUDA): does
-  the call compute the tanh GELU (``dense_gelu_float32`` of the token-mixing record), and is
-  the model faster with it (preset ``perf-gpu-forms``, ``Mixer-B/16@fused_dense_gelu=false``)?
+  (:mod:`mixer_lib.dense_gelu`, ``MixerConfig.fused_dense_gelu``, on by default on CUDA,
+  without autocast): does the call compute the tanh GELU (``dense_gelu_float32`` of the
+  token-mixing record), and is the model with bf16 weights faster with it (preset
+  ``perf-gpu-forms``, ``Mixer-B/16@fused_dense_gelu=false``)? Under bf16 autocast it was
+  slower (0.92x, H200, 2f7240f) and no longer applies there; that ratio is reported, not
+  decided on.
 * the token-mixing kernel's TMA form (:mod:`mixer_lib.token_kernel`,
-  ``MixerConfig.token_kernel_form``, default ``"pointers"``): is it faster than the pointer
-  form alone (the configs record), in the whole model (``Mixer-B/16@token_kernel_form=tma``),
-  and as close to float32 (the token-mixing record's ``check``)?
+  ``MixerConfig.token_kernel_form``, ``"tma"`` since the H200 records of 2f7240f): is it
+  faster than the pointer form alone (the configs record), in the whole model
+  (``Mixer-B/16@token_kernel_form=tma`` against ``...=pointers``, or against ``Mixer-B/16``
+  in records made while the pointer form was the default), and as close to float32 (the
+  token-mixing record's ``check``)?
 
 Only records made on a GPU count. Each finding names its record; a missing one reads "not
 yet". The defaults stay decisions made in code (:class:`MixerConfig`); this
@@ -22,11 +27,12 @@ import dataclasses
 from pathlib import Path
 
 from mixer_lib.kernelbench import _form
-from mixer_lib.model import MixerConfig
-from mixer_lib.products import OURS, PERF, _latest, _title
-from mixer_lib.throughputs import of_current_form
+from mixer_lib.model import MODEL_FORM, MixerConfig
+from mixer_lib.products import OURS, PERF, VIT, _latest, _title
+from mixer_lib.throughputs import MODEL_FORMS, form_rank, of_current_form
 
 TMA_MODEL = f"{OURS}@token_kernel_form=tma"
+POINTERS_MODEL = f"{OURS}@token_kernel_form=pointers"
 UNFUSED_GELU = f"{OURS}@fused_dense_gelu=false"
 TANH_TOL = 1e-5  # float32 rounding of a GELU of pre-activations of a few units
 SAME_SPEED = 0.02  # ratios within 2 % of 1 are noise between two rows of one run
@@ -64,13 +70,23 @@ def _model_ratios(record: dict, model: str, base: str) -> tuple[dict[str, float]
             and (base, dtype, b) in rows}, batch
 
 
-def _in_model(folder: str | Path, model: str, base: str) -> tuple[str, float | None, bool]:
-    """The words for ``model`` against ``base`` in the latest GPU forms record, its bf16
-    autocast ratio (None when not measured) and whether a measurement of ``model`` failed
-    there (the record's ``failed``)."""
+def _pointers_row(record: dict) -> str | None:
+    """The forms record's row of the pointer form: named, or ``Mixer-B/16`` itself in a
+    record made while it was the default (a model form before ``gemm-stem-tma``)."""
+    if any(r["model"] == POINTERS_MODEL for r in record["rows"]):
+        return POINTERS_MODEL
+    return OURS if form_rank(record) < list(MODEL_FORMS).index("gemm-stem-tma") else None
+
+
+def _in_model(folder: str | Path, model: str, base: str | None,
+              dtype: str = "bf16") -> tuple[str, float | None, bool]:
+    """The words for ``model`` against ``base`` (None: the record's pointer-form row) in the
+    latest GPU forms record, its ratio in ``dtype`` (None when not measured) and whether a
+    measurement of ``model`` failed there (the record's ``failed``)."""
     record = _forms_record(folder)
     if record is None:
         return NOT_YET, None, False
+    base = base or _pointers_row(record) or POINTERS_MODEL
     ratios, batch = _model_ratios(record, model, base)
     failed = [f["error"] for f in record.get("failed", []) if f" {model} " in f"{f['what']} "]
     names = {"bf16": "bf16 autocast", "bf16w": "bf16 weights"}
@@ -79,13 +95,13 @@ def _in_model(folder: str | Path, model: str, base: str) -> tuple[str, float | N
     if not words:
         return NOT_YET, None, False
     where = _title(record) + (f", batch {batch}" if ratios else "")
-    return f"{', '.join(words)} ({where})", ratios.get("bf16"), bool(failed)
+    return f"{', '.join(words)} ({where})", ratios.get(dtype), bool(failed)
 
 
 def gelu_epilogue(folder: str | Path = PERF) -> dict:
     """The finding on the one-call dense layer and GELU: ``agrees`` (True, False or None when
-    not checked), ``check`` and ``speed`` (sentences), ``ratio`` (bf16 autocast, or None),
-    ``failed`` (a measurement of the model with it failed)."""
+    not checked), ``check`` and ``speed`` (sentences), ``ratio`` (with bf16 weights, where it
+    applies; or None), ``failed`` (a measurement of the model with it failed)."""
     record = _latest(folder, "benchmark-token-mixing-*.json",
                      keep=lambda r: _gpu(r) and "dense_gelu_float32" in r)
     agrees, check = None, NOT_YET
@@ -97,7 +113,7 @@ def gelu_epilogue(folder: str | Path = PERF) -> dict:
                 if g["vs_tanh"] < g["vs_exact"] else "not the tanh GELU")
         check = (f"{what}: largest difference {g['vs_tanh']:.1e} from the tanh GELU and "
                  f"{g['vs_exact']:.1e} from the exact one, float32 ({_title(record)})")
-    speed, ratio, failed = _in_model(folder, OURS, UNFUSED_GELU)
+    speed, ratio, failed = _in_model(folder, OURS, UNFUSED_GELU, "bf16w")
     return {"agrees": agrees, "check": check, "speed": speed, "ratio": ratio, "failed": failed}
 
 
@@ -122,7 +138,7 @@ def tma_form(folder: str | Path = PERF) -> dict:
     if failed:
         out["alone"] += (f"; {len(failed)} of {len(tma)} TMA shapes failed "
                          f"(first: {failed[0]['error']})")
-    out["model"], out["ratio"], out["failed"] = _in_model(folder, TMA_MODEL, OURS)
+    out["model"], out["ratio"], out["failed"] = _in_model(folder, TMA_MODEL, None)
     newest = _latest(folder, "benchmark-token-mixing-*.json", keep=_gpu)
     broke = [f["error"] for f in (newest or {}).get("failed") or []
              if f["what"] == f"check {OURS} bf16 tma"]
@@ -150,20 +166,41 @@ def current_form_timed(folder: str | Path = PERF) -> str:
         return "No GPU has timed this model yet"
     if of_current_form(record):
         return f"The current form was timed on a GPU: {_title(record)} ({record['preset']})"
-    return (f"None of these changes has been timed on a GPU yet: the newest GPU record "
-            f"({_title(record)}) is of the earlier form "
+    return (f"The current form, {MODEL_FORM}, has not been timed on a GPU as a whole yet: the "
+            f"newest GPU record ({_title(record)}) is of the earlier form "
             f"{record.get('model_form', 'not recorded')}")
+
+
+def tma_against_vit(folder: str | Path = PERF) -> str:
+    """Mixer-B/16 with the TMA form against ViT-B/16 in the latest GPU forms record, eager
+    inference, per dtype: the ratio and the share of the matmul peak measured in that run
+    (a sentence; "not measured" without both rows)."""
+    record = _forms_record(folder)
+    if record is None:
+        return "not measured"
+    ratios, batch = _model_ratios(record, TMA_MODEL, VIT)
+    mfu = {r["dtype"]: r.get("infer_mfu") for r in record["rows"]
+           if r["model"] == TMA_MODEL and r["mode"] == "eager" and r["batch"] == batch}
+    names = {"bf16": "bf16 autocast", "bf16w": "bf16 weights"}
+    words = [f"{names.get(d, d)} {q:.2f}x" + (f" at {100 * mfu[d]:.0f} % of the bf16 matmul "
+                                             f"peak" if mfu.get(d) else "")
+             for d, q in ratios.items()]
+    if not words:
+        return "not measured"
+    return f"{', '.join(words)} ({_title(record)}, perf-gpu-forms, eager, batch {batch})"
 
 
 def status(folder: str | Path = PERF) -> dict[str, str]:
     """The sentences the Claims chapter glues: ``fp_form`` (is today's form timed on a GPU),
+    ``fp_tma_vit`` (Mixer-B/16 with the TMA form against ViT-B/16),
     ``fp_gelu`` (the one-call GELU: check and speed), ``fp_tma`` (the TMA form: alone, in the
     model, its check and the default)."""
     gelu, tma = gelu_epilogue(folder), tma_form(folder)
     default = _default("token_kernel_form")
-    return {"fp_form": current_form_timed(folder),
+    return {"fp_form": current_form_timed(folder), "fp_tma_vit": tma_against_vit(folder),
             "fp_gelu": f"Checked on a GPU: {gelu['check']}. Timed on a GPU in the whole "
-                       f"model, with it against without it: {gelu['speed']}",
+                       f"model, with it against without it: {gelu['speed']}. It applies "
+                       f"without autocast only (the weights in the compute dtype)",
             "fp_tma": f"Timed alone on a GPU: {tma['alone']}. Timed on a GPU in the whole "
                       f"model against the pointer form: {tma['model']}. Checked against "
                       f"float32 on a GPU: {tma['check']}. The default is the {default} form "
@@ -185,7 +222,8 @@ def _decision(field: str, failed: bool, undecided: bool, supported: bool, yes, n
 def recommendations(folder: str | Path = PERF) -> list[str]:
     """What the records support for the two defaults, a line each (printed by ``python -m
     mixer_lib.fused_paths`` and at the end of ``scripts/perf-on-gpu.sh``): the dense layer's
-    GELU epilogue where it computes the tanh GELU and does not slow the model; the TMA form
+    GELU epilogue where it computes the tanh GELU and does not slow the model with bf16
+    weights (without autocast, where it applies); the TMA form
     where it is faster in the model beyond noise and as close to float32."""
     gelu, tma = gelu_epilogue(folder), tma_form(folder)
     return [f"dense layer + GELU in one call, checked: {gelu['check']}",

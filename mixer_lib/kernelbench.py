@@ -70,18 +70,20 @@ def shapes_table(folder: str | Path = PERF) -> tuple[list[str], list[list[str]]]
 
 
 def checks_table(folder: str | Path = PERF) -> tuple[list[str], list[list[str]]]:
-    """One row per model and dtype of the latest token-mixing record with a ``check``
-    section: the largest differences of the kernel's and the reference's features from
-    float32, between the two, and the blocks that took the kernel."""
-    record = _latest(folder, "benchmark-token-mixing-*.json", keep=lambda r: bool(r.get("check")))
+    """One row per model, dtype and form checked in any token-mixing record (the newest
+    check of each, so that a run of ``--checks`` for one model keeps the others' rows): the
+    largest differences of the kernel's and the reference's features from float32, between
+    the two, the blocks that took the kernel, and the record."""
     headers = ["model, dtype", "kernel vs float32", "reference vs float32",
-               "kernel vs reference", "blocks through the kernel"]
-    if record is None:
-        return headers, []
-    rows = [[name, f"{c['fused_vs_float32']:.3g}", f"{c['reference_vs_float32']:.3g}",
-             f"{c['fused_vs_reference']:.3g}", f"{c['blocks_fused']} of {c['blocks']}"]
-            for name, c in record["check"].items()]
-    return [*headers[:-1], f"{headers[-1]} ({_title(record)})"], rows
+               "kernel vs reference", "blocks through the kernel", "record"]
+    newest: dict[str, tuple[dict, dict]] = {}
+    for record in read_records(folder, "benchmark-token-mixing-*.json",
+                               lambda r: bool(r.get("check"))):  # oldest first
+        for name, case in record["check"].items():
+            newest[name] = (case, record)
+    return headers, [[name, f"{c['fused_vs_float32']:.3g}", f"{c['reference_vs_float32']:.3g}",
+                      f"{c['fused_vs_reference']:.3g}", f"{c['blocks_fused']} of {c['blocks']}",
+                      _title(record)] for name, (c, record) in newest.items()]
 
 
 def kernel_summary(folder: str | Path = PERF) -> dict[str, str]:

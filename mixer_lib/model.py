@@ -42,10 +42,10 @@ GeluKind = Literal["tanh", "exact"]
 # How the model computes (recorded with every run): the stem as one product over the flattened
 # patches, the residual stream as a contiguous (B, S, C) tensor, token mixing by TokenDense;
 # at inference the LayerNorms in autocast's compute dtype, and on a GPU each block's token
-# mixing in one kernel (mixer_lib.token_kernel) and the channel MLP's first dense layer with
-# its bias and GELU in one cuBLASLt call (mixer_lib.dense_gelu). Earlier forms:
-# mixer_lib.throughputs.
-MODEL_FORM = "gemm-stem-dense-gelu"
+# mixing in one kernel (mixer_lib.token_kernel; its TMA form on sm_90 and later) and, without
+# autocast, the channel MLP's first dense layer with its bias and GELU in one cuBLASLt call
+# (mixer_lib.dense_gelu). Earlier forms: mixer_lib.throughputs.
+MODEL_FORM = "gemm-stem-tma"
 
 
 @dataclass(frozen=True)
@@ -68,11 +68,13 @@ class MixerConfig:
     # inference on a GPU: each block's token mixing in one Triton kernel where it applies
     # (mixer_lib.token_kernel); training always takes TokenMixingMlp
     fused_token_mixing: bool = True
-    # that kernel's form: "pointers" (any GPU) or "tma" (sm_90+; opt-in until GPU records
-    # support it: python -m mixer_lib.fused_paths)
-    token_kernel_form: str = "pointers"
-    # inference on a GPU: the channel MLP's first dense layer, bias and tanh GELU in one
-    # cuBLASLt call (mixer_lib.dense_gelu); otherwise fc1 then GELU
+    # that kernel's form: "tma" (tiles moved by TMA on sm_90 and later, elsewhere the
+    # pointer form) or "pointers" (any GPU); "tma" since the H200 records of 2f7240f
+    # supported it (python -m mixer_lib.fused_paths)
+    token_kernel_form: str = "tma"
+    # inference on a GPU without autocast (weights in the compute dtype): the channel MLP's
+    # first dense layer, bias and tanh GELU in one cuBLASLt call (mixer_lib.dense_gelu);
+    # otherwise fc1 then GELU
     fused_dense_gelu: bool = True
 
     def __post_init__(self) -> None:

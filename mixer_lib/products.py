@@ -216,8 +216,9 @@ MODEL_FORMS_TIMED = ("left", "left-bmm-add", "right", "broadcast-matmul", "trans
 
 def _forms_record(folder: str | Path) -> dict | None:
     """The latest token-mixing record whose run got as far as timing each of its eager
-    product forms in the whole model (a run cut short by its time limit keeps fewer)."""
-    return _latest(folder, "benchmark-token-mixing-*.json", keep=lambda r: all(
+    product forms in the whole model (a run cut short by its time limit keeps fewer; one of
+    ``--checks-only`` times none)."""
+    return _latest(folder, "benchmark-token-mixing-*.json", keep=lambda r: bool(r["mlp"]) and all(
         name in r["model"] for name in r["mlp"] if name in MODEL_FORMS_TIMED))
 
 

@@ -29,7 +29,8 @@ before GELU too), and the branch is added to the residual in float32 before one 
 
 Two forms of the kernel (``MixerConfig.token_kernel_form``):
 
-* ``"pointers"`` (the default; any CUDA GPU Triton supports): tiles loaded through tensors of
+* ``"pointers"`` (any CUDA GPU Triton supports; the default before model form
+  ``gemm-stem-tma``, and where the TMA form cannot run): tiles loaded through tensors of
   pointers. Compiled for an H100/H200 (sm_90a) at 256 padded tokens (the /16 variants,
   H/14), every tile shape spills about 1-5 KB of registers per thread to local memory, and
   its loads are plain ones the threads wait for, with no asynchronous copies to overlap the
@@ -40,10 +41,11 @@ Two forms of the kernel (``MixerConfig.token_kernel_form``):
   the padding needs no masks), ``W1`` passed transposed so its rows are 16-byte aligned. Its
   tile shapes in :data:`CONFIGS` compile with no spills and a pipelined loop (the stream in
   bf16, as the model hands it to the kernel). It needs rows of 16-byte multiples (C and D_S
-  multiples of 8 in bf16) and 16-byte aligned tensors, else the pointer form runs. Opt-in
-  until GPU records show it faster in the whole model and as close to float32 as the
-  pointer form (``scripts/perf-on-gpu.sh`` measures both; :mod:`mixer_lib.fused_paths` says
-  what the records support).
+  multiples of 8 in bf16) and 16-byte aligned tensors, else the pointer form runs. The
+  default since the H200 records of 2f7240f showed it faster than the pointer form alone
+  (246 against 148 TFLOP/s) and in Mixer-B/16 (1.14x, bf16 autocast, batch 128), and as
+  close to float32 (``scripts/perf-on-gpu.sh`` measures both; :mod:`mixer_lib.fused_paths`
+  says what the records support).
 
 Tests run the kernel on the CPU through Triton's interpreter (``TRITON_INTERPRET=1`` set before
 this module is imported; fp16 only, its bf16 products are wrong there), which :func:`applies`

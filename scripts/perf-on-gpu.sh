@@ -20,15 +20,18 @@
 #    checked against float32 and timed (results/perf/benchmark-token-kernel-configs-*.json).
 # 1. (at most 70 s) The channel MLP's dense layer with its GELU in one cuBLASLt call against
 #    the tanh and the exact GELU (float32), the kernel against the reference in whole
-#    models (S/32, B/16 tanh and exact GELU, H/14; bf16 and fp16; then B/16, S/32 and H/14
-#    in the TMA form, bf16, in a child process, whose fault could not end the stage), then
-#    Mixer-B/16's token-mixing MLP in each form, alone and in the model, as far as the limit
-#    allows (benchmarks/token_mixing.py --no-compile;
+#    models (B/16, S/32 and H/14 in the TMA form, the default, bf16, in a child process,
+#    whose fault could not end the stage; then S/32, B/16 tanh and exact GELU, H/14 in the
+#    pointer form, bf16 and fp16), as far as the limit allows; each first use of a shape
+#    autotunes the kernel, which took over 40 s for H/14 on the H200. Only the checks by
+#    default (--checks-only): the token-mixing MLP's product forms, timed alone and in the
+#    model, answered their question in the records of 28c7e71, and stages 2 and 3 time the
+#    whole model; TOKEN_ARGS="" times them again (benchmarks/token_mixing.py --no-compile;
 #    results/perf/benchmark-token-mixing-*.json).
 # 2. (at most 80 s) The fused inference paths in the whole model, each against ours without
-#    it: the token-mixing kernel off, its two forms ("pointers", "tma"), and the dense layer
-#    with its GELU epilogue off, with ViT-B/16, inference, eager, bf16 autocast and bf16
-#    weights, batch 128 (preset perf-gpu-forms).
+#    it: the token-mixing kernel off, its two forms named ("pointers", "tma"), and the dense
+#    layer with its GELU epilogue off, with ViT-B/16, inference, eager, bf16 autocast and
+#    bf16 weights, batch 128 (preset perf-gpu-forms; about 40 s on the H200).
 # 3. (at most 170 s) Our Mixer-B/16, its earlier form (legacy, commit c090817), timm's
 #    mixer_b16_224 and vit_base_patch16_224 (fused attention): inference and a training step
 #    of the fine-tuning recipe, bf16 and float32, batch 128 and 512 (training at 512 in
@@ -62,8 +65,9 @@
 # then non-zero (the first failing stage's, in the order above).
 # PERF_STAGES (default "configs token perf input") picks the stages (perf: 2, 3 and 5);
 # PERF_PRESETS (default "perf-gpu-forms perf-gpu") the presets of perf; CONFIGS_ARGS (default
-# "--configs 2,tma") replaces the arguments of 0; TOKEN_ARGS, PERF_ARGS and INPUT_ARGS are
-# added to the commands (tests run the script on a CPU with them); CONFIGS_LIMIT,
+# "--configs 2,tma") and TOKEN_ARGS (default "--checks-only") replace the arguments of 0 and
+# 1; PERF_ARGS and INPUT_ARGS are added to the commands (tests run the script on a CPU with
+# them); CONFIGS_LIMIT,
 # TOKEN_LIMIT, FORMS_LIMIT, PERF_LIMIT, PRODUCTS_LIMIT and INPUT_LIMIT change the limits,
 # TOTAL_LIMIT (default 480 s) the whole script's, which bounds stage 5.
 source "$(dirname "$0")/lib/on-gpu.sh"
@@ -91,7 +95,7 @@ if [[ $stages == *" token "* ]]; then
     # shellcheck disable=SC2086
     LIMIT=${TOKEN_LIMIT:-70} limited "${TMPDIR:-/tmp}/token-mixing.log" \
         "results/perf/benchmark-token-mixing-*.json" \
-        $PY benchmarks/token_mixing.py --no-compile --repeats 10 ${TOKEN_ARGS:-}
+        $PY benchmarks/token_mixing.py --no-compile --repeats 10 ${TOKEN_ARGS---checks-only}
     ran token $?
 fi
 [[ $stages == *" perf "* ]] || PERF_PRESETS=none

@@ -444,7 +444,7 @@ def test_perf_on_gpu_script_runs_whole_on_the_cpu(cifar_root, tmp_path):
     # last, what the records support for the fused paths' defaults: a CPU's decide nothing
     verdict = done.stdout.split("== the fused inference paths' defaults")[-1]
     assert "-> not decided (fused_dense_gelu stays True)" in verdict
-    assert "-> not decided (token_kernel_form stays 'pointers')" in verdict
+    assert "-> not decided (token_kernel_form stays 'tma')" in verdict
     assert {p.name for p in out.iterdir()} == {
         "benchmark-token-kernel-configs-cpu.json", "benchmark-token-mixing-cpu.json",
         "benchmark-perf-gpu-forms-cpu.json", "benchmark-perf-gpu-cpu.json",
@@ -501,6 +501,16 @@ def test_perf_on_gpu_script_runs_whole_on_the_cpu(cifar_root, tmp_path):
                           env={**env, "OUT": str(only), "PERF_STAGES": "token"})
     assert done.returncode == 0 and {p.name for p in only.iterdir()} == {
         "benchmark-token-mixing-cpu.json", "token-mixing.log"}
+    timed = json.loads((only / "benchmark-token-mixing-cpu.json").read_text())
+    assert timed["mlp"] and timed["model"]  # TOKEN_ARGS given: the timings ran
+    checks = tmp_path / "checks"  # by default (Mixer-B/16 here) the checks alone
+    checks.mkdir()
+    done = subprocess.run(["bash", script], capture_output=True, text=True, timeout=300,
+                          env={**{k: v for k, v in env.items() if k != "TOKEN_ARGS"},
+                               "OUT": str(checks), "PERF_STAGES": "token"})
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    record = json.loads((checks / "benchmark-token-mixing-cpu.json").read_text())
+    assert record["mlp"] == record["model"] == {} and "dense_gelu_float32" in record
 
 
 def run_token_mixing(tmp_path, batch: int, prepare=lambda script: None) -> tuple[dict, str]:

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from mixer_lib.fused_paths import (
+    POINTERS_MODEL,
     TMA_MODEL,
     UNFUSED_GELU,
     current_form_timed,
@@ -15,9 +16,11 @@ from mixer_lib.fused_paths import (
     main,
     recommendations,
     status,
+    tma_against_vit,
     tma_form,
 )
 from mixer_lib.model import MODEL_FORM
+from mixer_lib.products import VIT
 
 GPU = {"device": "NVIDIA H200", "date": "2026-12-01T10:00:00+00:00", "git_commit": "d" * 40}
 CPU = {"device": "cpu (x86_64, 2 cores)", "date": "2026-12-02T10:00:00+00:00",
@@ -58,11 +61,11 @@ def configs_record(env, tma_tflops=(300.0,), pointer_tflops=148.0, failed=0):
 def test_without_gpu_records_nothing_is_decided_and_the_sentences_say_not_yet(tmp_path):
     lines = recommendations(tmp_path)
     assert "-> not decided (fused_dense_gelu stays True)" in lines[2]
-    assert "-> not decided (token_kernel_form stays 'pointers')" in lines[-1]
+    assert "-> not decided (token_kernel_form stays 'tma')" in lines[-1]
     text = status(tmp_path)
     assert text["fp_form"] == "No GPU has timed this model yet"
     assert text["fp_gelu"].count("not yet") == 2 and text["fp_tma"].count("not yet") == 3
-    assert text["fp_tma"].endswith("The default is the pointers form "
+    assert text["fp_tma"].endswith("The default is the tma form "
                                    "(MixerConfig.token_kernel_form)")
 
 
@@ -76,15 +79,20 @@ def test_records_made_on_a_cpu_decide_nothing(tmp_path):
 
 
 def test_a_tanh_gelu_that_pays_is_supported_and_a_faster_close_tma_form_too(tmp_path):
+    """The GELU epilogue judged with bf16 weights (where it applies: not under autocast,
+    where it is slower here); the TMA form against the pointer form's named row."""
     write(tmp_path, "benchmark-perf-gpu-forms-NVIDIA-H200.json", forms_record(
-        GPU, {"Mixer-B/16": 1000.0, TMA_MODEL: 1200.0, UNFUSED_GELU: 900.0},
-        bf16w={"Mixer-B/16": 1300.0, TMA_MODEL: 1290.0}))
+        GPU, {"Mixer-B/16": 1200.0, POINTERS_MODEL: 1000.0, TMA_MODEL: 1200.0,
+              UNFUSED_GELU: 1250.0},
+        bf16w={"Mixer-B/16": 1300.0, POINTERS_MODEL: 1313.0, TMA_MODEL: 1300.0,
+               UNFUSED_GELU: 1170.0}))
     write(tmp_path, "benchmark-token-mixing-NVIDIA-H200.json",
           token_record(GPU, vs_tanh=9.5e-7, vs_exact=4.9e-4, tma_diff=0.09))
     write(tmp_path, "benchmark-token-kernel-configs-NVIDIA-H200.json",
           configs_record(GPU, tma_tflops=(250.0, 296.0), failed=1))
     gelu = gelu_epilogue(tmp_path)
-    assert gelu["agrees"] is True and gelu["ratio"] == pytest.approx(1000 / 900)
+    assert gelu["agrees"] is True and gelu["ratio"] == pytest.approx(1300 / 1170)
+    assert gelu["speed"].startswith("bf16 autocast 0.96x, slower, bf16 weights 1.11x, faster")
     assert gelu["check"].startswith("the tanh GELU to float32 rounding: largest difference "
                                     "9.5e-07 from the tanh GELU and 4.9e-04 from the exact")
     tma = tma_form(tmp_path)
@@ -96,7 +104,7 @@ def test_a_tanh_gelu_that_pays_is_supported_and_a_faster_close_tma_form_too(tmp_
     assert "1 of 3 TMA shapes failed (first: illegal memory access)" in tma["alone"]
     lines = recommendations(tmp_path)
     assert "-> supported: fused_dense_gelu=True (now True)" in lines[2]
-    assert "-> supported: token_kernel_form='tma' (now 'pointers')" in lines[-1]
+    assert "-> supported: token_kernel_form='tma' (now 'tma')" in lines[-1]
 
 
 @pytest.mark.parametrize("vs_tanh, words", [
@@ -104,7 +112,7 @@ def test_a_tanh_gelu_that_pays_is_supported_and_a_faster_close_tma_form_too(tmp_
     (6e-4, "not the tanh GELU")])
 def test_a_gelu_that_is_not_tanh_to_rounding_is_not_supported(tmp_path, vs_tanh, words):
     write(tmp_path, "benchmark-perf-gpu-forms-NVIDIA-H200.json",
-          forms_record(GPU, {"Mixer-B/16": 1000.0, UNFUSED_GELU: 900.0}))
+          forms_record(GPU, {}, bf16w={"Mixer-B/16": 1000.0, UNFUSED_GELU: 900.0}))
     write(tmp_path, "benchmark-token-mixing-NVIDIA-H200.json",
           token_record(GPU, vs_tanh=vs_tanh, vs_exact=4.5e-4))
     assert gelu_epilogue(tmp_path)["check"].startswith(words + ":")
@@ -113,10 +121,11 @@ def test_a_gelu_that_is_not_tanh_to_rounding_is_not_supported(tmp_path, vs_tanh,
 
 def test_a_gelu_epilogue_that_slows_the_model_is_not_supported(tmp_path):
     write(tmp_path, "benchmark-perf-gpu-forms-NVIDIA-H200.json",
-          forms_record(GPU, {"Mixer-B/16": 900.0, UNFUSED_GELU: 1000.0}))
+          forms_record(GPU, {"Mixer-B/16": 1100.0, UNFUSED_GELU: 1000.0},
+                       bf16w={"Mixer-B/16": 900.0, UNFUSED_GELU: 1000.0}))
     write(tmp_path, "benchmark-token-mixing-NVIDIA-H200.json",
           token_record(GPU, vs_tanh=1e-6, vs_exact=5e-4))
-    assert "0.90x, slower" in gelu_epilogue(tmp_path)["speed"]
+    assert "bf16 weights 0.90x, slower" in gelu_epilogue(tmp_path)["speed"]
     assert "-> not supported" in recommendations(tmp_path)[2]
 
 
@@ -124,9 +133,21 @@ def test_a_gelu_epilogue_that_slows_the_model_is_not_supported(tmp_path):
 def test_the_pointer_form_stays_unless_tma_is_clearly_faster_and_as_close(tmp_path, tma_rate,
                                                                          tma_diff):
     write(tmp_path, "benchmark-perf-gpu-forms-NVIDIA-H200.json",
-          forms_record(GPU, {"Mixer-B/16": 1000.0, TMA_MODEL: tma_rate}))
+          forms_record(GPU, {POINTERS_MODEL: 1000.0, TMA_MODEL: tma_rate}))
     write(tmp_path, "benchmark-token-mixing-NVIDIA-H200.json", token_record(GPU, tma_diff=tma_diff))
     assert "-> not supported: token_kernel_form='pointers'" in recommendations(tmp_path)[-1]
+
+
+def test_in_a_record_of_an_earlier_form_the_models_own_row_is_the_pointer_form(tmp_path):
+    """Made while the pointer form was the default (model form gemm-stem-dense-gelu, as the
+    H200 records of 2f7240f): ``Mixer-B/16`` is the pointer form's row; a record of today's
+    form without the pointer form's row compares nothing."""
+    record = forms_record(GPU, {"Mixer-B/16": 1000.0, TMA_MODEL: 1150.0})
+    write(tmp_path, "benchmark-perf-gpu-forms-NVIDIA-H200.json",
+          {**record, "model_form": "gemm-stem-dense-gelu"})
+    assert tma_form(tmp_path)["ratio"] == pytest.approx(1.15)
+    write(tmp_path, "benchmark-perf-gpu-forms-NVIDIA-H200.json", record)
+    assert tma_form(tmp_path)["ratio"] is None and tma_form(tmp_path)["model"] == "not yet"
 
 
 def test_a_form_that_failed_in_the_model_on_the_gpu_is_not_supported(tmp_path):
@@ -148,7 +169,7 @@ def test_a_tma_check_that_failed_on_the_gpu_is_not_supported_whatever_older_ones
     child process faulted): the form is not supported, though an older record checked it
     close and the model with it was faster."""
     write(tmp_path, "benchmark-perf-gpu-forms-NVIDIA-H200.json",
-          forms_record(GPU, {"Mixer-B/16": 1000.0, TMA_MODEL: 1200.0}))
+          forms_record(GPU, {POINTERS_MODEL: 1000.0, TMA_MODEL: 1200.0}))
     write(tmp_path, "benchmark-token-mixing-NVIDIA-H200-old.json",
           token_record(dict(GPU, date="2026-11-30T10:00:00+00:00"), tma_diff=0.08))
     newer = token_record(GPU)
@@ -170,12 +191,13 @@ def test_whether_todays_form_was_timed_reads_the_newest_gpu_record(tmp_path):
     earlier = {"preset": "perf-gpu", "model_form": "bsc-token-kernel", "environment": GPU,
                "rows": []}
     write(tmp_path, "benchmark-perf-gpu-NVIDIA-H200.json", earlier)
-    assert current_form_timed(tmp_path).startswith("None of these changes has been timed on a "
-                                                   "GPU yet: the newest GPU record (H200,")
+    assert current_form_timed(tmp_path).startswith(
+        f"The current form, {MODEL_FORM}, has not been timed on a GPU as a whole yet: the "
+        "newest GPU record (H200,")
     assert current_form_timed(tmp_path).endswith("is of the earlier form bsc-token-kernel")
     write(tmp_path, "benchmark-perf-gpu-cpu.json",
           {**earlier, "model_form": MODEL_FORM, "environment": CPU})  # a CPU's: not a GPU's
-    assert current_form_timed(tmp_path).startswith("None of these changes")
+    assert current_form_timed(tmp_path).startswith("The current form, ")
     write(tmp_path, "benchmark-perf-gpu-forms-NVIDIA-H200.json",
           forms_record({**GPU, "date": "2026-12-03"}, {"Mixer-B/16": 1.0}))
     assert current_form_timed(tmp_path) == ("The current form was timed on a GPU: H200, "
@@ -186,7 +208,7 @@ def test_the_committed_records_give_a_line_per_default_and_the_command_prints_th
     lines = recommendations()
     assert sum("->" in line for line in lines) == 2
     assert main([]) == 0 and capsys.readouterr().out.splitlines() == lines
-    assert set(status()) == {"fp_form", "fp_gelu", "fp_tma"}
+    assert set(status()) == {"fp_form", "fp_gelu", "fp_tma", "fp_tma_vit"}
 
 
 def test_the_command_refuses_a_folder_that_is_not_there(tmp_path, capsys):
@@ -194,3 +216,13 @@ def test_the_command_refuses_a_folder_that_is_not_there(tmp_path, capsys):
         main([str(tmp_path / "nowhere")])
     assert stop.value.code == 2
     assert "nowhere is not a folder of records" in capsys.readouterr().err
+
+
+def test_the_tma_form_against_vit_gives_each_dtypes_ratio_and_share_of_the_peak(tmp_path):
+    assert tma_against_vit(tmp_path) == "not measured"
+    record = forms_record(GPU, {TMA_MODEL: 1300.0, VIT: 1000.0}, bf16w={TMA_MODEL: 1500.0})
+    record["rows"][0]["infer_mfu"] = 0.47
+    write(tmp_path, "benchmark-perf-gpu-forms-NVIDIA-H200.json", record)
+    assert tma_against_vit(tmp_path) == (
+        "bf16 autocast 1.30x at 47 % of the bf16 matmul peak (H200, 2026-12-01, commit "
+        "ddddddd, perf-gpu-forms, eager, batch 128)")  # no ViT row with bf16 weights

@@ -156,3 +156,23 @@ def test_the_committed_records_are_read():
     assert compiled["tkc_tma_short"].startswith("0 of ")
     assert compiled["tkc_pointers_cp_async"] == "none"  # the claim the chapter makes
     assert compiled["tkc_where"].startswith("Triton 3.6.0")  # the H200's Triton
+
+
+def test_checks_show_the_newest_check_of_each_model_with_its_record(tmp_path):
+    """A run of ``token_mixing.py --checks Mixer-B/16`` replaces B/16's rows; the other
+    models' rows stay from the older record, each naming its record."""
+    def case(diff):
+        return {"fused_vs_float32": diff, "reference_vs_float32": 0.09,
+                "fused_vs_reference": 0.1, "blocks_fused": 12, "blocks": 12}
+
+    write(tmp_path, "benchmark-token-mixing-NVIDIA-H200-old.json", {
+        "environment": ENV, "check": {"Mixer-S/32 bf16": case(0.06),
+                                      "Mixer-B/16 bf16": case(0.08)}})
+    write(tmp_path, "benchmark-token-mixing-NVIDIA-H200.json", {
+        "environment": dict(ENV, date="2026-11-28T10:00:00+00:00", git_commit="d" * 40),
+        "check": {"Mixer-B/16 bf16": case(0.07), "Mixer-B/16 bf16 tma": case(0.07)}})
+    headers, rows = checks_table(tmp_path)
+    assert headers[-1] == "record" and all(len(r) == len(headers) for r in rows)
+    assert [(r[0], r[1], r[-1][-7:]) for r in rows] == [
+        ("Mixer-S/32 bf16", "0.06", "ccccccc"), ("Mixer-B/16 bf16", "0.07", "ddddddd"),
+        ("Mixer-B/16 bf16 tma", "0.07", "ddddddd")]

@@ -198,3 +198,19 @@ def test_matmul_table_bounds_what_ours_can_gain_on_timms_mixer_by_removing_other
     assert matmul_summary([]) == dict.fromkeys(
         ("mm_where", "mm_ours_outside", "mm_timm_outside", "mm_bound", "mm_verdict"),
         "not measured") | {"mm_elsewhere": "none yet"}
+
+
+def test_a_form_that_changed_only_the_gpu_leaves_cpu_records_of_the_form_before_current():
+    """gemm-stem-tma changed what runs on a GPU only: a CPU record of gemm-stem-dense-gelu
+    is of today's form there, a GPU record of it is not, and older CPU forms stay earlier."""
+    from mixer_lib.throughputs import GPU_ONLY_FORMS, of_current_form
+
+    assert MODEL_FORM in GPU_ONLY_FORMS <= set(MODEL_FORMS)
+    cpu, gpu = "cpu (x86_64, 2 cores)", "NVIDIA H200"
+    assert of_current_form(bench_record(cpu, "fp32", {B16: 1.0}, form="gemm-stem-dense-gelu"))
+    assert of_current_form(bench_record(cpu, "fp32", {B16: 1.0}))
+    assert not of_current_form(bench_record(cpu, "fp32", {B16: 1.0}, form="bsc-token-kernel"))
+    assert not of_current_form(bench_record(gpu, "bf16", {B16: 1.0}, form="gemm-stem-dense-gelu"))
+    assert of_current_form(bench_record(gpu, "bf16", {B16: 1.0}))
+    runs = measurements([bench_record(cpu, "fp32", {B16: 1.0}, form="gemm-stem-dense-gelu")])
+    assert [m.label for m in runs] == ["cpu fp32 eager"]  # not "(earlier form)"

@@ -105,15 +105,15 @@ def test_without_the_interpreter_the_cpu_path_is_the_reference():
 def test_config_turns_the_kernel_off_in_every_block_and_picks_its_form():
     model = create_model("Mixer-T/4", num_classes=10, fused_token_mixing=False)
     assert not any(b.fused_token_mixing for b in model.blocks)
-    assert {b.token_kernel_form for b in model.blocks} == {"pointers"}
+    assert {b.token_kernel_form for b in model.blocks} == {"tma"}  # the default
     token_kernel.set_fused(model, True)
     assert all(b.fused_token_mixing for b in model.blocks)
-    token_kernel.set_fused(model, True, "tma")
-    assert {b.token_kernel_form for b in model.blocks} == {"tma"}
+    token_kernel.set_fused(model, True, "pointers")
+    assert {b.token_kernel_form for b in model.blocks} == {"pointers"}
     with pytest.raises(ValueError, match="must be one of"):
         token_kernel.set_fused(model, True, "wgmma")
     assert {b.token_kernel_form for b in create_model(
-        "Mixer-T/4", num_classes=10, token_kernel_form="tma").blocks} == {"tma"}
+        "Mixer-T/4", num_classes=10, token_kernel_form="pointers").blocks} == {"pointers"}
     with pytest.raises(ValueError, match="token_kernel_form must be one of"):
         create_model("Mixer-T/4", num_classes=10, token_kernel_form="TMA")
 
