@@ -283,6 +283,18 @@ def matmul_peak_tflops(device: torch.device, n: int = 8192, repeats: int = 20,
     return 2 * n**3 * rate / 1e12
 
 
+def one_bf16_peak(peak: float | None, peaks: dict[str, float]
+                  ) -> tuple[float | None, dict[str, float]]:
+    """The bf16 peak and the peaks by dtype with every bf16 one (``bf16``, ``bf16w``: the
+    same product, measured more than once) replaced by the highest bf16 measurement: on the
+    H200 three measurements of one run gave 700 to 761 TFLOP/s, and a share of the peak
+    taken against the lowest would flatter the model by the spread."""
+    bf16 = [p for p in (peak, *(v for d, v in peaks.items() if d.startswith("bf16"))) if p]
+    if not bf16:
+        return peak, peaks
+    return max(bf16), {d: max(bf16) if d.startswith("bf16") else v for d, v in peaks.items()}
+
+
 def matmul_seconds(device: torch.device, seconds: float, n: int = 1024) -> None:
     """Run fp32 matmuls for about ``seconds`` (device warm-up)."""
     a = torch.randn(n, n, device=device)
@@ -577,6 +589,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
                                            10, torch.bfloat16 if d.startswith("bf16")
                                            else torch.float32)
                      for d in args.dtypes}
+            peak, peaks = one_bf16_peak(peak, peaks)
     # what the record already holds, measured or failed, is not measured again
     settled = set(by_config) | {tuple(f["config"]) for f in failures if "config" in f}
     total = len(configs) * rounds

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from mixer_lib.kernelbench import _form
 from mixer_lib.model import MODEL_FORM, MixerConfig
-from mixer_lib.products import OURS, PERF, VIT, _latest, _title
+from mixer_lib.products import OURS, PERF, VIT, _latest, _title, peak_share
 from mixer_lib.throughputs import MODEL_FORMS, form_rank, of_current_form
 
 TMA_MODEL = f"{OURS}@token_kernel_form=tma"
@@ -173,16 +173,17 @@ def current_form_timed(folder: str | Path = PERF) -> str:
 
 def tma_against_vit(folder: str | Path = PERF) -> str:
     """Mixer-B/16 with the TMA form against ViT-B/16 in the latest GPU forms record, eager
-    inference, per dtype: the ratio and the share of the matmul peak measured in that run
-    (a sentence; "not measured" without both rows)."""
+    inference, per dtype: the ratio and the share of the bf16 matmul peak measured in that
+    run (:func:`~mixer_lib.products.peak_share`; a sentence; "not measured" without both
+    rows)."""
     record = _forms_record(folder)
     if record is None:
         return "not measured"
     ratios, batch = _model_ratios(record, TMA_MODEL, VIT)
-    mfu = {r["dtype"]: r.get("infer_mfu") for r in record["rows"]
+    mfu = {r["dtype"]: peak_share(record, r) for r in record["rows"]
            if r["model"] == TMA_MODEL and r["mode"] == "eager" and r["batch"] == batch}
     names = {"bf16": "bf16 autocast", "bf16w": "bf16 weights"}
-    words = [f"{names.get(d, d)} {q:.2f}x" + (f" at {100 * mfu[d]:.0f} % of the bf16 matmul "
+    words = [f"{names.get(d, d)} {q:.2f}x" + (f" at {100 * mfu[d]:.1f} % of the bf16 matmul "
                                              f"peak" if mfu.get(d) else "")
              for d, q in ratios.items()]
     if not words:

@@ -668,3 +668,18 @@ def test_token_mixing_checks_name_the_variants_and_checks_only_stops_before_the_
     written = json.loads((tmp_path / "benchmark-token-mixing-cpu.json").read_text())
     assert written["mlp"] == written["model"] == {} and written["failed"] == []
     assert "dense_gelu_float32" in written and record["variant"] == "Mixer-T/4"
+
+
+def test_the_bf16_peak_is_the_highest_of_its_measurements_for_both_bf16_dtypes():
+    """bf16 autocast and bf16 weights time the same product for their peak: each takes the
+    highest bf16 measurement of the run (700 to 761 TFLOP/s on one H200), float32 its own."""
+    script = load_script("throughput")
+    try:
+        peak, peaks = script.one_bf16_peak(761.0, {"bf16": 737.0, "bf16w": 700.0,
+                                                   "fp32": 51.0})
+        assert peak == 761.0 and peaks == {"bf16": 761.0, "bf16w": 761.0, "fp32": 51.0}
+        assert script.one_bf16_peak(None, {"fp32": 1.0}) == (None, {"fp32": 1.0})  # a CPU
+        assert script.one_bf16_peak(None, {"bf16": 2.0, "bf16w": 3.0})[1] == {
+            "bf16": 3.0, "bf16w": 3.0}
+    finally:
+        sys.modules.pop("throughput", None)

@@ -221,8 +221,10 @@ def test_the_command_refuses_a_folder_that_is_not_there(tmp_path, capsys):
 def test_the_tma_form_against_vit_gives_each_dtypes_ratio_and_share_of_the_peak(tmp_path):
     assert tma_against_vit(tmp_path) == "not measured"
     record = forms_record(GPU, {TMA_MODEL: 1300.0, VIT: 1000.0}, bf16w={TMA_MODEL: 1500.0})
-    record["rows"][0]["infer_mfu"] = 0.47
+    record["rows"][0]["infer_tflops"] = 350.0
+    record |= {"matmul_peak_tflops": 700.0,  # the highest of the run's bf16 measurements
+               "matmul_peak_tflops_by_dtype": {"bf16": 650.0, "bf16w": 680.0}}
     write(tmp_path, "benchmark-perf-gpu-forms-NVIDIA-H200.json", record)
     assert tma_against_vit(tmp_path) == (
-        "bf16 autocast 1.30x at 47 % of the bf16 matmul peak (H200, 2026-12-01, commit "
+        "bf16 autocast 1.30x at 50.0 % of the bf16 matmul peak (H200, 2026-12-01, commit "
         "ddddddd, perf-gpu-forms, eager, batch 128)")  # no ViT row with bf16 weights

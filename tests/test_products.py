@@ -135,12 +135,16 @@ def test_gpu_targets_read_the_latest_perf_record_in_like_modes(tmp_path):
                          ratio(timm, "eager", "eager", 1.1, 1.2),
                          ratio(timm, "compile", "eager", 1.6, 1.7),
                          {**ratio(vit, "eager", "eager", 9.0, 9.0), "batch": 512}],
+              # the bf16 peak measured three times in the run: shares against the highest
+              # (a bf16w row's own infer_mfu against 700 would read 62 %, "met")
+              "matmul_peak_tflops": 760.0,
+              "matmul_peak_tflops_by_dtype": {"bf16": 800.0, "bf16w": 700.0, "fp32": 50.0},
               "rows": [{"model": "Mixer-B/16", "dtype": "bf16", "batch": 128,
-                        "mode": "eager", "infer_mfu": 0.4},
+                        "mode": "eager", "infer_tflops": 320.0, "infer_mfu": 0.4},
                        {"model": "Mixer-B/16", "dtype": "bf16", "batch": 128,
-                        "mode": "compile", "infer_mfu": 0.56},
+                        "mode": "compile", "infer_tflops": 448.0, "infer_mfu": 0.56},
                        {"model": "Mixer-B/16", "dtype": "bf16w", "batch": 128,
-                        "mode": "eager", "infer_mfu": 0.54}]}
+                        "mode": "eager", "infer_tflops": 432.0, "infer_mfu": 0.62}]}
     older = {**record, "environment": {**record["environment"], "date": "2026-01-01"},
              "ratios": [], "rows": []}
     (tmp_path / "benchmark-perf-gpu-NVIDIA-H100.json").write_text(json.dumps(record))
