@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mixer_lib.provenance import latest_record
-from mixer_lib.throughputs import PEERS, of_current_form, short_device
+from mixer_lib.throughputs import PEERS, bf16_peak, of_current_form, short_device
 
 REPO = Path(__file__).resolve().parents[1]
 PERF = REPO / "results" / "perf"
@@ -278,16 +278,6 @@ def targets_table(folder: str | Path = PERF, batch: int = 128
     earlier = ("" if of_current_form(record)
                else f", earlier model form: {record.get('model_form', 'not recorded')}")
     return [*headers[:-1], f"met ({_title(record)}, batch {batch}{earlier})"], out
-
-
-def bf16_peak(record: dict) -> float | None:
-    """The highest bf16 matmul peak a throughput record measured (``matmul_peak_tflops`` and
-    the ``bf16`` and ``bf16w`` entries of ``matmul_peak_tflops_by_dtype``: the same product,
-    measured more than once in the run), None where it measured none."""
-    by_dtype = record.get("matmul_peak_tflops_by_dtype") or {}
-    found = [p for p in (record.get("matmul_peak_tflops"), by_dtype.get("bf16"),
-                         by_dtype.get("bf16w")) if p]
-    return max(found, default=None)
 
 
 def peak_share(record: dict, row: dict | None) -> float | None:

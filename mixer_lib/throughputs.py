@@ -180,11 +180,21 @@ PEERS = {"legacy:Mixer-B/16": "its earlier form", "timm:mixer_b16_224": "timm's 
          VIT_PEERS["ViT-B/16"]: "ViT-B/16"}
 
 
+def bf16_peak(record: dict) -> float | None:
+    """The highest bf16 matmul peak a throughput record measured (``matmul_peak_tflops`` and
+    the ``bf16`` and ``bf16w`` entries of ``matmul_peak_tflops_by_dtype``: the same product,
+    measured more than once in the run), None where it measured none."""
+    by_dtype = record.get("matmul_peak_tflops_by_dtype") or {}
+    found = [p for p in (record.get("matmul_peak_tflops"), by_dtype.get("bf16"),
+                         by_dtype.get("bf16w")) if p]
+    return max(found, default=None)
+
+
 def peer_table(benches: list[dict]) -> tuple[list[str], list[list[str]]]:
     """Our Mixer-B/16 against its peers measured in the same run (its earlier form, timm's
     Mixer-B/16, ViT-B/16): inference / training images/s ratios per measurement (training
     "-" where a record measured inference only), and our training at the fraction of the
-    matmul peak measured in that run."""
+    matmul peak measured in that run (in bf16 the highest of its bf16 measurements)."""
     out = []
     for run in measurements(benches):
         ours = run.rows.get("Mixer-B/16")
@@ -199,7 +209,10 @@ def peer_table(benches: list[dict]) -> tuple[list[str], list[list[str]]]:
             train = (f"{ours['train_img_s'] / theirs['train_img_s']:.2f}x"
                      if ours.get("train_img_s") and theirs.get("train_img_s") else "-")
             cells.append(f"{run.ratio('Mixer-B/16', peer):.2f}x / {train}")
-        mfu = f"{100 * ours['mfu']:.0f} %" if ours.get("mfu") else "-"
+        share = ours.get("mfu")  # bf16: against the run's highest bf16 peak (bf16_peak)
+        if run.dtype.startswith("bf16") and ours.get("train_tflops") and bf16_peak(run.bench):
+            share = ours["train_tflops"] / bf16_peak(run.bench)
+        mfu = f"{100 * share:.0f} %" if share else "-"
         out.append([run.title, str(run.batch), *cells, mfu])
     return (["measurement", "batch", *[f"ours / {name} (inference / training)"
                                        for name in PEERS.values()],

@@ -214,3 +214,16 @@ def test_a_form_that_changed_only_the_gpu_leaves_cpu_records_of_the_form_before_
     assert of_current_form(bench_record(gpu, "bf16", {B16: 1.0}))
     runs = measurements([bench_record(cpu, "fp32", {B16: 1.0}, form="gemm-stem-dense-gelu")])
     assert [m.label for m in runs] == ["cpu fp32 eager"]  # not "(earlier form)"
+
+
+def test_training_share_in_bf16_is_against_the_highest_bf16_peak_of_the_run():
+    bench = bench_record("NVIDIA H200", "bf16", {B16: 700.0, VITB: 500.0}, preset="perf-gpu",
+                         batch=128)
+    bench["rows"][0] |= {"train_img_s": 300.0, "train_tflops": 240.0, "mfu": 0.4}
+    bench["rows"][1] |= {"train_img_s": 250.0}
+    bench |= {"matmul_peak_tflops": 800.0,
+              "matmul_peak_tflops_by_dtype": {"bf16": 600.0, "bf16w": 750.0}}
+    [row] = peer_table([bench])[1]
+    assert row[-1] == "30 %"  # 240 / 800, not the row's 40 % against its dtype's 600
+    bench["matmul_peak_tflops"], bench["matmul_peak_tflops_by_dtype"] = None, {}
+    assert peer_table([bench])[1][0][-1] == "40 %"  # no peak in the record: the row's own
