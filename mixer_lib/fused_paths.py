@@ -28,7 +28,7 @@ from pathlib import Path
 
 from mixer_lib.kernelbench import _form
 from mixer_lib.model import MODEL_FORM, MixerConfig
-from mixer_lib.products import OURS, PERF, VIT, _latest, _title, peak_share
+from mixer_lib.products import DTYPE_WORDS, OURS, PERF, VIT, _latest, _title, peak_share
 from mixer_lib.throughputs import MODEL_FORMS, form_rank, of_current_form
 
 TMA_MODEL = f"{OURS}@token_kernel_form=tma"
@@ -89,8 +89,7 @@ def _in_model(folder: str | Path, model: str, base: str | None,
     base = base or _pointers_row(record) or POINTERS_MODEL
     ratios, batch = _model_ratios(record, model, base)
     failed = [f["error"] for f in record.get("failed", []) if f" {model} " in f"{f['what']} "]
-    names = {"bf16": "bf16 autocast", "bf16w": "bf16 weights"}
-    words = [f"{names.get(d, d)} {_speed(q)}" for d, q in ratios.items()]
+    words = [f"{DTYPE_WORDS.get(d, d)} {_speed(q)}" for d, q in ratios.items()]
     words += [f"{len(failed)} measurement(s) failed (first: {failed[0]})"] if failed else []
     if not words:
         return NOT_YET, None, False
@@ -182,8 +181,7 @@ def tma_against_vit(folder: str | Path = PERF) -> str:
     ratios, batch = _model_ratios(record, TMA_MODEL, VIT)
     mfu = {r["dtype"]: peak_share(record, r) for r in record["rows"]
            if r["model"] == TMA_MODEL and r["mode"] == "eager" and r["batch"] == batch}
-    names = {"bf16": "bf16 autocast", "bf16w": "bf16 weights"}
-    words = [f"{names.get(d, d)} {q:.2f}x" + (f" at {100 * mfu[d]:.1f} % of the bf16 matmul "
+    words = [f"{DTYPE_WORDS.get(d, d)} {q:.2f}x" + (f" at {100 * mfu[d]:.1f} % of the bf16 matmul "
                                              f"peak" if mfu.get(d) else "")
              for d, q in ratios.items()]
     if not words:

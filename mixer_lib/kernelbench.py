@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mixer_lib import kernel_compile
-from mixer_lib.products import OURS, PERF, UNFUSED, _latest, _title
+from mixer_lib.products import DTYPE_WORDS, OURS, PERF, UNFUSED, _latest, _title
 from mixer_lib.provenance import read_records
 
 # a tile shape's first entry (token_kernel.CONFIGS) -> how the table names it
@@ -116,8 +116,7 @@ def kernel_summary(folder: str | Path = PERF) -> dict[str, str]:
                  for (model, dtype, batch) in rows if model == UNFUSED
                  and (OURS, dtype, batch) in rows]
         if pairs:
-            names = {"bf16": "bf16 autocast", "bf16w": "bf16 weights"}
-            out["tk_model"] = ", ".join(f"{q:.2f}x ({names.get(d, d)}, batch {b})"
+            out["tk_model"] = ", ".join(f"{q:.2f}x ({DTYPE_WORDS.get(d, d)}, batch {b})"
                                         for d, b, q in pairs)
             out["tk_model_where"] = _title(perf)
             break

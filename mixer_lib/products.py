@@ -25,6 +25,8 @@ OURS, VIT = "Mixer-B/16", "timm:vit_base_patch16_224"
 # ours without the fused token-mixing kernel: the products preset measures it (since the
 # kernel, whose work is no library product), earlier records measured OURS before it existed
 UNFUSED = "Mixer-B/16@fused_token_mixing=false"
+#: How the book names the benchmark's bf16 dtypes.
+DTYPE_WORDS = {"bf16": "bf16 autocast", "bf16w": "bf16 weights"}
 
 
 def _latest(folder: str | Path, pattern: str, preset: str | None = None,
@@ -266,7 +268,7 @@ def targets_table(folder: str | Path = PERF, batch: int = 128
     out += [_target_row(record, batch, "bf16w", f"{what} (bf16 weights)", peer, measure, asked)
             for what, peer, measure, asked in GPU_TARGETS if measure == "inference"
             and any(q["dtype"] == "bf16w" and q["batch"] == batch for q in record["ratios"])]
-    for dtype, what in (("bf16", "bf16 autocast"), ("bf16w", "bf16 weights")):
+    for dtype, what in DTYPE_WORDS.items():
         rows = {r["mode"]: r for r in record["rows"] if r["model"] == OURS
                 and r["dtype"] == dtype and r["batch"] == batch}
         mfu = [peak_share(record, rows.get(mode)) for mode in ("eager", "compile")]
