@@ -314,17 +314,19 @@ def _target_row(record: dict, batch: int, dtype: str, what: str, peer: str, meas
 
 
 def targets_verdict(folder: str | Path = PERF, batch: int = 128) -> str:
-    """:func:`targets_table`'s last column in words: the targets met and missed ("not
-    measured" without a record)."""
+    """:func:`targets_table`'s last column in words: how many targets were met, and which were
+    missed or not measured by name (the table names the met ones; "not measured" without a
+    record)."""
     headers, rows = targets_table(folder, batch)
     if not rows:
         return "not measured"
-    met = [r[0] for r in rows if r[-1] == "yes"]
     missed = [r[0] for r in rows if r[-1] == "no"]
-    unread = len(rows) - len(met) - len(missed)
-    return (f"{len(met)} of {len(rows)} targets met ({'; '.join(met) or 'none'}), "
-            f"{len(missed)} missed ({'; '.join(missed) or 'none'})"
-            + (f", {unread} not measured" if unread else ""))
+    unread = [r[0] for r in rows if r[-1] not in ("yes", "no")]
+    met = len(rows) - len(missed) - len(unread)
+    words = [f"{'all ' if met == len(rows) else ''}{met} of {len(rows)} targets met"]
+    words += [f"missed: {'; '.join(missed)}"] if missed else []
+    words += [f"not measured: {'; '.join(unread)}"] if unread else []
+    return "; ".join(words[:1]) + (" (" + "; ".join(words[1:]) + ")" if words[1:] else "")
 
 
 def bf16_weights_speedup(folder: str | Path = PERF, batch: int = 128) -> str:
