@@ -57,6 +57,7 @@ from mixer_lib.provenance import (  # noqa: E402
 )
 from mixer_lib.records import timm_peer  # noqa: E402
 from mixer_lib.rundir import set_aside_record  # noqa: E402
+from mixer_lib.throughputs import BF16_DTYPES, bf16_peak  # noqa: E402
 from mixer_lib.timing import attempt, exit_if_failed  # noqa: E402
 
 PEERS = ("timm:mixer_b16_224", "timm:vit_base_patch16_224", "timm:resnet50")
@@ -286,13 +287,14 @@ def matmul_peak_tflops(device: torch.device, n: int = 8192, repeats: int = 20,
 def one_bf16_peak(peak: float | None, peaks: dict[str, float]
                   ) -> tuple[float | None, dict[str, float]]:
     """The bf16 peak and the peaks by dtype with every bf16 one (``bf16``, ``bf16w``: the
-    same product, measured more than once) replaced by the highest bf16 measurement: on the
-    H200 three measurements of one run gave 700 to 761 TFLOP/s, and a share of the peak
-    taken against the lowest would flatter the model by the spread."""
-    bf16 = [p for p in (peak, *(v for d, v in peaks.items() if d.startswith("bf16"))) if p]
-    if not bf16:
+    same product, measured more than once) replaced by the highest bf16 measurement
+    (:func:`~mixer_lib.throughputs.bf16_peak`): on the H200 three measurements of one run
+    gave 700 to 761 TFLOP/s, and a share of the peak taken against the lowest would flatter
+    the model by the spread."""
+    best = bf16_peak({"matmul_peak_tflops": peak, "matmul_peak_tflops_by_dtype": peaks})
+    if best is None:
         return peak, peaks
-    return max(bf16), {d: max(bf16) if d.startswith("bf16") else v for d, v in peaks.items()}
+    return best, {d: best if d in BF16_DTYPES else v for d, v in peaks.items()}
 
 
 def matmul_seconds(device: torch.device, seconds: float, n: int = 1024) -> None:

@@ -28,8 +28,8 @@ from pathlib import Path
 
 from mixer_lib.kernelbench import _form
 from mixer_lib.model import MODEL_FORM, MixerConfig
-from mixer_lib.products import DTYPE_WORDS, OURS, PERF, VIT, _latest, _title, peak_share
-from mixer_lib.throughputs import MODEL_FORMS, form_rank, of_current_form
+from mixer_lib.products import DTYPE_WORDS, OURS, PERF, VIT, _latest, _title
+from mixer_lib.throughputs import MODEL_FORMS, form_rank, of_current_form, peak_share
 
 TMA_MODEL = f"{OURS}@token_kernel_form=tma"
 POINTERS_MODEL = f"{OURS}@token_kernel_form=pointers"
@@ -173,7 +173,7 @@ def current_form_timed(folder: str | Path = PERF) -> str:
 def tma_against_vit(folder: str | Path = PERF) -> str:
     """Mixer-B/16 with the TMA form against ViT-B/16 in the latest GPU forms record, eager
     inference, per dtype: the ratio and the share of the bf16 matmul peak measured in that
-    run (:func:`~mixer_lib.products.peak_share`; a sentence; "not measured" without both
+    run (:func:`~mixer_lib.throughputs.peak_share`; a sentence; "not measured" without both
     rows)."""
     record = _forms_record(folder)
     if record is None:
@@ -181,8 +181,8 @@ def tma_against_vit(folder: str | Path = PERF) -> str:
     ratios, batch = _model_ratios(record, TMA_MODEL, VIT)
     mfu = {r["dtype"]: peak_share(record, r) for r in record["rows"]
            if r["model"] == TMA_MODEL and r["mode"] == "eager" and r["batch"] == batch}
-    words = [f"{DTYPE_WORDS.get(d, d)} {q:.2f}x" + (f" at {100 * mfu[d]:.1f} % of the bf16 matmul "
-                                             f"peak" if mfu.get(d) else "")
+    words = [f"{DTYPE_WORDS.get(d, d)} {q:.2f}x"
+             + (f" at {100 * mfu[d]:.1f} % of the bf16 matmul peak" if mfu.get(d) else "")
              for d, q in ratios.items()]
     if not words:
         return "not measured"

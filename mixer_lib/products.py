@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mixer_lib.provenance import latest_record
-from mixer_lib.throughputs import PEERS, bf16_peak, of_current_form, short_device
+from mixer_lib.throughputs import PEERS, of_current_form, peak_share, short_device
 
 REPO = Path(__file__).resolve().parents[1]
 PERF = REPO / "results" / "perf"
@@ -256,7 +256,7 @@ def targets_table(folder: str | Path = PERF, batch: int = 128
     each ratio eager and compiled (ours compiled against the peer compiled where the record
     compiled it, else against the peer eager, marked), and inference's share of the bf16
     matmul peak measured in the same run (the highest of its measurements,
-    :func:`peak_share`); met when a ratio of ours and the peer in the same
+    :func:`~mixer_lib.throughputs.peak_share`); met when a ratio of ours and the peer in the same
     mode reaches what was asked; the inference ratios and the share again with bf16 weights
     where the record measured them. The header names the record, and its model form where
     it is not today's."""
@@ -280,16 +280,6 @@ def targets_table(folder: str | Path = PERF, batch: int = 128
     earlier = ("" if of_current_form(record)
                else f", earlier model form: {record.get('model_form', 'not recorded')}")
     return [*headers[:-1], f"met ({_title(record)}, batch {batch}{earlier})"], out
-
-
-def peak_share(record: dict, row: dict | None) -> float | None:
-    """A bf16 row's inference TFLOP/s as a share of :func:`bf16_peak` of its record (the
-    benchmark's ``infer_mfu`` took each dtype's own measurement, which varied by up to 8 %
-    within one H200 run before 2026-11-28); None without the row or a peak."""
-    peak = bf16_peak(record)
-    if row is None or not peak or row.get("infer_tflops") is None:
-        return None
-    return row["infer_tflops"] / peak
 
 
 def _target_row(record: dict, batch: int, dtype: str, what: str, peer: str, measure: str,

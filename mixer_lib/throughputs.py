@@ -180,14 +180,29 @@ PEERS = {"legacy:Mixer-B/16": "its earlier form", "timm:mixer_b16_224": "timm's 
          VIT_PEERS["ViT-B/16"]: "ViT-B/16"}
 
 
+# the benchmark's dtypes that time the bf16 matmul peak: bf16 autocast and bf16 weights
+BF16_DTYPES = ("bf16", "bf16w")
+
+
 def bf16_peak(record: dict) -> float | None:
     """The highest bf16 matmul peak a throughput record measured (``matmul_peak_tflops`` and
     the ``bf16`` and ``bf16w`` entries of ``matmul_peak_tflops_by_dtype``: the same product,
     measured more than once in the run), None where it measured none."""
     by_dtype = record.get("matmul_peak_tflops_by_dtype") or {}
-    found = [p for p in (record.get("matmul_peak_tflops"), by_dtype.get("bf16"),
-                         by_dtype.get("bf16w")) if p]
+    found = [p for p in (record.get("matmul_peak_tflops"), *map(by_dtype.get, BF16_DTYPES))
+             if p]
     return max(found, default=None)
+
+
+def peak_share(record: dict, row: dict | None, measure: str = "infer") -> float | None:
+    """A bf16 row's ``{measure}_tflops`` (``infer`` or ``train``) as a share of
+    :func:`bf16_peak` of its record (the benchmark's ``infer_mfu`` and ``mfu`` took each
+    dtype's own measurement, which varied by up to 8 % within one H200 run before
+    2026-11-28); None without the row, its TFLOP/s or a peak."""
+    peak = bf16_peak(record)
+    if row is None or not peak or row.get(f"{measure}_tflops") is None:
+        return None
+    return row[f"{measure}_tflops"] / peak
 
 
 def peer_table(benches: list[dict]) -> tuple[list[str], list[list[str]]]:
@@ -209,9 +224,9 @@ def peer_table(benches: list[dict]) -> tuple[list[str], list[list[str]]]:
             train = (f"{ours['train_img_s'] / theirs['train_img_s']:.2f}x"
                      if ours.get("train_img_s") and theirs.get("train_img_s") else "-")
             cells.append(f"{run.ratio('Mixer-B/16', peer):.2f}x / {train}")
-        share = ours.get("mfu")  # bf16: against the run's highest bf16 peak (bf16_peak)
-        if run.dtype.startswith("bf16") and ours.get("train_tflops") and bf16_peak(run.bench):
-            share = ours["train_tflops"] / bf16_peak(run.bench)
+        # bf16: against the run's highest bf16 peak, else the row's own share
+        share = peak_share(run.bench, ours, "train") if run.dtype.startswith("bf16") else None
+        share = share or ours.get("mfu")
         mfu = f"{100 * share:.0f} %" if share else "-"
         out.append([run.title, str(run.batch), *cells, mfu])
     return (["measurement", "batch", *[f"ours / {name} (inference / training)"
