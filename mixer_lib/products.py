@@ -313,10 +313,10 @@ def targets_verdict(folder: str | Path = PERF, batch: int = 128) -> str:
     missed = [r[0] for r in rows if r[-1] == "no"]
     unread = [r[0] for r in rows if r[-1] not in ("yes", "no")]
     met = len(rows) - len(missed) - len(unread)
-    words = [f"{'all ' if met == len(rows) else ''}{met} of {len(rows)} targets met"]
-    words += [f"missed: {'; '.join(missed)}"] if missed else []
-    words += [f"not measured: {'; '.join(unread)}"] if unread else []
-    return "; ".join(words[:1]) + (" (" + "; ".join(words[1:]) + ")" if words[1:] else "")
+    notes = [f"missed: {'; '.join(missed)}"] if missed else []
+    notes += [f"not measured: {'; '.join(unread)}"] if unread else []
+    return (f"{'all ' if met == len(rows) else ''}{met} of {len(rows)} targets met"
+            + (f" ({'; '.join(notes)})" if notes else ""))
 
 
 def bf16_weights_speedup(folder: str | Path = PERF, batch: int = 128) -> str:
