@@ -152,9 +152,8 @@ def test_the_one_call_dense_layer_and_gelu_is_recorded_and_counted_as_its_produc
     monkeypatch.setattr(dense_gelu, "DEVICES", ("cpu",))
     fused = record_matmuls(infer)
     names = [c.op.__name__.split(".")[0] for c in fused]
-    assert names.count("_addmm_activation") == model.cfg.num_blocks
-    assert mm_flops(fused) == mm_flops(unfused)
     cfg = model.cfg
+    assert names.count("_addmm_activation") == cfg.num_blocks
     blocks = 2 * cfg.num_blocks * (4 * cfg.hidden_dim * cfg.num_patches
                                    * (cfg.tokens_mlp_dim + cfg.channels_mlp_dim))  # batch 2
     assert mm_flops(fused) == mm_flops(unfused) >= blocks
